@@ -1,0 +1,162 @@
+//! What an executor sees of the job it runs.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::{JobError, JobId, Progress};
+
+/// The running job, as handed to its executor: identity, payload, a progress reporter and
+/// a cancellation signal.
+///
+/// Cloning is cheap; clones share the progress reporter and the cancellation token.
+///
+/// ```
+/// use jobs_core::{JobContext, JobId};
+/// use tokio_util::sync::CancellationToken;
+///
+/// // Runtimes build contexts; tests of an executor can too.
+/// let token = CancellationToken::new();
+/// let (ctx, progress) = JobContext::new(JobId::new(), "Export", 1, serde_json::Value::Null, token.clone());
+/// ctx.report_progress(40, "copying rows");
+/// assert_eq!(progress.take().unwrap().percent, 40);
+///
+/// assert!(ctx.check_cancelled().is_ok());
+/// token.cancel();
+/// assert!(ctx.check_cancelled().is_err());
+/// ```
+#[derive(Clone)]
+pub struct JobContext {
+    id: JobId,
+    job_type: Arc<str>,
+    attempt: u32,
+    payload: Arc<Value>,
+    token: CancellationToken,
+    progress: Arc<ProgressSlot>,
+}
+
+#[derive(Default)]
+struct ProgressSlot {
+    latest: Mutex<Option<Progress>>,
+    changed: Notify,
+}
+
+/// The runtime's end of a context's progress reporter: the latest unsent report.
+///
+/// Reports overwrite each other, so a chatty executor costs one slot, and the runtime
+/// decides how often to store what is there.
+pub struct ProgressReceiver {
+    slot: Arc<ProgressSlot>,
+}
+
+impl ProgressReceiver {
+    /// Takes the latest report made since the last `take`, if any.
+    pub fn take(&self) -> Option<Progress> {
+        self.slot
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Waits until a report is made (returns at once if one was made since the last wait).
+    pub async fn changed(&self) {
+        self.slot.changed.notified().await;
+    }
+}
+
+impl JobContext {
+    /// A context for attempt `attempt` of job `id`, cancelled through `token`. Returns the
+    /// receiver on which the runtime reads progress reports.
+    pub fn new(
+        id: JobId,
+        job_type: impl Into<Arc<str>>,
+        attempt: u32,
+        payload: Value,
+        token: CancellationToken,
+    ) -> (Self, ProgressReceiver) {
+        let slot = Arc::new(ProgressSlot::default());
+        let ctx = Self {
+            id,
+            job_type: job_type.into(),
+            attempt,
+            payload: Arc::new(payload),
+            token,
+            progress: slot.clone(),
+        };
+        (ctx, ProgressReceiver { slot })
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> JobId {
+        self.id
+    }
+
+    /// The job's type.
+    pub fn job_type(&self) -> &str {
+        &self.job_type
+    }
+
+    /// The attempt being run, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The payload the job was submitted with, as JSON.
+    pub fn payload(&self) -> &Value {
+        &self.payload
+    }
+
+    /// Reports progress: `percent` (clamped to 100) and what the job is doing.
+    ///
+    /// Cheap and never blocks: it overwrites the latest report, and the runtime stores
+    /// reports at a bounded rate, so calling it in a tight loop is fine.
+    pub fn report_progress(&self, percent: u8, message: impl Into<String>) {
+        let progress = Progress::new(percent, message);
+        *self
+            .progress
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(progress);
+        self.progress.changed.notify_one();
+    }
+
+    /// Whether the job has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// `Err(JobError::Canceled)` once the job has been asked to stop, for an early return
+    /// with `?`.
+    pub fn check_cancelled(&self) -> Result<(), JobError> {
+        if self.token.is_cancelled() {
+            Err(JobError::Canceled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Completes when the job is asked to stop; use it in `tokio::select!` to interrupt a
+    /// long wait.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// The job's cancellation token, to hand to code that takes one.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.id)
+            .field("job_type", &self.job_type)
+            .field("attempt", &self.attempt)
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,66 @@
+//! Events that describe what happens to jobs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{JobId, JobStatus, Progress};
+
+/// Something that happened to a job. Repositories publish these as they apply changes, so
+/// a subscriber sees the changes of every process that shares the repository.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum JobEvent {
+    /// A job was stored and queued.
+    #[serde(rename_all = "camelCase")]
+    Submitted {
+        /// The job.
+        id: JobId,
+        /// Its type.
+        job_type: String,
+    },
+    /// A worker started an attempt.
+    #[serde(rename_all = "camelCase")]
+    Started {
+        /// The job.
+        id: JobId,
+        /// The attempt number, from 1.
+        attempt: u32,
+    },
+    /// New progress was stored (reports are coalesced, so not every call shows up).
+    #[serde(rename_all = "camelCase")]
+    Progress {
+        /// The job.
+        id: JobId,
+        /// The progress now stored.
+        progress: Progress,
+    },
+    /// A cancel was requested for a running job; its worker is being told.
+    #[serde(rename_all = "camelCase")]
+    CancelRequested {
+        /// The job.
+        id: JobId,
+    },
+    /// The job reached a terminal state.
+    #[serde(rename_all = "camelCase")]
+    Finished {
+        /// The job.
+        id: JobId,
+        /// `Succeeded`, `Failed` or `Canceled`.
+        status: JobStatus,
+        /// The error message of a failed job.
+        error: Option<String>,
+    },
+}
+
+impl JobEvent {
+    /// The job the event is about.
+    pub fn job_id(&self) -> JobId {
+        match self {
+            JobEvent::Submitted { id, .. }
+            | JobEvent::Started { id, .. }
+            | JobEvent::Progress { id, .. }
+            | JobEvent::CancelRequested { id }
+            | JobEvent::Finished { id, .. } => *id,
+        }
+    }
+}

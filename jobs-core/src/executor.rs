@@ -1,0 +1,279 @@
+//! Executors, their registration record, and typed job types.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::{BoxFuture, ExecutionError, JobContext, PayloadError};
+
+/// Runs the jobs of one type.
+///
+/// `#[job_executor]` implements this for you; implement it by hand (or use [`executor_fn`])
+/// to register an executor at run time.
+pub trait JobExecutor: Send + Sync + 'static {
+    /// The job type this executor runs.
+    fn job_type(&self) -> &str;
+
+    /// Checks a payload before a job is stored. The default accepts any payload.
+    fn validate(&self, payload: &Value) -> Result<(), PayloadError> {
+        let _ = payload;
+        Ok(())
+    }
+
+    /// Runs one attempt of a job, returning its JSON result or an error message.
+    fn execute(&self, ctx: JobContext) -> BoxFuture<'static, Result<Value, ExecutionError>>;
+}
+
+/// An executor made from a closure; see [`executor_fn`].
+pub struct FnExecutor<F> {
+    job_type: String,
+    run: F,
+}
+
+/// An executor for `job_type` that runs `run`, for registration at run time.
+///
+/// The payload is not validated at submit; read it from [`JobContext::payload`].
+///
+/// ```
+/// use jobs_core::{executor_fn, JobExecutor, JobError};
+///
+/// let echo = executor_fn("Echo", |ctx| async move {
+///     Ok::<_, JobError>(ctx.payload().clone())
+/// });
+/// assert_eq!(echo.job_type(), "Echo");
+/// ```
+pub fn executor_fn<F, Fut, T, E>(job_type: impl Into<String>, run: F) -> FnExecutor<F>
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize,
+    E: fmt::Display,
+{
+    FnExecutor {
+        job_type: job_type.into(),
+        run,
+    }
+}
+
+impl<F, Fut, T, E> JobExecutor for FnExecutor<F>
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize,
+    E: fmt::Display,
+{
+    fn job_type(&self) -> &str {
+        &self.job_type
+    }
+
+    fn execute(&self, ctx: JobContext) -> BoxFuture<'static, Result<Value, ExecutionError>> {
+        let fut = (self.run)(ctx);
+        Box::pin(async move { into_execution_result(fut.await) })
+    }
+}
+
+/// Where an executor was declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceLocation {
+    /// The source file.
+    pub file: &'static str,
+    /// The line of the declaration.
+    pub line: u32,
+    /// The module it lives in.
+    pub module_path: &'static str,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} ({})", self.file, self.line, self.module_path)
+    }
+}
+
+/// The record `#[job_executor]` submits to `inventory` for each executor; the runtime's
+/// catalog collects them at start-up.
+///
+/// It is const-constructible so that it can live in a static.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecutorRegistration {
+    /// The job type.
+    pub job_type: &'static str,
+    /// Builds the executor.
+    pub new_executor: fn() -> Arc<dyn JobExecutor>,
+    /// Checks a payload against the executor's argument type.
+    pub validate: fn(&Value) -> Result<(), PayloadError>,
+    /// Where the executor was declared.
+    pub location: SourceLocation,
+}
+
+inventory::collect!(ExecutorRegistration);
+
+impl ExecutorRegistration {
+    /// Every registration linked into the program, in unspecified order.
+    pub fn all() -> impl Iterator<Item = &'static ExecutorRegistration> {
+        inventory::iter::<ExecutorRegistration>.into_iter()
+    }
+}
+
+/// A job type known at compile time, with its argument and output types.
+///
+/// `#[job_executor("Export")] async fn export(args: ExportArgs, ..) -> Result<Report, E>`
+/// implements it for a generated type named `export`, so callers can submit with
+/// `jobs.submit::<export>(ExportArgs { .. })` and read back a `Report`.
+pub trait JobType: Send + Sync + 'static {
+    /// The job type's name.
+    const NAME: &'static str;
+    /// What the executor takes ([`NoArgs`] when it takes none).
+    type Args: Send + 'static;
+    /// What the executor returns on success.
+    type Output: 'static;
+}
+
+/// The argument type of an executor that takes no arguments.
+///
+/// Serializes as `null`; deserializes from `null` or an empty object, and refuses anything
+/// else so that a payload sent to the wrong job type is caught at submit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoArgs;
+
+impl Serialize for NoArgs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for NoArgs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Option::<serde_json::Map<String, Value>>::deserialize(deserializer) {
+            Ok(None) => Ok(NoArgs),
+            Ok(Some(map)) if map.is_empty() => Ok(NoArgs),
+            _ => Err(serde::de::Error::custom(
+                "this job type takes no arguments: send null or {}",
+            )),
+        }
+    }
+}
+
+/// Deserializes a payload into `T`, borrowing it.
+pub fn deserialize_args<T: DeserializeOwned>(payload: &Value) -> Result<T, PayloadError> {
+    T::deserialize(payload).map_err(PayloadError::new)
+}
+
+/// Turns an executor's typed outcome into what the processor stores.
+pub fn into_execution_result<T: Serialize, E: fmt::Display>(
+    outcome: Result<T, E>,
+) -> Result<Value, ExecutionError> {
+    match outcome {
+        Ok(value) => serde_json::to_value(value)
+            .map_err(|e| ExecutionError::new(format!("could not serialize the job's result: {e}"))),
+        Err(error) => Err(ExecutionError::new(error)),
+    }
+}
+
+/// Support for `#[job_executor]`'s generated code: compile-time checks whose traits carry
+/// a message that says what an executor must look like, and the glue that runs one.
+#[doc(hidden)]
+pub mod macro_support {
+    use super::*;
+
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the return type of a job executor",
+        label = "expected `Result<T, E>` here",
+        note = "a job executor returns `Result<T, E>` with `T: Serialize` and `E: Display`, e.g. `Result<serde_json::Value, JobError>` or `anyhow::Result<Report>`"
+    )]
+    pub trait ExecutorReturn {
+        type Output;
+        type Error;
+        fn into_result(self) -> Result<Self::Output, Self::Error>;
+    }
+
+    impl<T, E> ExecutorReturn for Result<T, E> {
+        type Output = T;
+        type Error = E;
+        fn into_result(self) -> Result<T, E> {
+            self
+        }
+    }
+
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the arguments of a job executor",
+        label = "the job's JSON payload is deserialized into this type",
+        note = "add `#[derive(serde::Deserialize)]` to it (and `Serialize` to submit it with typed arguments); it must own its data and be `Send + 'static`"
+    )]
+    pub trait JobArgs: DeserializeOwned + Send + 'static {}
+    impl<T: DeserializeOwned + Send + 'static> JobArgs for T {}
+
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the result of a job executor",
+        label = "the job's result is serialized to JSON from this type",
+        note = "add `#[derive(serde::Serialize)]` to it, or return `()` or `serde_json::Value`"
+    )]
+    pub trait JobOutput: Serialize {}
+    impl<T: Serialize> JobOutput for T {}
+
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the error type of a job executor",
+        label = "the job's error message is this type's `Display` output",
+        note = "use a type that implements `Display`, such as `JobError`, `anyhow::Error` or a `thiserror` enum"
+    )]
+    pub trait JobFailure: fmt::Display {}
+    impl<T: fmt::Display> JobFailure for T {}
+
+    /// Deserializes the payload into the executor's arguments.
+    pub fn args<T: JobArgs>(payload: &Value) -> Result<T, PayloadError> {
+        deserialize_args(payload)
+    }
+
+    /// Checks a payload against the executor's arguments.
+    pub fn validate<T: JobArgs>(payload: &Value) -> Result<(), PayloadError> {
+        args::<T>(payload).map(drop)
+    }
+
+    /// Boxes one execution of the user's function. The bounds here are where a misdeclared
+    /// executor is caught: the future must be `Send` so that any worker thread can run it.
+    pub fn execution<F, T, E>(future: F) -> BoxFuture<'static, Result<Value, ExecutionError>>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: JobOutput,
+        E: JobFailure,
+    {
+        Box::pin(async move { into_execution_result(future.await) })
+    }
+
+    /// The execution of a job whose payload does not fit its arguments.
+    pub fn invalid_payload(
+        error: PayloadError,
+    ) -> BoxFuture<'static, Result<Value, ExecutionError>> {
+        Box::pin(async move { Err(ExecutionError::new(format!("invalid payload: {error}"))) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_args_accepts_null_and_empty_object_only() {
+        assert!(deserialize_args::<NoArgs>(&Value::Null).is_ok());
+        assert!(deserialize_args::<NoArgs>(&serde_json::json!({})).is_ok());
+        let err = deserialize_args::<NoArgs>(&serde_json::json!({"a": 1})).unwrap_err();
+        assert!(err.message().contains("takes no arguments"), "{err}");
+        assert!(deserialize_args::<NoArgs>(&serde_json::json!(3)).is_err());
+    }
+
+    #[test]
+    fn execution_result_carries_the_error_display() {
+        let out: Result<(), &str> = Err("disk full");
+        assert_eq!(
+            into_execution_result(out).unwrap_err().message(),
+            "disk full"
+        );
+        assert_eq!(
+            into_execution_result(Ok::<_, String>(())).unwrap(),
+            Value::Null
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Job metadata and the transitions applied to it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{JobId, JobStatus, Timestamp};
+
+/// How far a running job has got, as reported by its executor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Percent done, 0 to 100.
+    pub percent: u8,
+    /// What the job is doing now (may be empty).
+    pub message: String,
+}
+
+impl Progress {
+    /// A progress report; `percent` above 100 is clamped to 100.
+    pub fn new(percent: u8, message: impl Into<String>) -> Self {
+        Self {
+            percent: percent.min(100),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything known about a job except its result, which is stored apart (fetch it with
+/// the service's `get_job_result` once the job has [`JobStatus::Succeeded`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Job {
+    /// The job's identifier.
+    pub id: JobId,
+    /// The job type, naming the executor that runs it.
+    pub job_type: String,
+    /// Where the job is in its life.
+    pub status: JobStatus,
+    /// The arguments it was submitted with (`null` when it takes none).
+    pub payload: Value,
+    /// The latest progress its executor reported, if any.
+    pub progress: Option<Progress>,
+    /// The error message of a [`JobStatus::Failed`] job.
+    pub error: Option<String>,
+    /// How many times execution has started (0 while it has never run).
+    pub attempt: u32,
+    /// Whether a cancel was requested while the job was running.
+    pub cancel_requested: bool,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When its latest execution started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Job {
+    /// A new [`JobStatus::Queued`] job with a fresh id.
+    pub fn new(job_type: impl Into<String>, payload: Value) -> Self {
+        Self {
+            id: JobId::new(),
+            job_type: job_type.into(),
+            status: JobStatus::Queued,
+            payload,
+            progress: None,
+            error: None,
+            attempt: 0,
+            cancel_requested: false,
+            created_at: Timestamp::now(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Applies `transition` if the job is in the `expected` status and attempt.
+    ///
+    /// This is the compare-and-set every repository performs, written once: it checks the
+    /// expectation and the status rule, then updates status, attempt, timestamps and error.
+    /// The result of a [`Transition::Succeed`] is *not* stored on the job; the repository
+    /// keeps it apart.
+    ///
+    /// ```
+    /// use jobs_core::{Expected, Job, JobStatus, Transition, TransitionError};
+    ///
+    /// let mut job = Job::new("Export", serde_json::Value::Null);
+    /// job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Start).unwrap();
+    /// assert_eq!((job.status, job.attempt), (JobStatus::Running, 1));
+    ///
+    /// // A stale expectation changes nothing.
+    /// let err = job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Cancel).unwrap_err();
+    /// assert_eq!(err, TransitionError::Conflict { current: JobStatus::Running, attempt: 1 });
+    /// ```
+    pub fn apply(
+        &mut self,
+        expected: Expected,
+        transition: &Transition,
+    ) -> Result<(), TransitionError> {
+        if self.status != expected.status || expected.attempt.is_some_and(|a| a != self.attempt) {
+            return Err(TransitionError::Conflict {
+                current: self.status,
+                attempt: self.attempt,
+            });
+        }
+        let target = transition.target();
+        if !self.status.can_transition_to(target) {
+            return Err(TransitionError::NotAllowed {
+                from: self.status,
+                to: target,
+            });
+        }
+        let now = Timestamp::now();
+        self.status = target;
+        match transition {
+            Transition::Start => {
+                self.attempt += 1;
+                self.started_at = Some(now);
+            }
+            Transition::Succeed { .. } | Transition::Cancel => self.finished_at = Some(now),
+            Transition::Fail { error } => {
+                self.error = Some(error.clone());
+                self.finished_at = Some(now);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The status, and optionally the attempt, a compare-and-set expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// The status the job must be in.
+    pub status: JobStatus,
+    /// The attempt count the job must have, if checked; guards against a stale worker
+    /// finishing a newer attempt of the same job.
+    pub attempt: Option<u32>,
+}
+
+impl Expected {
+    /// Expect `status` at `attempt`.
+    pub const fn new(status: JobStatus, attempt: u32) -> Self {
+        Self {
+            status,
+            attempt: Some(attempt),
+        }
+    }
+
+    /// Expect `status`, whatever the attempt (a worker claiming a queued delivery does not
+    /// know the attempt count; the status alone decides who wins).
+    pub const fn status(status: JobStatus) -> Self {
+        Self {
+            status,
+            attempt: None,
+        }
+    }
+}
+
+/// A change of status.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Transition {
+    /// `Queued → Running`: a worker claimed the job. Increments the attempt.
+    Start,
+    /// `Running → Succeeded`, storing the result apart from the metadata.
+    Succeed {
+        /// The executor's result.
+        result: Value,
+    },
+    /// `Running → Failed` with an error message.
+    Fail {
+        /// What went wrong.
+        error: String,
+    },
+    /// `Queued → Canceled` or `Running → Canceled`.
+    Cancel,
+}
+
+impl Transition {
+    /// The status this transition moves a job to.
+    pub const fn target(&self) -> JobStatus {
+        match self {
+            Transition::Start => JobStatus::Running,
+            Transition::Succeed { .. } => JobStatus::Succeeded,
+            Transition::Fail { .. } => JobStatus::Failed,
+            Transition::Cancel => JobStatus::Canceled,
+        }
+    }
+}
+
+/// Why [`Job::apply`] changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransitionError {
+    /// The job was not in the expected status and attempt (someone else moved it first).
+    #[error("the job is {current} at attempt {attempt}, not in the expected state")]
+    Conflict {
+        /// Its status now.
+        current: JobStatus,
+        /// Its attempt now.
+        attempt: u32,
+    },
+    /// The status machine forbids the move.
+    #[error("a job cannot move from {from} to {to}")]
+    NotAllowed {
+        /// The status it is in.
+        from: JobStatus,
+        /// The status that was asked for.
+        to: JobStatus,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_runs_once_then_stays_terminal() {
+        let mut job = Job::new("T", Value::Null);
+        job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Start)
+            .unwrap();
+        assert!(job.started_at.is_some());
+        job.apply(
+            Expected::new(JobStatus::Running, 1),
+            &Transition::Fail {
+                error: "boom".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(job.status, JobStatus::Failed);
+        assert_eq!(job.error.as_deref(), Some("boom"));
+        assert!(job.finished_at.is_some());
+        let err = job
+            .apply(Expected::new(JobStatus::Failed, 1), &Transition::Cancel)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TransitionError::NotAllowed {
+                from: JobStatus::Failed,
+                to: JobStatus::Canceled
+            }
+        );
+    }
+
+    #[test]
+    fn a_stale_attempt_cannot_finish_the_job() {
+        let mut job = Job::new("T", Value::Null);
+        job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Start)
+            .unwrap();
+        let before = job.clone();
+        let err = job
+            .apply(
+                Expected::new(JobStatus::Running, 0),
+                &Transition::Succeed {
+                    result: Value::Null,
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, TransitionError::Conflict { attempt: 1, .. }));
+        assert_eq!(job, before, "a refused transition changes nothing");
+    }
+
+    #[test]
+    fn progress_is_clamped_to_one_hundred() {
+        assert_eq!(Progress::new(250, "x").percent, 100);
+    }
+
+    #[test]
+    fn serializes_with_camel_case_fields() {
+        let job = Job::new("Export", serde_json::json!({"table": "users"}));
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["jobType"], "Export");
+        assert_eq!(json["status"], "Queued");
+        let back: Job = serde_json::from_value(json).unwrap();
+        assert_eq!(back, job);
+    }
+}

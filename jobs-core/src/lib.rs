@@ -1,0 +1,38 @@
+//! Domain types and contracts of the `jobs` framework.
+//!
+//! Applications use these through the `jobs` crate; backends implement
+//! [`JobRepository`] and [`JobQueue`] from here. This crate holds no runtime: it defines
+//! what a job is ([`Job`], [`JobId`], [`JobStatus`] and its transition rule), what an
+//! executor is ([`JobExecutor`], [`JobContext`], [`JobType`]), the record that
+//! `#[job_executor]` registers ([`ExecutorRegistration`]), and the typed errors.
+#![warn(missing_docs)]
+
+mod context;
+mod error;
+mod event;
+mod executor;
+mod id;
+mod job;
+mod queue;
+mod repository;
+mod status;
+mod time;
+
+pub use context::{JobContext, ProgressReceiver};
+pub use error::{ExecutionError, JobError, JobsError, PayloadError, StorageError, SubmitError};
+pub use event::JobEvent;
+pub use executor::{
+    deserialize_args, executor_fn, into_execution_result, macro_support, ExecutorRegistration,
+    FnExecutor, JobExecutor, JobType, NoArgs, SourceLocation,
+};
+pub use id::{JobId, ParseJobIdError};
+pub use job::{Expected, Job, Progress, Transition, TransitionError};
+pub use queue::{Delivery, JobQueue};
+pub use repository::{
+    BoxFuture, CancelOutcome, JobPage, JobQuery, JobRepository, ProgressAck, TransitionOutcome,
+};
+pub use status::{JobStatus, ParseJobStatusError};
+pub use time::{ParseTimestampError, Timestamp};
+
+#[doc(hidden)]
+pub use inventory;

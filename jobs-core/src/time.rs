@@ -1,0 +1,240 @@
+//! Timestamps on job metadata.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time in UTC with microsecond precision.
+///
+/// Serialized as an RFC 3339 string (`2026-11-29T05:14:56.123456Z`), which every language
+/// and database reads.
+///
+/// ```
+/// use jobs_core::Timestamp;
+///
+/// let t = Timestamp::from_unix_micros(1_700_000_000_123_456);
+/// assert_eq!(t.to_string(), "2023-11-14T22:13:20.123456Z");
+/// assert_eq!(t.to_string().parse::<Timestamp>().unwrap(), t);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// The time `micros` microseconds after the Unix epoch.
+    pub const fn from_unix_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub const fn as_unix_micros(&self) -> i64 {
+        self.0
+    }
+
+    /// The time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    pub fn duration_since(&self, earlier: Timestamp) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Self(d.as_micros() as i64),
+            Err(e) => Self(-(e.duration().as_micros() as i64)),
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> Self {
+        if t.0 >= 0 {
+            UNIX_EPOCH + Duration::from_micros(t.0 as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_micros(t.0.unsigned_abs())
+        }
+    }
+}
+
+// Days since 1970-01-01 to a civil date (proleptic Gregorian), after Howard Hinnant's
+// well-known derivation.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(1_000_000);
+        let micros = self.0.rem_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, mo, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            rem / 3_600,
+            rem % 3_600 / 60,
+            rem % 60
+        )
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The text given to [`Timestamp::from_str`] is not an RFC 3339 UTC timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{input}` is not a timestamp: expected RFC 3339 in UTC such as 2026-01-31T12:00:00.000000Z"
+)]
+pub struct ParseTimestampError {
+    /// The text that failed to parse.
+    pub input: String,
+}
+
+impl FromStr for Timestamp {
+    type Err = ParseTimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseTimestampError {
+            input: s.to_owned(),
+        };
+        let body = s.strip_suffix('Z').ok_or_else(err)?;
+        let (date, time) = body.split_once('T').ok_or_else(err)?;
+        let mut date_parts = date.splitn(3, '-');
+        let num = |part: Option<&str>, len: usize| -> Result<i64, ParseTimestampError> {
+            let part = part.ok_or_else(err)?;
+            if part.len() != len || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            part.parse().map_err(|_| err())
+        };
+        let year = num(date_parts.next(), 4)?;
+        let month = num(date_parts.next(), 2)?;
+        let day = num(date_parts.next(), 2)?;
+        let (clock, fraction) = match time.split_once('.') {
+            Some((clock, fraction)) => (clock, Some(fraction)),
+            None => (time, None),
+        };
+        let mut clock_parts = clock.splitn(3, ':');
+        let hour = num(clock_parts.next(), 2)?;
+        let minute = num(clock_parts.next(), 2)?;
+        let second = num(clock_parts.next(), 2)?;
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return Err(err());
+        }
+        let micros = match fraction {
+            None => 0,
+            Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+                let mut digits = f.to_owned();
+                digits.truncate(6);
+                while digits.len() < 6 {
+                    digits.push('0');
+                }
+                digits.parse::<i64>().map_err(|_| err())?
+            }
+            Some(_) => return Err(err()),
+        };
+        let days = days_from_civil(year, month as u32, day as u32);
+        let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+        Ok(Self(secs * 1_000_000 + micros))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_round_trip_across_eras() {
+        for micros in [
+            0,
+            1,
+            -1,
+            951_782_400_000_000,    // 2000-02-29
+            4_102_444_799_999_999,  // 2099-12-31T23:59:59.999999
+            -2_208_988_800_000_000, // 1900-01-01
+        ] {
+            let t = Timestamp::from_unix_micros(micros);
+            let text = t.to_string();
+            assert_eq!(text.parse::<Timestamp>().unwrap(), t, "{text}");
+        }
+        assert_eq!(
+            Timestamp::from_unix_micros(951_782_400_000_000).to_string(),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_text() {
+        for bad in [
+            "",
+            "2026-11-29",
+            "2026-11-29T05:14:56",
+            "2026-13-01T00:00:00Z",
+            "2026-1-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:00.Z",
+        ] {
+            assert!(bad.parse::<Timestamp>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn serializes_as_a_string() {
+        let t = Timestamp::from_unix_micros(0);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"1970-01-01T00:00:00.000000Z\""
+        );
+        let back: Timestamp = serde_json::from_str("\"1970-01-01T00:00:00Z\"").unwrap();
+        assert_eq!(back, t);
+    }
+}

@@ -1,0 +1,191 @@
+//! Configuring and starting a [`Jobs`] service.
+
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobs_core::{JobExecutor, JobQueue, JobRepository, SourceLocation};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, DuplicateJobType};
+use crate::memory::{ChannelQueue, InMemoryRepository};
+use crate::processor::{cancel_listener, worker, RunningJobs};
+use crate::service::{Config, Inner};
+use crate::waiters::Waiters;
+use crate::Jobs;
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two executors claim one job type.
+    #[error(transparent)]
+    DuplicateJobType(#[from] DuplicateJobType),
+    /// `start` was called outside a Tokio runtime.
+    #[error("Jobs::builder().start() must be called inside a Tokio runtime (for example from #[tokio::main])")]
+    NoRuntime,
+}
+
+/// Configures a [`Jobs`] service. Every setting has a default; see each method.
+///
+/// ```
+/// use std::time::Duration;
+/// use jobs_runtime::Jobs;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), jobs_runtime::BuildError> {
+/// let jobs = Jobs::builder()
+///     .concurrency(8)
+///     .shutdown_grace(Duration::from_secs(5))
+///     .progress_interval(Duration::from_millis(200))
+///     .start()?;
+/// jobs.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until .start() is called"]
+pub struct JobsBuilder {
+    concurrency: usize,
+    repository: Option<Arc<dyn JobRepository>>,
+    queue: Option<Arc<dyn JobQueue>>,
+    executors: Vec<(Arc<dyn JobExecutor>, SourceLocation)>,
+    discover: bool,
+    shutdown_grace: Duration,
+    progress_interval: Duration,
+}
+
+impl JobsBuilder {
+    /// The default shutdown grace period.
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// The default minimum time between two stored progress reports of one job.
+    pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+    pub(crate) fn new() -> Self {
+        Self {
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            repository: None,
+            queue: None,
+            executors: Vec::new(),
+            discover: true,
+            shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+            progress_interval: Self::DEFAULT_PROGRESS_INTERVAL,
+        }
+    }
+
+    /// How many jobs run at once (default: the number of CPUs). `0` starts no worker:
+    /// the service only submits and reads, and other services sharing its repository and
+    /// queue run the jobs.
+    pub fn concurrency(mut self, workers: usize) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Where jobs are stored (default: a new [`InMemoryRepository`]).
+    pub fn repository(mut self, repository: Arc<dyn JobRepository>) -> Self {
+        self.repository = Some(repository);
+        self
+    }
+
+    /// Where job ids wait for workers (default: a new [`ChannelQueue`]).
+    pub fn queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Registers an executor by hand, next to those found by discovery. Its location in
+    /// error messages is the line that calls `register`.
+    #[track_caller]
+    pub fn register(self, executor: impl JobExecutor) -> Self {
+        self.register_arc(Arc::new(executor))
+    }
+
+    /// Registers a shared executor by hand.
+    #[track_caller]
+    pub fn register_arc(mut self, executor: Arc<dyn JobExecutor>) -> Self {
+        let caller = Location::caller();
+        let location = SourceLocation {
+            file: caller.file(),
+            line: caller.line(),
+            module_path: "registered by hand",
+        };
+        self.executors.push((executor, location));
+        self
+    }
+
+    /// Whether to collect every `#[job_executor]` linked into the program (default: yes).
+    /// Turn it off to run only the executors registered by hand.
+    pub fn discover(mut self, discover: bool) -> Self {
+        self.discover = discover;
+        self
+    }
+
+    /// How long [`Jobs::shutdown`] waits for running jobs before firing their cancellation
+    /// tokens, and again before abandoning them (default: 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// The least time between two stored progress reports of one job (default: 100 ms).
+    /// Reports made in between overwrite each other; the latest is always stored, at the
+    /// latest when the job finishes.
+    pub fn progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
+        self
+    }
+
+    /// Builds the catalog and starts the workers.
+    ///
+    /// Fails if two executors claim one job type (naming both), or outside a Tokio runtime.
+    pub fn start(self) -> Result<Jobs, BuildError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let mut catalog = if self.discover {
+            Catalog::discover()?
+        } else {
+            Catalog::new()
+        };
+        for (executor, location) in self.executors {
+            catalog.add(executor, location)?;
+        }
+        let inner = Arc::new(Inner {
+            repository: self
+                .repository
+                .unwrap_or_else(|| Arc::new(InMemoryRepository::new())),
+            queue: self.queue.unwrap_or_else(|| Arc::new(ChannelQueue::new())),
+            catalog,
+            config: Config {
+                concurrency: self.concurrency,
+                shutdown_grace: self.shutdown_grace,
+                progress_interval: self.progress_interval,
+            },
+            running: RunningJobs::default(),
+            waiters: Arc::new(Waiters::default()),
+            intake: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+            stopped: CancellationToken::new(),
+            workers: Mutex::new(Vec::new()),
+            helpers: Mutex::new(Vec::new()),
+        });
+        if self.concurrency > 0 {
+            let workers = (0..self.concurrency)
+                .map(|_| runtime.spawn(worker(inner.clone())))
+                .collect();
+            *inner.workers.lock().expect("not shared yet") = workers;
+            let listener = runtime.spawn(cancel_listener(inner.clone()));
+            inner.helpers.lock().expect("not shared yet").push(listener);
+        }
+        Ok(Jobs::from_inner(inner))
+    }
+}
+
+impl std::fmt::Debug for JobsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobsBuilder")
+            .field("concurrency", &self.concurrency)
+            .field("discover", &self.discover)
+            .field("executors", &self.executors.len())
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("progress_interval", &self.progress_interval)
+            .finish_non_exhaustive()
+    }
+}

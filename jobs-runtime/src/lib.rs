@@ -1,0 +1,22 @@
+//! The runtime of the `jobs` framework: the catalog of executors, the [`Jobs`] service
+//! (submit, read, cancel, wait, subscribe), the worker pool, and the in-memory backend.
+//!
+//! Applications use it through the `jobs` crate.
+#![warn(missing_docs)]
+
+mod builder;
+mod catalog;
+mod events;
+pub mod memory;
+mod panic;
+mod processor;
+mod service;
+mod typed;
+mod waiters;
+
+pub use builder::{BuildError, JobsBuilder};
+pub use catalog::{Catalog, CatalogEntry, DuplicateJobType};
+pub use events::JobEvents;
+pub use jobs_core::*;
+pub use service::Jobs;
+pub use typed::JobHandle;

@@ -1,0 +1,7 @@
+//! The in-memory backend: one process, nothing durable.
+
+mod queue;
+mod repository;
+
+pub use queue::ChannelQueue;
+pub use repository::InMemoryRepository;

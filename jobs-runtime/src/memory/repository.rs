@@ -1,0 +1,447 @@
+//! An in-memory job repository.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use jobs_core::{
+    BoxFuture, CancelOutcome, Expected, Job, JobEvent, JobId, JobPage, JobQuery, JobRepository,
+    JobStatus, Progress, ProgressAck, StorageError, Transition, TransitionError, TransitionOutcome,
+};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Job metadata and results in this process's memory.
+///
+/// The default repository. Every operation takes one short lock that is never held across
+/// an `.await`; status changes go through [`Job::apply`], the shared compare-and-set rule.
+/// Nothing survives the process: use a durable backend when jobs must outlive it.
+///
+/// Several [`Jobs`](crate::Jobs) services can share one repository (and one queue) by
+/// passing the same `Arc` to their builders; they then see each other's jobs and events.
+pub struct InMemoryRepository {
+    state: Mutex<State>,
+    events: broadcast::Sender<JobEvent>,
+    cancellations: broadcast::Sender<JobId>,
+}
+
+#[derive(Default)]
+struct State {
+    // Ordered by id, which is time-ordered (UUID v7): listing newest first is a reverse range.
+    jobs: BTreeMap<JobId, Job>,
+    results: HashMap<JobId, Value>,
+}
+
+impl InMemoryRepository {
+    /// How many events a subscriber may fall behind before it skips some.
+    pub const DEFAULT_EVENT_CAPACITY: usize = 4_096;
+
+    /// An empty repository.
+    pub fn new() -> Self {
+        Self::with_event_capacity(Self::DEFAULT_EVENT_CAPACITY)
+    }
+
+    /// An empty repository whose subscribers may fall `capacity` events behind.
+    pub fn with_event_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            state: Mutex::new(State::default()),
+            events: broadcast::channel(capacity).0,
+            cancellations: broadcast::channel(capacity).0,
+        }
+    }
+
+    /// How many jobs are stored.
+    pub fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Whether no job is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a job half-updated (every update is
+        // a few field writes after all checks), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes an event if anyone listens; builds it only then.
+    fn publish(&self, event: impl FnOnce() -> JobEvent) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
+    }
+
+    fn insert_now(&self, job: Job) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        if state.jobs.contains_key(&job.id) {
+            return Err(StorageError::new(format!(
+                "a job with id {} is already stored",
+                job.id
+            )));
+        }
+        let (id, job_type) = (job.id, job.job_type.clone());
+        state.jobs.insert(id, job);
+        self.publish(|| JobEvent::Submitted { id, job_type });
+        Ok(())
+    }
+
+    fn transition_now(
+        &self,
+        id: JobId,
+        expected: Expected,
+        transition: Transition,
+    ) -> TransitionOutcome {
+        let mut state = self.lock();
+        let Some(job) = state.jobs.get_mut(&id) else {
+            return TransitionOutcome::NotFound;
+        };
+        if let Err(error) = job.apply(expected, &transition) {
+            let current = match error {
+                TransitionError::Conflict { current, .. } => current,
+                _ => job.status,
+            };
+            return TransitionOutcome::Conflict {
+                current,
+                attempt: job.attempt,
+            };
+        }
+        let job = job.clone();
+        match transition {
+            Transition::Start => self.publish(|| JobEvent::Started {
+                id,
+                attempt: job.attempt,
+            }),
+            Transition::Succeed { result } => {
+                state.results.insert(id, result);
+                self.publish_finished(&job);
+            }
+            _ => self.publish_finished(&job),
+        }
+        TransitionOutcome::Applied(job)
+    }
+
+    fn publish_finished(&self, job: &Job) {
+        self.publish(|| JobEvent::Finished {
+            id: job.id,
+            status: job.status,
+            error: job.error.clone(),
+        });
+    }
+
+    fn update_progress_now(&self, id: JobId, attempt: u32, progress: Progress) -> ProgressAck {
+        let mut state = self.lock();
+        match state.jobs.get_mut(&id) {
+            Some(job) if job.status == JobStatus::Running && job.attempt == attempt => {
+                let cancel_requested = job.cancel_requested;
+                self.publish(|| JobEvent::Progress {
+                    id,
+                    progress: progress.clone(),
+                });
+                job.progress = Some(progress);
+                ProgressAck::Stored { cancel_requested }
+            }
+            _ => ProgressAck::NotRunning,
+        }
+    }
+
+    fn request_cancel_now(&self, id: JobId) -> CancelOutcome {
+        let mut state = self.lock();
+        let Some(job) = state.jobs.get_mut(&id) else {
+            return CancelOutcome::NotFound;
+        };
+        match job.status {
+            JobStatus::Queued => {
+                let expected = Expected::new(JobStatus::Queued, job.attempt);
+                if job.apply(expected, &Transition::Cancel).is_err() {
+                    return CancelOutcome::AlreadyFinished(job.status);
+                }
+                let job = job.clone();
+                self.publish_finished(&job);
+                CancelOutcome::CanceledQueued(job)
+            }
+            JobStatus::Running => {
+                if !job.cancel_requested {
+                    job.cancel_requested = true;
+                    self.publish(|| JobEvent::CancelRequested { id });
+                    if self.cancellations.receiver_count() > 0 {
+                        let _ = self.cancellations.send(id);
+                    }
+                }
+                CancelOutcome::Requested(job.clone())
+            }
+            status => CancelOutcome::AlreadyFinished(status),
+        }
+    }
+
+    fn list_now(&self, query: &JobQuery) -> JobPage {
+        let state = self.lock();
+        let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
+        let range = match query.cursor {
+            Some(cursor) => state.jobs.range(..cursor),
+            None => state.jobs.range(..),
+        };
+        let mut jobs: Vec<Job> = Vec::with_capacity(limit.min(64));
+        let mut more = false;
+        for job in range
+            .rev()
+            .map(|(_, job)| job)
+            .filter(|job| query.matches(job))
+        {
+            if jobs.len() == limit {
+                more = true;
+                break;
+            }
+            jobs.push(job.clone());
+        }
+        let next_cursor = if more {
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        JobPage::new(jobs, next_cursor)
+    }
+}
+
+impl Default for InMemoryRepository {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InMemoryRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryRepository")
+            .field("jobs", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobRepository for InMemoryRepository {
+    fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
+        let result = self.insert_now(job);
+        Box::pin(async move { result })
+    }
+
+    fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
+        let job = self.lock().jobs.get(&id).cloned();
+        Box::pin(async move { Ok(job) })
+    }
+
+    fn list(&self, query: JobQuery) -> BoxFuture<'_, Result<JobPage, StorageError>> {
+        let page = self.list_now(&query);
+        Box::pin(async move { Ok(page) })
+    }
+
+    fn transition(
+        &self,
+        id: JobId,
+        expected: Expected,
+        transition: Transition,
+    ) -> BoxFuture<'_, Result<TransitionOutcome, StorageError>> {
+        let outcome = self.transition_now(id, expected, transition);
+        Box::pin(async move { Ok(outcome) })
+    }
+
+    fn update_progress(
+        &self,
+        id: JobId,
+        attempt: u32,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<ProgressAck, StorageError>> {
+        let ack = self.update_progress_now(id, attempt, progress);
+        Box::pin(async move { Ok(ack) })
+    }
+
+    fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
+        let outcome = self.request_cancel_now(id);
+        Box::pin(async move { Ok(outcome) })
+    }
+
+    fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>> {
+        let state = self.lock();
+        let result = match state.jobs.get(&id) {
+            Some(job) if job.status == JobStatus::Succeeded => state.results.get(&id).cloned(),
+            _ => None,
+        };
+        drop(state);
+        Box::pin(async move { Ok(result) })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId> {
+        self.cancellations.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(repo: &InMemoryRepository, job_type: &str) -> Job {
+        let job = Job::new(job_type, Value::Null);
+        repo.insert_now(job.clone()).unwrap();
+        job
+    }
+
+    #[test]
+    fn only_one_of_two_racing_starts_wins() {
+        let repo = InMemoryRepository::new();
+        let job = queued(&repo, "T");
+        let first = repo.transition_now(
+            job.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        );
+        let second = repo.transition_now(
+            job.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        );
+        assert!(matches!(first, TransitionOutcome::Applied(ref j) if j.attempt == 1));
+        assert_eq!(
+            second,
+            TransitionOutcome::Conflict {
+                current: JobStatus::Running,
+                attempt: 1
+            }
+        );
+    }
+
+    #[test]
+    fn result_is_stored_apart_and_returned_only_for_succeeded_jobs() {
+        let repo = InMemoryRepository::new();
+        let job = queued(&repo, "T");
+        repo.transition_now(
+            job.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        );
+        let outcome = repo.transition_now(
+            job.id,
+            Expected::new(JobStatus::Running, 1),
+            Transition::Succeed {
+                result: serde_json::json!({"ok": true}),
+            },
+        );
+        let TransitionOutcome::Applied(stored) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            stored.payload,
+            Value::Null,
+            "the result is not on the metadata"
+        );
+        let result = futures_lite_block_on(repo.get_result(job.id)).unwrap();
+        assert_eq!(result, Some(serde_json::json!({"ok": true})));
+    }
+
+    #[test]
+    fn listing_is_newest_first_with_filters_and_cursor() {
+        let repo = InMemoryRepository::new();
+        let ids: Vec<JobId> = (0..5)
+            .map(|i| queued(&repo, if i % 2 == 0 { "Even" } else { "Odd" }).id)
+            .collect();
+        let page = repo.list_now(&JobQuery::new().limit(2));
+        assert_eq!(
+            page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![ids[4], ids[3]]
+        );
+        let next = repo.list_now(&JobQuery::new().limit(2).cursor(page.next_cursor.unwrap()));
+        assert_eq!(
+            next.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![ids[2], ids[1]]
+        );
+        let last = repo.list_now(&JobQuery::new().limit(2).cursor(next.next_cursor.unwrap()));
+        assert_eq!(last.jobs.len(), 1);
+        assert_eq!(last.next_cursor, None);
+        let evens = repo.list_now(&JobQuery::new().job_type("Even"));
+        assert_eq!(evens.jobs.len(), 3);
+        let running = repo.list_now(&JobQuery::new().status(JobStatus::Running));
+        assert!(running.jobs.is_empty());
+    }
+
+    #[test]
+    fn progress_is_stored_only_for_the_running_attempt() {
+        let repo = InMemoryRepository::new();
+        let job = queued(&repo, "T");
+        assert_eq!(
+            repo.update_progress_now(job.id, 0, Progress::new(5, "")),
+            ProgressAck::NotRunning
+        );
+        repo.transition_now(
+            job.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        );
+        assert_eq!(
+            repo.update_progress_now(job.id, 1, Progress::new(50, "half")),
+            ProgressAck::Stored {
+                cancel_requested: false
+            }
+        );
+        assert_eq!(
+            repo.update_progress_now(job.id, 2, Progress::new(60, "")),
+            ProgressAck::NotRunning
+        );
+        let stored = repo.lock().jobs[&job.id].clone();
+        assert_eq!(stored.progress, Some(Progress::new(50, "half")));
+        assert_eq!(
+            stored.status,
+            JobStatus::Running,
+            "progress never changes the status"
+        );
+    }
+
+    #[test]
+    fn cancel_cancels_queued_jobs_and_flags_running_ones() {
+        let repo = InMemoryRepository::new();
+        let queued_job = queued(&repo, "T");
+        assert!(
+            matches!(repo.request_cancel_now(queued_job.id), CancelOutcome::CanceledQueued(ref j) if j.status == JobStatus::Canceled)
+        );
+        assert_eq!(
+            repo.request_cancel_now(queued_job.id),
+            CancelOutcome::AlreadyFinished(JobStatus::Canceled)
+        );
+
+        let running = queued(&repo, "T");
+        repo.transition_now(
+            running.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        );
+        let mut cancellations = repo.subscribe_cancellations();
+        assert!(
+            matches!(repo.request_cancel_now(running.id), CancelOutcome::Requested(ref j) if j.cancel_requested)
+        );
+        assert_eq!(cancellations.try_recv().unwrap(), running.id);
+        assert_eq!(
+            repo.update_progress_now(running.id, 1, Progress::new(1, "")),
+            ProgressAck::Stored {
+                cancel_requested: true
+            }
+        );
+        assert_eq!(
+            repo.request_cancel_now(JobId::new()),
+            CancelOutcome::NotFound
+        );
+    }
+
+    // The in-memory futures are ready at once; poll them without a runtime.
+    fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+        use std::task::{Context, Poll, Waker};
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("in-memory futures complete at once"),
+        }
+    }
+}

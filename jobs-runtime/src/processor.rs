@@ -1,0 +1,282 @@
+//! The worker pool: takes job ids from the queue and runs their executors.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use jobs_core::{
+    Delivery, Expected, JobContext, JobId, JobStatus, ProgressAck, ProgressReceiver, Transition,
+    TransitionOutcome,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::panic::CatchUnwind;
+use crate::service::Inner;
+
+/// The jobs this service is running, so that a cancel can reach their tokens.
+#[derive(Default)]
+pub(crate) struct RunningJobs {
+    jobs: Mutex<HashMap<JobId, RunningJob>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct RunningJob {
+    pub(crate) token: CancellationToken,
+    pub(crate) attempt: u32,
+    canceled_by_user: Arc<AtomicBool>,
+}
+
+impl RunningJob {
+    fn canceled_by_user(&self) -> bool {
+        self.canceled_by_user.load(Ordering::Acquire)
+    }
+}
+
+impl RunningJobs {
+    fn lock(&self) -> MutexGuard<'_, HashMap<JobId, RunningJob>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, id: JobId) -> RunningJob {
+        let job = RunningJob {
+            token: CancellationToken::new(),
+            attempt: 0,
+            canceled_by_user: Arc::new(AtomicBool::new(false)),
+        };
+        self.lock().insert(id, job.clone());
+        job
+    }
+
+    fn set_attempt(&self, id: JobId, attempt: u32) {
+        if let Some(job) = self.lock().get_mut(&id) {
+            job.attempt = attempt;
+        }
+    }
+
+    fn remove(&self, id: JobId) {
+        self.lock().remove(&id);
+    }
+
+    /// Fires the token of `id` if this service runs it, as a user's cancel.
+    pub(crate) fn cancel(&self, id: JobId) -> bool {
+        match self.lock().get(&id) {
+            Some(job) => {
+                job.canceled_by_user.store(true, Ordering::Release);
+                job.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fires every token (the shutdown grace period ran out).
+    pub(crate) fn interrupt_all(&self) {
+        for job in self.lock().values() {
+            job.token.cancel();
+        }
+    }
+
+    /// Takes every entry left (their workers were stopped).
+    pub(crate) fn drain(&self) -> Vec<(JobId, RunningJob)> {
+        self.lock().drain().collect()
+    }
+
+    pub(crate) fn ids(&self) -> Vec<JobId> {
+        self.lock().keys().copied().collect()
+    }
+}
+
+/// One worker: runs jobs one at a time until the service stops taking work.
+pub(crate) async fn worker(inner: Arc<Inner>) {
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            _ = inner.intake.cancelled() => return,
+            delivery = inner.queue.dequeue() => delivery,
+        };
+        match delivery {
+            Ok(delivery) => run(&inner, delivery).await,
+            Err(error) => {
+                tracing::warn!(%error, "could not take a job from the queue; retrying");
+                tokio::select! {
+                    _ = inner.intake.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Forwards cancels requested anywhere (for jobs this service runs) to their tokens.
+pub(crate) async fn cancel_listener(inner: Arc<Inner>) {
+    let mut requests = inner.repository.subscribe_cancellations();
+    loop {
+        let request = tokio::select! {
+            _ = inner.stopped.cancelled() => return,
+            request = requests.recv() => request,
+        };
+        match request {
+            Ok(id) => {
+                inner.running.cancel(id);
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Some requests were skipped: ask the repository about every job we run.
+                for id in inner.running.ids() {
+                    if let Ok(Some(job)) = inner.repository.get(id).await {
+                        if job.cancel_requested {
+                            inner.running.cancel(id);
+                        }
+                    }
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn run(inner: &Inner, delivery: Delivery) {
+    let id = delivery.id;
+    // Register before claiming, so a cancel that arrives right after the claim finds it.
+    let running = inner.running.register(id);
+    let claimed = inner
+        .repository
+        .transition(id, Expected::status(JobStatus::Queued), Transition::Start)
+        .await;
+    let job = match claimed {
+        Ok(TransitionOutcome::Applied(job)) => job,
+        Ok(_) => {
+            // Canceled while queued, or claimed by another worker: nothing to do.
+            inner.running.remove(id);
+            ack(inner, delivery).await;
+            return;
+        }
+        Err(error) => {
+            // Left unacknowledged: a durable queue delivers it again.
+            tracing::error!(job.id = %id, %error, "could not claim a job");
+            inner.running.remove(id);
+            return;
+        }
+    };
+    inner.running.set_attempt(id, job.attempt);
+    let attempt = job.attempt;
+    let span =
+        tracing::info_span!("job", job.id = %id, job.r#type = %job.job_type, job.attempt = attempt);
+
+    let transition = match inner.catalog.get(&job.job_type) {
+        None => Transition::Fail {
+            error: format!(
+                "no executor for job type `{}` is registered in this process",
+                job.job_type
+            ),
+        },
+        Some(entry) => {
+            let executor = entry.executor().clone();
+            let (ctx, progress) = JobContext::new(
+                id,
+                job.job_type.as_str(),
+                attempt,
+                job.payload,
+                running.token.clone(),
+            );
+            let started = Instant::now();
+            let execution = CatchUnwind::new(executor.execute(ctx)).instrument(span.clone());
+            let outcome = drive(inner, id, attempt, &running, execution, &progress).await;
+            // The last report, if it came after the last write.
+            store_progress(inner, id, attempt, &running, &progress).await;
+            let _enter = span.enter();
+            let transition = match outcome {
+                Ok(Ok(result)) => Transition::Succeed { result },
+                Ok(Err(_)) if running.canceled_by_user() => Transition::Cancel,
+                Ok(Err(error)) if running.token.is_cancelled() && inner.abandon.is_cancelled() => {
+                    Transition::Fail {
+                        error: format!("interrupted because the service shut down: {error}"),
+                    }
+                }
+                Ok(Err(error)) => Transition::Fail {
+                    error: error.message().to_owned(),
+                },
+                Err(panic) => Transition::Fail {
+                    error: format!("the executor panicked: {panic}"),
+                },
+            };
+            tracing::debug!(
+                status = %transition.target(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "job finished"
+            );
+            transition
+        }
+    };
+
+    match inner
+        .repository
+        .transition(id, Expected::new(JobStatus::Running, attempt), transition)
+        .await
+    {
+        Ok(TransitionOutcome::Applied(_)) => {}
+        Ok(other) => {
+            tracing::warn!(parent: &span, outcome = ?other, "the job was moved by someone else; its outcome was not stored")
+        }
+        Err(error) => tracing::error!(parent: &span, %error, "could not store the job's outcome"),
+    }
+    inner.running.remove(id);
+    ack(inner, delivery).await;
+}
+
+async fn ack(inner: &Inner, delivery: Delivery) {
+    if let Err(error) = inner.queue.ack(delivery).await {
+        tracing::warn!(job.id = %delivery.id, %error, "could not acknowledge a delivery");
+    }
+}
+
+/// Polls the execution to its end while storing its progress at most once per
+/// `progress_interval`, and fires its token if the service gives up waiting on it.
+async fn drive<F: std::future::Future + Unpin>(
+    inner: &Inner,
+    id: JobId,
+    attempt: u32,
+    running: &RunningJob,
+    mut execution: F,
+    progress: &ProgressReceiver,
+) -> F::Output {
+    let interval = inner.config.progress_interval;
+    let mut next_write = Instant::now();
+    let mut pending = false;
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut execution => return output,
+            _ = progress.changed(), if !pending => pending = true,
+            _ = tokio::time::sleep_until(next_write), if pending => {
+                pending = false;
+                store_progress(inner, id, attempt, running, progress).await;
+                next_write = Instant::now() + interval;
+            }
+            _ = inner.abandon.cancelled(), if !running.token.is_cancelled() => running.token.cancel(),
+        }
+    }
+}
+
+async fn store_progress(
+    inner: &Inner,
+    id: JobId,
+    attempt: u32,
+    running: &RunningJob,
+    progress: &ProgressReceiver,
+) {
+    let Some(report) = progress.take() else {
+        return;
+    };
+    match inner.repository.update_progress(id, attempt, report).await {
+        Ok(ProgressAck::Stored {
+            cancel_requested: true,
+        }) if !running.token.is_cancelled() => {
+            inner.running.cancel(id);
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(job.id = %id, %error, "could not store progress"),
+    }
+}

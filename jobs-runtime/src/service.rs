@@ -1,0 +1,397 @@
+//! The service facade: submit, read, cancel, wait, subscribe, shut down.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jobs_core::{
+    CancelOutcome, Job, JobId, JobPage, JobQuery, JobQueue, JobRepository, JobStatus, JobType,
+    JobsError, SubmitError,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::events::JobEvents;
+use crate::processor::RunningJobs;
+use crate::typed::JobHandle;
+use crate::waiters::Waiters;
+use crate::JobsBuilder;
+
+/// Settings fixed at start-up.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) concurrency: usize,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) progress_interval: Duration,
+}
+
+pub(crate) struct Inner {
+    pub(crate) repository: Arc<dyn JobRepository>,
+    pub(crate) queue: Arc<dyn JobQueue>,
+    pub(crate) catalog: Catalog,
+    pub(crate) config: Config,
+    pub(crate) running: RunningJobs,
+    pub(crate) waiters: Arc<Waiters>,
+    /// Fired when shutdown begins: no new submissions, workers take no new jobs.
+    pub(crate) intake: CancellationToken,
+    /// Fired when the grace period runs out: running jobs' tokens fire.
+    pub(crate) abandon: CancellationToken,
+    /// Fired when shutdown is complete: helper tasks stop.
+    pub(crate) stopped: CancellationToken,
+    /// The worker tasks.
+    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Tasks that serve the workers (the cancel listener).
+    pub(crate) helpers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Stops the workers taking new jobs when the last [`Jobs`] handle is dropped without a
+/// [`Jobs::shutdown`].
+struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.intake.cancel();
+        self.inner.stopped.cancel();
+    }
+}
+
+/// The job service: submit jobs, read their status, progress and results, cancel them,
+/// wait for them, and watch their events, while its workers run them.
+///
+/// Cheap to clone; clones share one service. Build one with [`Jobs::builder`].
+///
+/// ```
+/// use jobs_runtime::{executor_fn, JobError, JobStatus, Jobs};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let jobs = Jobs::builder()
+///     .discover(false)
+///     .register(executor_fn("Double", |ctx| async move {
+///         let n = ctx.payload()["n"].as_i64().ok_or("n must be a number")?;
+///         Ok::<_, JobError>(n * 2)
+///     }))
+///     .start()?;
+///
+/// let job = jobs.submit_job_with("Double", serde_json::json!({ "n": 21 })).await?;
+/// let done = jobs.wait_for(job.id).await?;
+/// assert_eq!(done.status, JobStatus::Succeeded);
+/// assert_eq!(jobs.get_job_result(job.id).await?, Some(serde_json::json!(42)));
+///
+/// assert!(jobs.submit_job("Triple").await.is_err()); // unknown type: nothing stored
+/// jobs.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Jobs {
+    handle: Arc<Handle>,
+}
+
+impl Jobs {
+    /// A builder with the defaults: in-memory repository and queue, every `#[job_executor]`
+    /// of the program, one worker per CPU.
+    pub fn builder() -> JobsBuilder {
+        JobsBuilder::new()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self {
+            handle: Arc::new(Handle { inner }),
+        }
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+
+    /// Submits a job of `job_type` without arguments (its payload is `null`).
+    ///
+    /// Fails with [`SubmitError::UnknownJobType`] for a type with no executor, and with
+    /// [`SubmitError::InvalidPayload`] when the executor takes arguments; neither stores
+    /// anything.
+    pub async fn submit_job(&self, job_type: &str) -> Result<Job, SubmitError> {
+        self.submit_job_with(job_type, Value::Null).await
+    }
+
+    /// Submits a job of `job_type` whose arguments are `payload`.
+    ///
+    /// The payload is checked against the executor's argument type before anything is
+    /// stored: one that does not deserialize fails with [`SubmitError::InvalidPayload`].
+    /// Returns the job as stored, `Queued`.
+    pub async fn submit_job_with(
+        &self,
+        job_type: &str,
+        payload: Value,
+    ) -> Result<Job, SubmitError> {
+        let inner = self.inner();
+        let Some(entry) = inner.catalog.get(job_type) else {
+            return Err(SubmitError::UnknownJobType {
+                job_type: job_type.to_owned(),
+                known: inner.catalog.job_types(),
+            });
+        };
+        entry
+            .executor()
+            .validate(&payload)
+            .map_err(|error| SubmitError::InvalidPayload {
+                job_type: job_type.to_owned(),
+                reason: error.message().to_owned(),
+            })?;
+        self.store_and_enqueue(Job::new(job_type, payload)).await
+    }
+
+    /// Submits a job of the type `J`, generated by `#[job_executor]`, with typed
+    /// arguments: the compiler checks them, so no payload check is needed at run time.
+    ///
+    /// ```ignore
+    /// #[job_executor("Export")]
+    /// async fn export(args: ExportArgs) -> Result<ExportReport, anyhow::Error> { .. }
+    ///
+    /// let handle = jobs.submit::<export>(ExportArgs { table: "users".into() }).await?;
+    /// let report: ExportReport = jobs.wait_for_output(&handle).await?;
+    /// ```
+    pub async fn submit<J: JobType>(&self, args: J::Args) -> Result<JobHandle<J>, SubmitError>
+    where
+        J::Args: Serialize,
+    {
+        if self.inner().catalog.get(J::NAME).is_none() {
+            return Err(SubmitError::UnknownJobType {
+                job_type: J::NAME.to_owned(),
+                known: self.inner().catalog.job_types(),
+            });
+        }
+        let payload = serde_json::to_value(&args).map_err(|error| SubmitError::InvalidPayload {
+            job_type: J::NAME.to_owned(),
+            reason: format!("the arguments do not serialize to JSON: {error}"),
+        })?;
+        let job = self.store_and_enqueue(Job::new(J::NAME, payload)).await?;
+        Ok(JobHandle::new(job))
+    }
+
+    async fn store_and_enqueue(&self, job: Job) -> Result<Job, SubmitError> {
+        let inner = self.inner();
+        if inner.intake.is_cancelled() {
+            return Err(SubmitError::ShutDown);
+        }
+        inner.repository.insert(job.clone()).await?;
+        if let Err(error) = inner.queue.enqueue(job.id).await {
+            // Stored but not queued, it would never run: cancel it rather than leave it.
+            let _ = inner.repository.request_cancel(job.id).await;
+            return Err(error.into());
+        }
+        Ok(job)
+    }
+
+    /// The job with this id, or `None`.
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, JobsError> {
+        Ok(self.inner().repository.get(id).await?)
+    }
+
+    /// The result of a job, once it has `Succeeded`; `None` before that, for a job that
+    /// ended otherwise, and for an unknown id.
+    pub async fn get_job_result(&self, id: JobId) -> Result<Option<Value>, JobsError> {
+        Ok(self.inner().repository.get_result(id).await?)
+    }
+
+    /// The typed output of a job submitted with [`Jobs::submit`], once it has `Succeeded`.
+    pub async fn get_output<J: JobType>(
+        &self,
+        handle: &JobHandle<J>,
+    ) -> Result<Option<J::Output>, JobsError>
+    where
+        J::Output: DeserializeOwned,
+    {
+        match self.get_job_result(handle.id()).await? {
+            None => Ok(None),
+            Some(value) => decode_output::<J>(handle.id(), value).map(Some),
+        }
+    }
+
+    /// A page of jobs, newest first; see [`JobQuery`] for filters and the cursor.
+    pub async fn list_jobs(&self, query: JobQuery) -> Result<JobPage, JobsError> {
+        Ok(self.inner().repository.list(query).await?)
+    }
+
+    /// Cancels a job. A queued job becomes `Canceled` at once and never runs; a running
+    /// job's cancellation token fires, and it ends `Canceled` when its executor returns an
+    /// error (as [`JobContext::check_cancelled`](jobs_core::JobContext::check_cancelled)
+    /// does). Returns whether the cancel took effect: `false` for a finished job or an
+    /// unknown id.
+    pub async fn cancel_job(&self, id: JobId) -> Result<bool, JobsError> {
+        Ok(self.cancel(id).await?.took_effect())
+    }
+
+    /// Like [`Jobs::cancel_job`], but says what happened.
+    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, JobsError> {
+        let outcome = self.inner().repository.request_cancel(id).await?;
+        if let CancelOutcome::Requested(_) = outcome {
+            // This service may hold the job: tell it now rather than through the event.
+            self.inner().running.cancel(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Waits until the job reaches a terminal state and returns it, without polling: the
+    /// wait is woken by the repository's events. Wrap it in `tokio::time::timeout` to bound it.
+    pub async fn wait_for(&self, id: JobId) -> Result<Job, JobsError> {
+        let inner = self.inner();
+        loop {
+            let woken = inner.waiters.register(id, &inner.repository);
+            let job = inner
+                .repository
+                .get(id)
+                .await?
+                .ok_or(JobsError::NotFound(id))?;
+            if job.status.is_terminal() {
+                return Ok(job);
+            }
+            // Woken (or the dispatcher gave up on us): read the job again either way.
+            let _ = woken.await;
+        }
+    }
+
+    /// Waits for a job submitted with [`Jobs::submit`] and returns its typed output, or
+    /// [`JobsError::NotSucceeded`] if it failed or was canceled.
+    pub async fn wait_for_output<J: JobType>(
+        &self,
+        handle: &JobHandle<J>,
+    ) -> Result<J::Output, JobsError>
+    where
+        J::Output: DeserializeOwned,
+    {
+        let job = self.wait_for(handle.id()).await?;
+        if job.status != JobStatus::Succeeded {
+            return Err(JobsError::NotSucceeded {
+                id: job.id,
+                status: job.status,
+                error: job.error,
+            });
+        }
+        let value = self.get_job_result(job.id).await?.unwrap_or(Value::Null);
+        decode_output::<J>(job.id, value)
+    }
+
+    /// A subscription to the events of every job (submitted, started, progress, cancel
+    /// requested, finished) from now on.
+    pub fn subscribe(&self) -> JobEvents {
+        JobEvents::new(self.inner().repository.subscribe())
+    }
+
+    /// The job types this service accepts, sorted.
+    pub fn job_types(&self) -> Vec<String> {
+        self.inner().catalog.job_types()
+    }
+
+    /// The catalog of executors.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner().catalog
+    }
+
+    /// The repository the service stores jobs in.
+    pub fn repository(&self) -> &Arc<dyn JobRepository> {
+        &self.inner().repository
+    }
+
+    /// The queue the service delivers jobs through.
+    pub fn queue(&self) -> &Arc<dyn JobQueue> {
+        &self.inner().queue
+    }
+
+    /// How many workers run jobs (0 for a submit-only service).
+    pub fn concurrency(&self) -> usize {
+        self.inner().config.concurrency
+    }
+
+    /// Whether [`Jobs::shutdown`] has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner().intake.is_cancelled()
+    }
+
+    /// Shuts the service down gracefully.
+    ///
+    /// Submissions are refused from now on and workers take no new jobs. Running jobs get
+    /// the grace period (see [`JobsBuilder::shutdown_grace`]) to finish; then their
+    /// cancellation tokens fire and they get a second grace period to return. Jobs still
+    /// running after that are abandoned and marked `Failed`. Jobs still queued stay
+    /// `Queued` (the in-memory queue is not durable, so they end with the process).
+    ///
+    /// Calling it again, or from a clone, waits for nothing more.
+    pub async fn shutdown(&self) {
+        let inner = self.inner();
+        inner.intake.cancel();
+        let mut workers = take(&inner.workers);
+        let grace = inner.config.shutdown_grace;
+        if !join_within(&mut workers, grace).await {
+            tracing::warn!(
+                ?grace,
+                "jobs still running after the grace period; asking them to stop"
+            );
+            inner.abandon.cancel();
+            inner.running.interrupt_all();
+            if !join_within(&mut workers, grace).await {
+                for worker in &workers {
+                    worker.abort();
+                }
+                for worker in workers.drain(..) {
+                    let _ = worker.await;
+                }
+            }
+        }
+        inner.stopped.cancel();
+        for helper in take(&inner.helpers) {
+            helper.abort();
+            let _ = helper.await;
+        }
+        // Whatever is still registered was running on an aborted worker.
+        for (id, job) in inner.running.drain() {
+            let expected = jobs_core::Expected::new(JobStatus::Running, job.attempt);
+            let transition = jobs_core::Transition::Fail {
+                error: "abandoned: the job did not stop within the shutdown grace period".into(),
+            };
+            if let Err(error) = inner.repository.transition(id, expected, transition).await {
+                tracing::error!(job.id = %id, %error, "could not mark an abandoned job as failed");
+            }
+        }
+    }
+}
+
+fn take(tasks: &Mutex<Vec<JoinHandle<()>>>) -> Vec<JoinHandle<()>> {
+    std::mem::take(&mut *tasks.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Awaits every task, up to `limit`; returns whether all ended. Finished tasks are removed.
+async fn join_within(tasks: &mut Vec<JoinHandle<()>>, limit: Duration) -> bool {
+    let all = async {
+        while let Some(task) = tasks.last_mut() {
+            let _ = task.await;
+            tasks.pop();
+        }
+    };
+    tokio::time::timeout(limit, all).await.is_ok()
+}
+
+fn decode_output<J: JobType>(id: JobId, value: Value) -> Result<J::Output, JobsError>
+where
+    J::Output: DeserializeOwned,
+{
+    serde_json::from_value(value).map_err(|error| JobsError::InvalidResult {
+        id,
+        reason: error.to_string(),
+    })
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("job_types", &self.job_types())
+            .field("concurrency", &self.concurrency())
+            .field("shut_down", &self.is_shut_down())
+            .finish()
+    }
+}

@@ -1,0 +1,128 @@
+//! # jobs
+//!
+//! Background jobs for Rust: declare a job type with one attribute, then submit jobs, watch
+//! their status and progress, fetch their results and cancel them.
+//!
+//! ```
+//! use std::time::Duration;
+//! use jobs::prelude::*;
+//!
+//! #[job_executor("Countdown")]
+//! async fn countdown(ctx: JobContext) -> Result<serde_json::Value, JobError> {
+//!     for i in 1..=5u8 {
+//!         ctx.check_cancelled()?; // return early once a cancel was requested
+//!         tokio::time::sleep(Duration::from_millis(5)).await;
+//!         ctx.report_progress(i * 20, format!("step {i}/5"));
+//!     }
+//!     Ok(serde_json::json!({ "message": "done", "jobId": ctx.job_id() }))
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let jobs = Jobs::builder().concurrency(4).start()?;   // in-memory repository and queue
+//! let job = jobs.submit_job("Countdown").await?;        // Queued
+//! let done = jobs.wait_for(job.id).await?;              // woken by events, no polling
+//! assert_eq!(done.status, JobStatus::Succeeded);
+//! assert_eq!(done.progress.unwrap().percent, 100);
+//! let result = jobs.get_job_result(job.id).await?.unwrap();
+//! assert_eq!(result["message"], "done");
+//! jobs.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Declaring job types
+//!
+//! [`macro@job_executor`] goes on a free `async fn`. The function takes, in any order, at
+//! most one arguments parameter (an owned type implementing `serde::Deserialize`, into
+//! which the job's JSON payload is deserialized) and at most one [`JobContext`]. It returns
+//! `Result<T, E>` where `T: Serialize` (the job's result; `()` and `serde_json::Value`
+//! included) and `E: Display` ([`JobError`], `anyhow::Error`, a `thiserror` enum...). Its
+//! future must be `Send`. The function stays callable as a plain function.
+//!
+//! The attribute registers the executor with [`inventory`](https://docs.rs/inventory), so
+//! the service's [`Catalog`] finds it at start-up without any registration call. Two
+//! executors with one type name are a start-up error naming both source locations. A crate
+//! the program never references is not linked, and its executors are not found: reference
+//! it, or register executors by hand with [`JobsBuilder::register`] (see [`executor_fn`]).
+//!
+//! ## Typed submission
+//!
+//! Next to the function, the attribute generates a type of the same name implementing
+//! [`JobType`]. Submitting through it checks the arguments at compile time and reads the
+//! result back as the function's output type:
+//!
+//! ```
+//! use jobs::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct ExportArgs { table: String }
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct ExportReport { rows: u64 }
+//!
+//! #[job_executor("DocExport")]
+//! async fn export(args: ExportArgs) -> Result<ExportReport, JobError> {
+//!     Ok(ExportReport { rows: args.table.len() as u64 })
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let jobs = Jobs::builder().start()?;
+//! let handle = jobs.submit::<export>(ExportArgs { table: "users".into() }).await?;
+//! let report = jobs.wait_for_output(&handle).await?;
+//! assert_eq!(report, ExportReport { rows: 5 });
+//! # jobs.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Statuses, errors and cancellation
+//!
+//! A job moves `Queued → Running → Succeeded | Failed | Canceled`, or `Queued → Canceled`
+//! when canceled before it ran; terminal states never change ([`JobStatus`]). Every change
+//! is a compare-and-set in the repository. Submitting an unknown type fails with
+//! [`SubmitError::UnknownJobType`] (listing the known types) and a payload that does not
+//! deserialize into the executor's arguments with [`SubmitError::InvalidPayload`]; neither
+//! stores anything. [`Jobs::cancel_job`] cancels a queued job at once; for a running job it
+//! fires the job's cancellation token, and the job ends `Canceled` when its executor
+//! returns an error (as `ctx.check_cancelled()?` does). A panicking executor fails its job
+//! with the panic message; the worker lives on.
+//!
+//! ## Backends
+//!
+//! The default backend is in memory ([`memory::InMemoryRepository`],
+//! [`memory::ChannelQueue`]): fast, for one process, and not durable. Repositories and
+//! queues are traits ([`JobRepository`], [`JobQueue`]), so durable backends plug into
+//! [`JobsBuilder::repository`] and [`JobsBuilder::queue`].
+#![warn(missing_docs)]
+
+#[doc(inline)]
+pub use jobs_macros::job_executor;
+#[doc(inline)]
+pub use jobs_runtime::*;
+
+/// The JSON library job payloads and results are expressed in.
+pub use serde_json;
+
+/// What most users import: `use jobs::prelude::*;`.
+pub mod prelude {
+    #[doc(no_inline)]
+    pub use crate::{
+        job_executor, Job, JobContext, JobError, JobHandle, JobId, JobQuery, JobStatus, Jobs,
+        JobsError, SubmitError,
+    };
+}
+
+/// Paths used by the code `#[job_executor]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use jobs_core::inventory;
+    pub use jobs_core::macro_support::*;
+    pub use jobs_core::{
+        BoxFuture, ExecutionError, ExecutorRegistration, JobContext, JobExecutor, JobType, NoArgs,
+        PayloadError, SourceLocation,
+    };
+    pub use serde_json::Value;
+    pub use std::sync::Arc;
+}
