@@ -36,3 +36,5 @@ pub use time::{ParseTimestampError, Timestamp};
 
 #[doc(hidden)]
 pub use inventory;
+/// The token through which a running job is asked to stop (re-exported from `tokio-util`).
+pub use tokio_util::sync::CancellationToken;
