@@ -227,11 +227,6 @@ pub mod macro_support {
         deserialize_args(payload)
     }
 
-    /// Checks a payload against the executor's arguments.
-    pub fn validate<T: JobArgs>(payload: &Value) -> Result<(), PayloadError> {
-        args::<T>(payload).map(drop)
-    }
-
     /// Boxes one execution of the user's function. The bounds here are where a misdeclared
     /// executor is caught: the future must be `Send` so that any worker thread can run it.
     pub fn execution<F, T, E>(future: F) -> BoxFuture<'static, Result<Value, ExecutionError>>

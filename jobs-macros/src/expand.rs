@@ -75,9 +75,10 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
     };
     let args_span = executor.args_type().map_or(ident.span(), |ty| ty.span());
     let ret = executor.return_type;
-    let ret_span = ret.span();
-    let output_ty = quote_spanned!(ret_span=> <#ret as #p::ExecutorReturn>::Output);
-    let error_ty = quote_spanned!(ret_span=> <#ret as #p::ExecutorReturn>::Error);
+    // Point errors about `T` and `E` at them when they are written out.
+    let (output_span, error_span) = signature::result_arg_spans(ret);
+    let output_ty = quote_spanned!(output_span=> <#ret as #p::ExecutorReturn>::Output);
+    let error_ty = quote_spanned!(error_span=> <#ret as #p::ExecutorReturn>::Error);
 
     let args_var = format_ident!("__jobs_args");
     let ctx_var = format_ident!("__jobs_ctx");
@@ -85,16 +86,20 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
         Param::Args(_) => quote!(#args_var),
         Param::Context => quote!(#ctx_var),
     });
+    // Every use of the argument type goes through `args`, so that a type that cannot be
+    // deserialized is reported once, at the parameter.
+    let read_args = quote_spanned!(args_span=> #p::args::<#args_ty>);
     let deserialize = executor.args_type().map(|_| {
-        let read = quote_spanned!(args_span=> #p::args::<#args_ty>);
         quote! {
-            let #args_var = match #read(#ctx_var.payload()) {
+            let #args_var = match #read_args(#ctx_var.payload()) {
                 ::core::result::Result::Ok(args) => args,
                 ::core::result::Result::Err(error) => return #p::invalid_payload(error),
             };
         }
     });
-    let validate = quote_spanned!(args_span=> #p::validate::<#args_ty>);
+    let validate = quote! {
+        |payload: &#p::Value| #read_args(payload).map(::core::mem::drop)
+    };
     let execution = quote_spanned!(ident.span()=> #p::execution::<_, #output_ty, #error_ty>);
     let line = quote_spanned!(ident.span()=> ::core::line!());
     let doc = format!(
@@ -122,7 +127,7 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
             }
 
             fn validate(&self, payload: &#p::Value) -> ::core::result::Result<(), #p::PayloadError> {
-                #validate(payload)
+                #read_args(payload).map(::core::mem::drop)
             }
 
             #[allow(unused_variables)]

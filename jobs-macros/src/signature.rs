@@ -1,8 +1,9 @@
 //! Analysis of the function under `#[job_executor]`: which parameter is the arguments,
 //! which is the context, and what it returns.
 
+use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 /// The role of one parameter.
 pub enum Param {
@@ -155,6 +156,26 @@ pub fn analyze(item: &ItemFn) -> syn::Result<Executor<'_>> {
         params,
         return_type,
     })
+}
+
+/// The spans of `T` and `E` in `Result<T, E>` (or of `T` in an alias such as
+/// `anyhow::Result<T>`), falling back to the whole type's span.
+pub fn result_arg_spans(ty: &Type) -> (Span, Span) {
+    let whole = ty.span();
+    let Type::Path(path) = ty else {
+        return (whole, whole);
+    };
+    let Some(PathArguments::AngleBracketed(args)) = path.path.segments.last().map(|s| &s.arguments)
+    else {
+        return (whole, whole);
+    };
+    let mut types = args.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty.span()),
+        _ => None,
+    });
+    let output = types.next().unwrap_or(whole);
+    let error = types.next().unwrap_or(whole);
+    (output, error)
 }
 
 /// A path type whose last segment is `JobContext`, without generics. The generated code

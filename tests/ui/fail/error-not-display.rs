@@ -1,0 +1,11 @@
+use jobs::prelude::*;
+
+#[derive(Debug)]
+struct ExportFailed;
+
+#[job_executor("Export")]
+async fn export() -> Result<(), ExportFailed> {
+    Err(ExportFailed)
+}
+
+fn main() {}

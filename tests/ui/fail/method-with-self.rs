@@ -1,0 +1,12 @@
+use jobs::prelude::*;
+
+struct Exporter;
+
+impl Exporter {
+    #[job_executor("Export")]
+    async fn export(&self) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+fn main() {}

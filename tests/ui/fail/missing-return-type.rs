@@ -1,0 +1,6 @@
+use jobs::prelude::*;
+
+#[job_executor("Export")]
+async fn export() {}
+
+fn main() {}

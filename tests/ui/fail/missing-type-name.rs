@@ -1,0 +1,8 @@
+use jobs::prelude::*;
+
+#[job_executor]
+async fn unnamed() -> Result<(), JobError> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use jobs::prelude::*;
+
+#[job_executor("NotAsync")]
+fn not_async() -> Result<(), JobError> {
+    Ok(())
+}
+
+fn main() {}

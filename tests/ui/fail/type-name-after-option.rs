@@ -1,0 +1,8 @@
+use jobs::prelude::*;
+
+#[job_executor(crate = jobs)]
+async fn export() -> Result<(), JobError> {
+    Ok(())
+}
+
+fn main() {}
