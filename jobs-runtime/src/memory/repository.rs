@@ -29,6 +29,22 @@ struct State {
     // Ordered by id, which is time-ordered (UUID v7): listing newest first is a reverse range.
     jobs: BTreeMap<JobId, Job>,
     results: HashMap<JobId, Value>,
+    // Jobs per status, indexed like `JobStatus::ALL`, kept up to date on every change.
+    counts: [usize; JobStatus::ALL.len()],
+}
+
+fn slot(status: JobStatus) -> usize {
+    JobStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is in ALL")
+}
+
+impl State {
+    fn moved(&mut self, from: JobStatus, to: JobStatus) {
+        self.counts[slot(from)] -= 1;
+        self.counts[slot(to)] += 1;
+    }
 }
 
 impl InMemoryRepository {
@@ -48,6 +64,11 @@ impl InMemoryRepository {
             events: broadcast::channel(capacity).0,
             cancellations: broadcast::channel(capacity).0,
         }
+    }
+
+    /// How many stored jobs are in `status`, counted as jobs change (no scan).
+    pub fn count(&self, status: JobStatus) -> usize {
+        self.lock().counts[slot(status)]
     }
 
     /// How many jobs are stored.
@@ -82,6 +103,7 @@ impl InMemoryRepository {
             )));
         }
         let (id, job_type) = (job.id, job.job_type.clone());
+        state.counts[slot(job.status)] += 1;
         state.jobs.insert(id, job);
         self.publish(|| JobEvent::Submitted { id, job_type });
         Ok(())
@@ -97,6 +119,7 @@ impl InMemoryRepository {
         let Some(job) = state.jobs.get_mut(&id) else {
             return TransitionOutcome::NotFound;
         };
+        let from = job.status;
         if let Err(error) = job.apply(expected, &transition) {
             let current = match error {
                 TransitionError::Conflict { current, .. } => current,
@@ -108,6 +131,7 @@ impl InMemoryRepository {
             };
         }
         let job = job.clone();
+        state.moved(from, job.status);
         match transition {
             Transition::Start => self.publish(|| JobEvent::Started {
                 id,
@@ -158,6 +182,7 @@ impl InMemoryRepository {
                     return CancelOutcome::AlreadyFinished(job.status);
                 }
                 let job = job.clone();
+                state.moved(JobStatus::Queued, JobStatus::Canceled);
                 self.publish_finished(&job);
                 CancelOutcome::CanceledQueued(job)
             }
@@ -363,6 +388,18 @@ mod tests {
         assert_eq!(evens.jobs.len(), 3);
         let running = repo.list_now(&JobQuery::new().status(JobStatus::Running));
         assert!(running.jobs.is_empty());
+        assert_eq!(repo.count(JobStatus::Queued), 5);
+        repo.request_cancel_now(ids[0]);
+        repo.transition_now(
+            ids[1],
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        );
+        assert_eq!(
+            JobStatus::ALL.map(|s| repo.count(s)),
+            [3, 1, 0, 0, 1],
+            "counts follow every change"
+        );
     }
 
     #[test]

@@ -1,0 +1,285 @@
+//! Benchmark program for `jobs`.
+//!
+//! ```text
+//! cargo run --release -p jobs-bench -- <scenario> [--jobs N] [--concurrency C]
+//! ```
+//!
+//! Scenarios (in-memory backend):
+//! - `bulk`: submit N no-op jobs up front, then start C workers and time the drain.
+//! - `latency`: submit N jobs one at a time, each waited for before the next;
+//!   submit→start and submit→finish percentiles.
+//! - `floor`: the same bulk workload through a bare tokio mpsc channel and a mutex-guarded
+//!   map, the least any in-memory job system could cost on this machine.
+//!
+//! Each result is one machine-readable line (`scenario=bulk backend=memory jobs=...`)
+//! followed by a short human summary. A scenario fails loudly (exit code 1) unless every
+//! job reached `Succeeded`.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jobs::memory::{ChannelQueue, InMemoryRepository};
+use jobs::prelude::*;
+use jobs::{JobQueue, JobRepository};
+
+#[job_executor("Noop")]
+async fn noop() -> Result<(), JobError> {
+    Ok(())
+}
+
+struct Options {
+    scenario: String,
+    jobs: usize,
+    concurrency: usize,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let scenario = args
+        .next()
+        .ok_or("usage: jobs-bench <bulk|latency|floor> [--jobs N] [--concurrency C]")?;
+    let mut options = Options {
+        scenario,
+        jobs: 0,
+        concurrency: 1,
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        let number: usize = value
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("{flag}: `{value}` is not a number"))?;
+        match flag.as_str() {
+            "--jobs" => options.jobs = number,
+            "--concurrency" => options.concurrency = number.max(1),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; expected --jobs or --concurrency"
+                ))
+            }
+        }
+    }
+    if options.jobs == 0 {
+        options.jobs = if options.scenario == "latency" {
+            10_000
+        } else {
+            100_000
+        };
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match options.scenario.as_str() {
+        "bulk" => bulk(&options).await,
+        "latency" => latency(&options).await,
+        "floor" => floor(&options).await,
+        other => Err(format!(
+            "unknown scenario `{other}`; expected bulk, latency or floor"
+        )),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("FAILED: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Submits every job through a service without workers, then starts a service with
+/// `concurrency` workers on the same repository and queue and times the drain.
+async fn bulk(options: &Options) -> Result<(), String> {
+    let repository = Arc::new(InMemoryRepository::new());
+    let queue = Arc::new(ChannelQueue::new());
+    let submitter = Jobs::builder()
+        .concurrency(0)
+        .repository(repository.clone() as Arc<dyn JobRepository>)
+        .queue(queue.clone() as Arc<dyn JobQueue>)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let submit_started = Instant::now();
+    for _ in 0..options.jobs {
+        submitter
+            .submit_job("Noop")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let submit_elapsed = submit_started.elapsed();
+
+    let drain_started = Instant::now();
+    let workers = Jobs::builder()
+        .concurrency(options.concurrency)
+        .repository(repository.clone() as Arc<dyn JobRepository>)
+        .queue(queue.clone() as Arc<dyn JobQueue>)
+        .start()
+        .map_err(|e| e.to_string())?;
+    wait_until_done(&repository, options.jobs).await?;
+    let drain_elapsed = drain_started.elapsed();
+    workers.shutdown().await;
+    submitter.shutdown().await;
+    verify_all_succeeded(&repository, options.jobs)?;
+
+    let drain_rate = options.jobs as f64 / drain_elapsed.as_secs_f64();
+    let submit_rate = options.jobs as f64 / submit_elapsed.as_secs_f64();
+    println!(
+        "scenario=bulk backend=memory jobs={} concurrency={} jobs_per_sec={:.0} submit_per_sec={:.0}",
+        options.jobs, options.concurrency, drain_rate, submit_rate
+    );
+    println!(
+        "  drained {} no-op jobs with {} worker(s) in {:.3} s ({:.0} jobs/s); submitting took {:.3} s ({:.0} jobs/s)",
+        options.jobs,
+        options.concurrency,
+        drain_elapsed.as_secs_f64(),
+        drain_rate,
+        submit_elapsed.as_secs_f64(),
+        submit_rate
+    );
+    Ok(())
+}
+
+/// Waits until `expected` jobs have finished, reading the repository's status counters.
+async fn wait_until_done(repository: &InMemoryRepository, expected: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let finished: usize = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
+            .into_iter()
+            .map(|status| repository.count(status))
+            .sum();
+        if finished >= expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {finished} of {expected} jobs finished in time"
+            ));
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+fn verify_all_succeeded(repository: &InMemoryRepository, expected: usize) -> Result<(), String> {
+    let succeeded = repository.count(JobStatus::Succeeded);
+    if succeeded != expected || repository.len() != expected {
+        return Err(format!(
+            "{succeeded} of {expected} jobs succeeded ({} stored)",
+            repository.len()
+        ));
+    }
+    Ok(())
+}
+
+/// One job at a time: how soon a submitted job starts and finishes.
+async fn latency(options: &Options) -> Result<(), String> {
+    let jobs = Jobs::builder()
+        .concurrency(options.concurrency)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let mut to_start = Vec::with_capacity(options.jobs);
+    let mut to_finish = Vec::with_capacity(options.jobs);
+    for _ in 0..options.jobs {
+        let submitted = Instant::now();
+        let job = jobs.submit_job("Noop").await.map_err(|e| e.to_string())?;
+        let done = jobs.wait_for(job.id).await.map_err(|e| e.to_string())?;
+        to_finish.push(submitted.elapsed());
+        if done.status != JobStatus::Succeeded {
+            return Err(format!("job {} ended {}", done.id, done.status));
+        }
+        let started = done.started_at.ok_or("a finished job has no start time")?;
+        to_start.push(started.duration_since(done.created_at));
+    }
+    jobs.shutdown().await;
+    let (start_p50, start_p99) = percentiles(&mut to_start);
+    let (finish_p50, finish_p99) = percentiles(&mut to_finish);
+    println!(
+        "scenario=latency backend=memory jobs={} concurrency={} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
+        options.jobs,
+        options.concurrency,
+        finish_p50.as_micros(),
+        finish_p99.as_micros(),
+        start_p50.as_micros(),
+        start_p99.as_micros()
+    );
+    println!(
+        "  submit→finish p50 {:?}, p99 {:?}; submit→start p50 {:?}, p99 {:?} (over {} jobs, one at a time)",
+        finish_p50, finish_p99, start_p50, start_p99, options.jobs
+    );
+    Ok(())
+}
+
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+/// The bulk workload with nothing but a channel of ids and a map of statuses.
+async fn floor(options: &Options) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Queued,
+        Running,
+        Succeeded,
+    }
+    let map: Arc<Mutex<HashMap<u64, State>>> = Arc::new(Mutex::new(HashMap::new()));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    for id in 0..options.jobs as u64 {
+        map.lock().unwrap().insert(id, State::Queued);
+        tx.send(id).map_err(|e| e.to_string())?;
+    }
+    drop(tx);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            let (map, rx) = (map.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(id) = rx.lock().await.recv().await else {
+                        return;
+                    };
+                    map.lock().unwrap().insert(id, State::Running);
+                    map.lock().unwrap().insert(id, State::Succeeded);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())?;
+    }
+    let elapsed = started.elapsed();
+    let succeeded = map
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|s| **s == State::Succeeded)
+        .count();
+    if succeeded != options.jobs {
+        return Err(format!(
+            "{succeeded} of {} ids reached the end",
+            options.jobs
+        ));
+    }
+    let rate = options.jobs as f64 / elapsed.as_secs_f64();
+    println!(
+        "scenario=floor backend=memory jobs={} concurrency={} jobs_per_sec={:.0}",
+        options.jobs, options.concurrency, rate
+    );
+    println!(
+        "  a bare channel and mutex-guarded map move {} ids through two status writes each in {:.3} s ({:.0} per s)",
+        options.jobs,
+        elapsed.as_secs_f64(),
+        rate
+    );
+    Ok(())
+}
