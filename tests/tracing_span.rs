@@ -23,13 +23,15 @@ async fn traced(ctx: JobContext) -> Result<(), JobError> {
 }
 
 type Fields = HashMap<String, String>;
+/// A span's name and fields.
+type SpanRecord = (String, Fields);
 
 /// Records the fields of every span, and for every event the fields of the span it was
 /// emitted in.
 #[derive(Clone, Default)]
 struct Capture {
-    spans: Arc<Mutex<HashMap<u64, (String, Fields)>>>,
-    events: Arc<Mutex<Vec<(Fields, Option<(String, Fields)>)>>>,
+    spans: Arc<Mutex<HashMap<u64, SpanRecord>>>,
+    events: Arc<Mutex<Vec<(Fields, Option<SpanRecord>)>>>,
     next_id: Arc<AtomicU64>,
 }
 
