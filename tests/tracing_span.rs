@@ -25,13 +25,15 @@ async fn traced(ctx: JobContext) -> Result<(), JobError> {
 type Fields = HashMap<String, String>;
 /// A span's name and fields.
 type SpanRecord = (String, Fields);
+/// An event's fields and the span it was emitted in.
+type EventRecord = (Fields, Option<SpanRecord>);
 
 /// Records the fields of every span, and for every event the fields of the span it was
 /// emitted in.
 #[derive(Clone, Default)]
 struct Capture {
     spans: Arc<Mutex<HashMap<u64, SpanRecord>>>,
-    events: Arc<Mutex<Vec<(Fields, Option<SpanRecord>)>>>,
+    events: Arc<Mutex<Vec<EventRecord>>>,
     next_id: Arc<AtomicU64>,
 }
 
