@@ -655,3 +655,36 @@ async fn catalog_records_where_each_executor_was_declared() {
     assert!(echo.ends_with("(lifecycle)"), "{echo}");
     jobs.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_event_subscription_is_also_a_stream() {
+    use std::future::poll_fn;
+    use std::pin::Pin;
+
+    use futures_core::Stream;
+
+    let jobs = start(1);
+    let mut stream = jobs.subscribe().into_stream();
+    let job = jobs.submit_job_with("Echo", json!("s")).await.unwrap();
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&"finished") {
+        let next = tokio::time::timeout(
+            common::DEADLINE,
+            poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)),
+        )
+        .await
+        .unwrap()
+        .expect("the stream stays open while the service runs");
+        if next.job_id() == job.id {
+            statuses.push(match next {
+                JobEvent::Submitted { .. } => "submitted",
+                JobEvent::Started { .. } => "started",
+                JobEvent::Finished { .. } => "finished",
+                _ => "other",
+            });
+        }
+    }
+    assert_eq!(statuses, ["submitted", "started", "finished"]);
+    assert_eq!(stream.missed(), 0);
+    jobs.shutdown().await;
+}

@@ -16,7 +16,7 @@ mod waiters;
 
 pub use builder::{BuildError, JobsBuilder};
 pub use catalog::{Catalog, CatalogEntry, DuplicateJobType};
-pub use events::JobEvents;
+pub use events::{JobEventStream, JobEvents};
 pub use jobs_core::*;
 pub use service::Jobs;
 pub use typed::JobHandle;
