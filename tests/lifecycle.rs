@@ -688,3 +688,69 @@ async fn the_event_subscription_is_also_a_stream() {
     assert_eq!(stream.missed(), 0);
     jobs.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_repeated_delivery_of_a_running_job_does_not_hide_it_from_cancel() {
+    let jobs = start(2);
+    let job = jobs.submit_job("Blocker").await.unwrap();
+    wait_for_status(&jobs, job.id, JobStatus::Running).await;
+    // The second worker receives the same id again, then a sentinel: once the sentinel
+    // has run, the repeated delivery has been dealt with.
+    jobs.queue().enqueue(job.id).await.unwrap();
+    let sentinel = jobs.submit_job_with("Echo", json!("after")).await.unwrap();
+    assert_eq!(
+        finished(&jobs, sentinel.id).await.status,
+        JobStatus::Succeeded
+    );
+
+    assert!(jobs.cancel_job(job.id).await.unwrap());
+    let done = finished(&jobs, job.id).await;
+    assert_eq!((done.status, done.attempt), (JobStatus::Canceled, 1));
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_executor_that_panics_before_returning_its_future_fails_only_its_job() {
+    let jobs = Jobs::builder()
+        .concurrency(1)
+        .discover(false)
+        .register(executor_fn("Eager", |ctx| {
+            assert!(ctx.payload().is_object(), "payload must be an object");
+            async { Ok::<_, JobError>(()) }
+        }))
+        .start()
+        .unwrap();
+    let job = jobs.submit_job("Eager").await.unwrap();
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(
+        done.error.as_deref(),
+        Some("the executor panicked: payload must be an object")
+    );
+    let next = jobs.submit_job_with("Eager", json!({})).await.unwrap();
+    assert_eq!(finished(&jobs, next.id).await.status, JobStatus::Succeeded);
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_shutdowns_share_one_grace_period() {
+    let jobs = Jobs::builder()
+        .concurrency(1)
+        .discover(false)
+        .register(executor_fn("Slow", |_ctx| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, JobError>(())
+        }))
+        .start()
+        .unwrap();
+    let job = jobs.submit_job("Slow").await.unwrap();
+    wait_for_status(&jobs, job.id, JobStatus::Running).await;
+    let other = jobs.clone();
+    tokio::join!(jobs.shutdown(), other.shutdown());
+    let after = jobs.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.status,
+        JobStatus::Succeeded,
+        "neither call abandoned the job: {after:?}"
+    );
+}

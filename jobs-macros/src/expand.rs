@@ -97,6 +97,10 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
             };
         }
     });
+    // The generated type has the function's visibility, so its argument and output types
+    // must be at least that visible; say so at the parameter rather than at the attribute.
+    let args_assoc = quote_spanned!(args_span=> type Args = #args_ty;);
+    let output_assoc = quote_spanned!(output_span=> type Output = #output_ty;);
     let validate = quote! {
         |payload: &#p::Value| #read_args(payload).map(::core::mem::drop)
     };
@@ -117,8 +121,8 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
 
         impl #p::JobType for #ident {
             const NAME: &'static str = #name;
-            type Args = #args_ty;
-            type Output = #output_ty;
+            #args_assoc
+            #output_assoc
         }
 
         impl #p::JobExecutor for #ident {

@@ -165,13 +165,16 @@ impl JobsBuilder {
             stopped: CancellationToken::new(),
             workers: Mutex::new(Vec::new()),
             helpers: Mutex::new(Vec::new()),
+            shutdown: tokio::sync::OnceCell::new(),
         });
         if self.concurrency > 0 {
+            // Subscribe before any worker runs, so that no cancel request can slip by.
+            let cancel_requests = inner.repository.subscribe_cancellations();
             let workers = (0..self.concurrency)
                 .map(|_| runtime.spawn(worker(inner.clone())))
                 .collect();
             *inner.workers.lock().expect("not shared yet") = workers;
-            let listener = runtime.spawn(cancel_listener(inner.clone()));
+            let listener = runtime.spawn(cancel_listener(inner.clone(), cancel_requests));
             inner.helpers.lock().expect("not shared yet").push(listener);
         }
         Ok(Jobs::from_inner(inner))

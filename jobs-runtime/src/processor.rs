@@ -1,19 +1,22 @@
 //! The worker pool: takes job ids from the queue and runs their executors.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use jobs_core::{
-    Delivery, Expected, JobContext, JobId, JobStatus, ProgressAck, ProgressReceiver, Transition,
-    TransitionOutcome,
+    BoxFuture, Delivery, Expected, JobContext, JobId, JobStatus, ProgressAck, ProgressReceiver,
+    StorageError, Transition, TransitionOutcome,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::panic::CatchUnwind;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::panic::{panic_message, CatchUnwind};
 use crate::service::Inner;
 
 /// The jobs this service is running, so that a cancel can reach their tokens.
@@ -33,6 +36,12 @@ impl RunningJob {
     fn canceled_by_user(&self) -> bool {
         self.canceled_by_user.load(Ordering::Acquire)
     }
+
+    /// Fires the token because someone asked the job to stop.
+    fn cancel_by_user(&self) {
+        self.canceled_by_user.store(true, Ordering::Release);
+        self.token.cancel();
+    }
 }
 
 impl RunningJobs {
@@ -40,14 +49,20 @@ impl RunningJobs {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, id: JobId) -> RunningJob {
-        let job = RunningJob {
-            token: CancellationToken::new(),
-            attempt: 0,
-            canceled_by_user: Arc::new(AtomicBool::new(false)),
-        };
-        self.lock().insert(id, job.clone());
-        job
+    /// Registers `id` as handled by the calling worker; `None` if another worker of this
+    /// service already handles it (a repeated delivery), which must then be skipped.
+    fn register(&self, id: JobId) -> Option<RunningJob> {
+        match self.lock().entry(id) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(slot) => Some(
+                slot.insert(RunningJob {
+                    token: CancellationToken::new(),
+                    attempt: 0,
+                    canceled_by_user: Arc::new(AtomicBool::new(false)),
+                })
+                .clone(),
+            ),
+        }
     }
 
     fn set_attempt(&self, id: JobId, attempt: u32) {
@@ -64,8 +79,7 @@ impl RunningJobs {
     pub(crate) fn cancel(&self, id: JobId) -> bool {
         match self.lock().get(&id) {
             Some(job) => {
-                job.canceled_by_user.store(true, Ordering::Release);
-                job.token.cancel();
+                job.cancel_by_user();
                 true
             }
             None => false,
@@ -111,8 +125,11 @@ pub(crate) async fn worker(inner: Arc<Inner>) {
 }
 
 /// Forwards cancels requested anywhere (for jobs this service runs) to their tokens.
-pub(crate) async fn cancel_listener(inner: Arc<Inner>) {
-    let mut requests = inner.repository.subscribe_cancellations();
+/// `requests` is subscribed before the first worker starts, so no request is missed.
+pub(crate) async fn cancel_listener(
+    inner: Arc<Inner>,
+    mut requests: tokio::sync::broadcast::Receiver<JobId>,
+) {
     loop {
         let request = tokio::select! {
             _ = inner.stopped.cancelled() => return,
@@ -140,7 +157,11 @@ pub(crate) async fn cancel_listener(inner: Arc<Inner>) {
 async fn run(inner: &Inner, delivery: Delivery) {
     let id = delivery.id;
     // Register before claiming, so a cancel that arrives right after the claim finds it.
-    let running = inner.running.register(id);
+    let Some(running) = inner.running.register(id) else {
+        // Another worker here already handles this id: a repeated delivery.
+        ack(inner, delivery).await;
+        return;
+    };
     let claimed = inner
         .repository
         .transition(id, Expected::status(JobStatus::Queued), Transition::Start)
@@ -182,8 +203,15 @@ async fn run(inner: &Inner, delivery: Delivery) {
                 running.token.clone(),
             );
             let started = Instant::now();
-            let execution = CatchUnwind::new(executor.execute(ctx)).instrument(span.clone());
-            let outcome = drive(inner, id, attempt, &running, execution, &progress).await;
+            // `execute` itself may panic before it returns a future (a hand-written
+            // executor, a panicking `Deserialize`): catch that too.
+            let outcome = match catch_unwind(AssertUnwindSafe(|| executor.execute(ctx))) {
+                Ok(future) => {
+                    let execution = CatchUnwind::new(future).instrument(span.clone());
+                    drive(inner, id, attempt, &running, execution, &progress).await
+                }
+                Err(payload) => Err(panic_message(payload.as_ref())),
+            };
             // The last report, if it came after the last write.
             store_progress(inner, id, attempt, &running, &progress).await;
             let _enter = span.enter();
@@ -234,6 +262,9 @@ async fn ack(inner: &Inner, delivery: Delivery) {
 
 /// Polls the execution to its end while storing its progress at most once per
 /// `progress_interval`, and fires its token if the service gives up waiting on it.
+///
+/// A progress write runs next to the execution, never in its way: a slow repository delays
+/// the next write, not the job.
 async fn drive<F: std::future::Future + Unpin>(
     inner: &Inner,
     id: JobId,
@@ -245,21 +276,33 @@ async fn drive<F: std::future::Future + Unpin>(
     let interval = inner.config.progress_interval;
     let mut next_write = Instant::now();
     let mut pending = false;
-    loop {
+    let mut write: Option<BoxFuture<'_, Result<ProgressAck, StorageError>>> = None;
+    let output = loop {
         tokio::select! {
             biased;
-            output = &mut execution => return output,
+            output = &mut execution => break output,
+            ack = async { write.as_mut().expect("guarded by the condition").await }, if write.is_some() => {
+                write = None;
+                handle_ack(id, running, ack);
+            }
             _ = progress.changed(), if !pending => pending = true,
-            _ = tokio::time::sleep_until(next_write), if pending => {
+            _ = tokio::time::sleep_until(next_write), if pending && write.is_none() => {
                 pending = false;
-                store_progress(inner, id, attempt, running, progress).await;
-                next_write = Instant::now() + interval;
+                if let Some(report) = progress.take() {
+                    write = Some(inner.repository.update_progress(id, attempt, report));
+                    next_write = Instant::now() + interval;
+                }
             }
             _ = inner.abandon.cancelled(), if !running.token.is_cancelled() => running.token.cancel(),
         }
+    };
+    if let Some(write) = write {
+        handle_ack(id, running, write.await);
     }
+    output
 }
 
+/// Stores the latest report, if one was made since the last write.
 async fn store_progress(
     inner: &Inner,
     id: JobId,
@@ -267,15 +310,19 @@ async fn store_progress(
     running: &RunningJob,
     progress: &ProgressReceiver,
 ) {
-    let Some(report) = progress.take() else {
-        return;
-    };
-    match inner.repository.update_progress(id, attempt, report).await {
+    if let Some(report) = progress.take() {
+        let ack = inner.repository.update_progress(id, attempt, report).await;
+        handle_ack(id, running, ack);
+    }
+}
+
+/// A stored report also tells whether a cancel was requested: the worker learns of it even
+/// if the cancel event passed it by.
+fn handle_ack(id: JobId, running: &RunningJob, ack: Result<ProgressAck, StorageError>) {
+    match ack {
         Ok(ProgressAck::Stored {
             cancel_requested: true,
-        }) if !running.token.is_cancelled() => {
-            inner.running.cancel(id);
-        }
+        }) if !running.token.is_cancelled() => running.cancel_by_user(),
         Ok(_) => {}
         Err(error) => tracing::warn!(job.id = %id, %error, "could not store progress"),
     }

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
     /// Tasks that serve the workers (the cancel listener).
     pub(crate) helpers: Mutex<Vec<JoinHandle<()>>>,
+    /// Completed once shutdown is done; concurrent `shutdown` calls wait on it.
+    pub(crate) shutdown: tokio::sync::OnceCell<()>,
 }
 
 /// Stops the workers taking new jobs when the last [`Jobs`] handle is dropped without a
@@ -160,16 +162,24 @@ impl Jobs {
     where
         J::Args: Serialize,
     {
-        if self.inner().catalog.get(J::NAME).is_none() {
+        let Some(entry) = self.inner().catalog.get(J::NAME) else {
             return Err(SubmitError::UnknownJobType {
                 job_type: J::NAME.to_owned(),
                 known: self.inner().catalog.job_types(),
             });
-        }
-        let payload = serde_json::to_value(&args).map_err(|error| SubmitError::InvalidPayload {
+        };
+        let invalid = |reason: String| SubmitError::InvalidPayload {
             job_type: J::NAME.to_owned(),
-            reason: format!("the arguments do not serialize to JSON: {error}"),
-        })?;
+            reason,
+        };
+        let payload = serde_json::to_value(&args)
+            .map_err(|error| invalid(format!("the arguments do not serialize to JSON: {error}")))?;
+        // The executor registered under this name may not be `J`'s own (one registered by
+        // hand): it has the last word on the payload.
+        entry
+            .executor()
+            .validate(&payload)
+            .map_err(|error| invalid(error.message().to_owned()))?;
         let job = self.store_and_enqueue(Job::new(J::NAME, payload)).await?;
         Ok(JobHandle::new(job))
     }
@@ -242,7 +252,7 @@ impl Jobs {
     pub async fn wait_for(&self, id: JobId) -> Result<Job, JobsError> {
         let inner = self.inner();
         loop {
-            let woken = inner.waiters.register(id, &inner.repository);
+            let waiter = inner.waiters.register(id, &inner.repository);
             let job = inner
                 .repository
                 .get(id)
@@ -251,8 +261,7 @@ impl Jobs {
             if job.status.is_terminal() {
                 return Ok(job);
             }
-            // Woken (or the dispatcher gave up on us): read the job again either way.
-            let _ = woken.await;
+            waiter.woken().await;
         }
     }
 
@@ -321,8 +330,13 @@ impl Jobs {
     /// running after that are abandoned and marked `Failed`. Jobs still queued stay
     /// `Queued` (the in-memory queue is not durable, so they end with the process).
     ///
-    /// Calling it again, or from a clone, waits for nothing more.
+    /// It runs once: calling it again, or from a clone, waits for that one run to end.
     pub async fn shutdown(&self) {
+        let inner = self.inner();
+        inner.shutdown.get_or_init(|| self.shut_down_once()).await;
+    }
+
+    async fn shut_down_once(&self) {
         let inner = self.inner();
         inner.intake.cancel();
         let mut workers = take(&inner.workers);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use jobs_core::{JobEvent, JobId, JobRepository};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::oneshot;
 
 #[derive(Default)]
@@ -22,64 +22,159 @@ struct State {
     dispatching: bool,
 }
 
+impl State {
+    fn wake_all(&mut self) {
+        for (_, senders) in self.by_job.drain() {
+            for sender in senders {
+                let _ = sender.send(());
+            }
+        }
+    }
+}
+
+/// Interest in one job's end. Dropping it withdraws the interest.
+pub(crate) struct Waiter {
+    waiters: Arc<Waiters>,
+    id: JobId,
+    woken: Option<oneshot::Receiver<()>>,
+}
+
+impl Waiter {
+    /// Completes when the job may have finished (or the dispatcher stopped): read the job
+    /// again either way.
+    pub(crate) async fn woken(mut self) {
+        if let Some(woken) = self.woken.as_mut() {
+            let _ = woken.await;
+        }
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        drop(self.woken.take());
+        let mut state = self.waiters.lock();
+        if let Some(senders) = state.by_job.get_mut(&self.id) {
+            senders.retain(|sender| !sender.is_closed());
+            if senders.is_empty() {
+                state.by_job.remove(&self.id);
+            }
+        }
+    }
+}
+
 impl Waiters {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers interest in `id`'s end. The receiver completes (or errs) when the job may
-    /// have finished; the caller then reads the job again. Registration happens before the
-    /// caller reads the job, so a finish in between is not missed.
+    /// Registers interest in `id`'s end. Registration happens before the caller reads the
+    /// job, so a finish in between is not missed.
     pub(crate) fn register(
         self: &Arc<Self>,
         id: JobId,
         repository: &Arc<dyn JobRepository>,
-    ) -> oneshot::Receiver<()> {
+    ) -> Waiter {
         let (tx, rx) = oneshot::channel();
         let mut state = self.lock();
-        let list = state.by_job.entry(id).or_default();
-        list.retain(|sender| !sender.is_closed());
-        list.push(tx);
+        state.by_job.entry(id).or_default().push(tx);
         if !state.dispatching {
             state.dispatching = true;
-            let events = repository.subscribe();
-            tokio::spawn(self.clone().dispatch(events));
+            let dispatcher = Dispatcher {
+                waiters: self.clone(),
+                events: repository.subscribe(),
+            };
+            tokio::spawn(dispatcher.run());
         }
-        rx
+        Waiter {
+            waiters: self.clone(),
+            id,
+            woken: Some(rx),
+        }
     }
+}
 
-    async fn dispatch(self: Arc<Self>, mut events: tokio::sync::broadcast::Receiver<JobEvent>) {
+/// Wakes the waiters of finished jobs. Whatever ends it (no waiters left, the repository
+/// gone, its runtime shutting down), dropping it clears the `dispatching` flag and wakes
+/// everyone, so no waiter is left behind and the next registration starts a new one.
+struct Dispatcher {
+    waiters: Arc<Waiters>,
+    events: broadcast::Receiver<JobEvent>,
+}
+
+impl Dispatcher {
+    async fn run(mut self) {
         loop {
-            let received = events.recv().await;
-            let mut state = self.lock();
+            let received = self.events.recv().await;
+            let mut state = self.waiters.lock();
             match received {
                 Ok(JobEvent::Finished { id, .. }) => {
                     for sender in state.by_job.remove(&id).unwrap_or_default() {
                         let _ = sender.send(());
                     }
                 }
-                Ok(_) => continue,
+                Ok(_) => {}
                 // Fell behind: wake everyone to read their job again.
-                Err(RecvError::Lagged(_)) => wake_all(&mut state),
-                // The repository is gone: wake everyone and stop.
-                Err(RecvError::Closed) => {
-                    wake_all(&mut state);
-                    state.dispatching = false;
-                    return;
-                }
+                Err(RecvError::Lagged(_)) => state.wake_all(),
+                Err(RecvError::Closed) => return,
             }
             if state.by_job.is_empty() {
-                state.dispatching = false;
                 return;
             }
         }
     }
 }
 
-fn wake_all(state: &mut State) {
-    for (_, senders) in state.by_job.drain() {
-        for sender in senders {
-            let _ = sender.send(());
-        }
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        let mut state = self.waiters.lock();
+        state.dispatching = false;
+        state.wake_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::InMemoryRepository;
+    use jobs_core::{Expected, Job, JobStatus, Transition};
+
+    #[tokio::test]
+    async fn a_dropped_waiter_leaves_nothing_behind() {
+        let repository: Arc<dyn JobRepository> = Arc::new(InMemoryRepository::new());
+        let waiters = Arc::new(Waiters::default());
+        let waiter = waiters.register(JobId::new(), &repository);
+        assert_eq!(waiters.lock().by_job.len(), 1);
+        drop(waiter);
+        assert!(waiters.lock().by_job.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_finish_wakes_the_waiter_and_the_dispatcher_stops() {
+        let repository: Arc<dyn JobRepository> = Arc::new(InMemoryRepository::new());
+        let waiters = Arc::new(Waiters::default());
+        let job = Job::new("T", serde_json::Value::Null);
+        repository.insert(job.clone()).await.unwrap();
+        let waiter = waiters.register(job.id, &repository);
+        let woken = tokio::spawn(waiter.woken());
+        repository
+            .transition(
+                job.id,
+                Expected::status(JobStatus::Queued),
+                Transition::Cancel,
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+            .await
+            .expect("woken by the finish event")
+            .unwrap();
+        // The dispatcher ends once nobody waits; the next waiter starts a new one.
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while waiters.lock().dispatching {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the dispatcher stopped");
     }
 }

@@ -85,6 +85,9 @@ impl JobQueue for ChannelQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
 
     #[tokio::test]
     async fn hands_out_ids_in_fifo_order() {
@@ -100,28 +103,78 @@ mod tests {
         assert!(queue.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_waiting_worker_wakes_on_enqueue() {
-        let queue = std::sync::Arc::new(ChannelQueue::new());
-        let waiter = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.dequeue().await.unwrap().id }
-        });
-        tokio::task::yield_now().await;
-        let id = JobId::new();
-        queue.enqueue(id).await.unwrap();
-        assert_eq!(waiter.await.unwrap(), id);
+    /// A waker that records whether it was woken.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
     }
 
-    #[tokio::test]
-    async fn a_dropped_dequeue_loses_nothing() {
+    fn flag() -> (Arc<Flag>, Waker) {
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        (flag.clone(), Waker::from(flag))
+    }
+
+    #[test]
+    fn a_waiting_worker_is_woken_by_an_enqueue() {
         let queue = ChannelQueue::new();
-        {
-            let pending = queue.dequeue();
-            drop(pending);
-        }
+        let mut waiting = queue.dequeue();
+        let (woken, waker) = flag();
+        let mut cx = Context::from_waker(&waker);
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_pending(),
+            "nothing queued yet"
+        );
+        assert!(!woken.0.load(Ordering::SeqCst));
+
         let id = JobId::new();
-        queue.enqueue(id).await.unwrap();
-        assert_eq!(queue.dequeue().await.unwrap().id, id);
+        let mut enqueue = queue.enqueue(id);
+        assert!(enqueue.as_mut().poll(&mut cx).is_ready());
+        assert!(
+            woken.0.load(Ordering::SeqCst),
+            "the waiting worker was woken"
+        );
+        match waiting.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(delivery)) => assert_eq!(delivery.id, id),
+            other => panic!("expected the id, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wake_up_given_to_a_dropped_dequeue_passes_to_another_worker() {
+        let queue = ChannelQueue::new();
+        let (_, waker_a) = flag();
+        let (woken_b, waker_b) = flag();
+        let mut first = queue.dequeue();
+        let mut second = queue.dequeue();
+        assert!(first
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker_a))
+            .is_pending());
+        assert!(second
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker_b))
+            .is_pending());
+
+        // The wake-up goes to the first waiter, which is dropped without taking the id.
+        let id = JobId::new();
+        let mut enqueue = queue.enqueue(id);
+        assert!(enqueue
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker_a))
+            .is_ready());
+        drop(first);
+
+        assert!(
+            woken_b.0.load(Ordering::SeqCst),
+            "the wake-up was passed on"
+        );
+        match second.as_mut().poll(&mut Context::from_waker(&waker_b)) {
+            Poll::Ready(Ok(delivery)) => assert_eq!(delivery.id, id),
+            other => panic!("expected the id, got {other:?}"),
+        }
+        assert!(queue.is_empty());
     }
 }

@@ -341,28 +341,53 @@ mod tests {
     fn result_is_stored_apart_and_returned_only_for_succeeded_jobs() {
         let repo = InMemoryRepository::new();
         let job = queued(&repo, "T");
+        let result = |id| block_on(repo.get_result(id)).unwrap();
         repo.transition_now(
             job.id,
             Expected::status(JobStatus::Queued),
             Transition::Start,
         );
-        let outcome = repo.transition_now(
+        assert_eq!(result(job.id), None, "no result while running");
+        repo.transition_now(
             job.id,
             Expected::new(JobStatus::Running, 1),
             Transition::Succeed {
                 result: serde_json::json!({"ok": true}),
             },
         );
-        let TransitionOutcome::Applied(stored) = outcome else {
-            panic!("{outcome:?}")
-        };
-        assert_eq!(
-            stored.payload,
-            Value::Null,
-            "the result is not on the metadata"
+        assert_eq!(result(job.id), Some(serde_json::json!({"ok": true})));
+        assert_eq!(repo.lock().results.len(), 1, "kept in its own map");
+
+        let failed = queued(&repo, "T");
+        repo.transition_now(
+            failed.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
         );
-        let result = futures_lite_block_on(repo.get_result(job.id)).unwrap();
-        assert_eq!(result, Some(serde_json::json!({"ok": true})));
+        repo.transition_now(
+            failed.id,
+            Expected::new(JobStatus::Running, 1),
+            Transition::Fail { error: "no".into() },
+        );
+        assert_eq!(result(failed.id), None);
+        assert_eq!(result(JobId::new()), None);
+
+        // A second finish of the succeeded job is refused and leaves its result alone.
+        let again = repo.transition_now(
+            job.id,
+            Expected::new(JobStatus::Running, 1),
+            Transition::Succeed {
+                result: Value::Null,
+            },
+        );
+        assert!(matches!(
+            again,
+            TransitionOutcome::Conflict {
+                current: JobStatus::Succeeded,
+                ..
+            }
+        ));
+        assert_eq!(result(job.id), Some(serde_json::json!({"ok": true})));
     }
 
     #[test]
@@ -470,7 +495,7 @@ mod tests {
     }
 
     // The in-memory futures are ready at once; poll them without a runtime.
-    fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
         use std::task::{Context, Poll, Waker};
         let mut future = std::pin::pin!(future);
         match future
