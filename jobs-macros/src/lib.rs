@@ -1,8 +1,8 @@
 //! The `#[job_executor]` attribute of the `jobs` framework. Use it through the `jobs`
 //! crate, which re-exports it; the generated code names paths under `::jobs::__private`.
 //!
-//! Parsing of the options ([`options`]), analysis of the function ([`signature`]) and code
-//! generation ([`expand`]) live in their own modules and work on `proc_macro2` types.
+//! Parsing of the options (`options`), analysis of the function (`signature`) and code
+//! generation (`expand`) live in their own modules and work on `proc_macro2` types.
 
 mod expand;
 mod options;
