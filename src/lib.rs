@@ -105,6 +105,12 @@ pub use jobs_runtime::*;
 /// The JSON library job payloads and results are expressed in.
 pub use serde_json;
 
+/// The PostgreSQL backend (cargo feature `postgres`): durable jobs shared by many
+/// processes. `Jobs::builder().backend(PostgresBackend::connect(url).await?)`.
+#[cfg(feature = "postgres")]
+#[doc(inline)]
+pub use jobs_postgres as postgres;
+
 /// What most users import: `use jobs::prelude::*;`.
 pub mod prelude {
     #[doc(no_inline)]

@@ -57,8 +57,19 @@ pub struct Job {
 impl Job {
     /// A new [`JobStatus::Queued`] job with a fresh id.
     pub fn new(job_type: impl Into<String>, payload: Value) -> Self {
+        Self::queued(JobId::new(), job_type, payload, Timestamp::now())
+    }
+
+    /// A [`JobStatus::Queued`] job with the given identity, as a backend rebuilds one from
+    /// storage before setting the other fields.
+    pub fn queued(
+        id: JobId,
+        job_type: impl Into<String>,
+        payload: Value,
+        created_at: Timestamp,
+    ) -> Self {
         Self {
-            id: JobId::new(),
+            id,
             job_type: job_type.into(),
             status: JobStatus::Queued,
             payload,
@@ -66,7 +77,7 @@ impl Job {
             error: None,
             attempt: 0,
             cancel_requested: false,
-            created_at: Timestamp::now(),
+            created_at,
             started_at: None,
             finished_at: None,
         }

@@ -1,15 +1,41 @@
 //! The delivery contract: a FIFO of job ids.
 
-use crate::{BoxFuture, JobId, StorageError};
+use crate::{BoxFuture, Job, JobId, StorageError};
 
-/// One job id handed to a worker. Acknowledge it with [`JobQueue::ack`] once the job's
+/// One job handed to a worker. Acknowledge it with [`JobQueue::ack`] once the job's
 /// final status is written, so a durable queue knows it may forget it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The job to run.
     pub id: JobId,
     /// A queue-specific tag identifying this delivery (0 where the queue needs none).
     pub tag: u64,
+    /// Set by queues that claim as they deliver (a database queue moves the job to
+    /// `Running` in the same statement that hands it out): the job as claimed, already
+    /// `Running` at its new attempt. `None` means the worker claims it itself with the
+    /// compare-and-set `Queued → Running`.
+    pub claimed: Option<Box<Job>>,
+}
+
+impl Delivery {
+    /// A delivery of `id` that the worker still has to claim.
+    pub fn new(id: JobId, tag: u64) -> Self {
+        Self {
+            id,
+            tag,
+            claimed: None,
+        }
+    }
+
+    /// A delivery of a job the queue has already claimed for the worker.
+    pub fn claimed(job: Job, tag: u64) -> Self {
+        Self {
+            id: job.id,
+            tag,
+            claimed: Some(Box::new(job)),
+        }
+    }
 }
 
 /// First-in, first-out delivery of job ids to workers.

@@ -92,6 +92,12 @@ impl JobsBuilder {
         self
     }
 
+    /// Uses one backend as both repository and queue, as database backends are (the jobs
+    /// table is the queue).
+    pub fn backend<B: JobRepository + JobQueue>(self, backend: Arc<B>) -> Self {
+        self.repository(backend.clone()).queue(backend)
+    }
+
     /// Registers an executor by hand, next to those found by discovery. Its location in
     /// error messages is the line that calls `register`.
     #[track_caller]

@@ -154,7 +154,7 @@ pub(crate) async fn cancel_listener(
     }
 }
 
-async fn run(inner: &Inner, delivery: Delivery) {
+async fn run(inner: &Inner, mut delivery: Delivery) {
     let id = delivery.id;
     // Register before claiming, so a cancel that arrives right after the claim finds it.
     let Some(running) = inner.running.register(id) else {
@@ -162,24 +162,29 @@ async fn run(inner: &Inner, delivery: Delivery) {
         ack(inner, delivery).await;
         return;
     };
-    let claimed = inner
-        .repository
-        .transition(id, Expected::status(JobStatus::Queued), Transition::Start)
-        .await;
-    let job = match claimed {
-        Ok(TransitionOutcome::Applied(job)) => job,
-        Ok(_) => {
-            // Canceled while queued, or claimed by another worker: nothing to do.
-            inner.running.remove(id);
-            ack(inner, delivery).await;
-            return;
-        }
-        Err(error) => {
-            // Left unacknowledged: a durable queue delivers it again.
-            tracing::error!(job.id = %id, %error, "could not claim a job");
-            inner.running.remove(id);
-            return;
-        }
+    let job = match delivery.claimed.take() {
+        // The queue claimed it for us (a cancel made between that claim and the
+        // registration above is picked up from the progress and lease answers).
+        Some(job) => *job,
+        None => match inner
+            .repository
+            .transition(id, Expected::status(JobStatus::Queued), Transition::Start)
+            .await
+        {
+            Ok(TransitionOutcome::Applied(job)) => job,
+            Ok(_) => {
+                // Canceled while queued, or claimed by another worker: nothing to do.
+                inner.running.remove(id);
+                ack(inner, delivery).await;
+                return;
+            }
+            Err(error) => {
+                // Left unacknowledged: a durable queue delivers it again.
+                tracing::error!(job.id = %id, %error, "could not claim a job");
+                inner.running.remove(id);
+                return;
+            }
+        },
     };
     inner.running.set_attempt(id, job.attempt);
     let attempt = job.attempt;
@@ -255,8 +260,9 @@ async fn run(inner: &Inner, delivery: Delivery) {
 }
 
 async fn ack(inner: &Inner, delivery: Delivery) {
+    let id = delivery.id;
     if let Err(error) = inner.queue.ack(delivery).await {
-        tracing::warn!(job.id = %delivery.id, %error, "could not acknowledge a delivery");
+        tracing::warn!(job.id = %id, %error, "could not acknowledge a delivery");
     }
 }
 

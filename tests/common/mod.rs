@@ -30,6 +30,25 @@ pub async fn wait_for_status(jobs: &Jobs, id: JobId, status: JobStatus) -> Job {
     }
 }
 
+/// Waits until the job's executor has stored progress, which shows it is running.
+pub async fn wait_for_progress(jobs: &Jobs, id: JobId) -> Job {
+    let mut events = jobs.subscribe();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let job = jobs.get_job(id).await.unwrap().expect("the job exists");
+        if job.progress.is_some() {
+            return job;
+        }
+        assert!(
+            !job.status.is_terminal(),
+            "job ended before reporting progress: {job:?}"
+        );
+        tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {id} to report progress"));
+    }
+}
+
 /// Waits until the job has finished, with the deadline.
 pub async fn finished(jobs: &Jobs, id: JobId) -> Job {
     tokio::time::timeout(DEADLINE, jobs.wait_for(id))
@@ -54,4 +73,146 @@ pub async fn until<F: FnMut() -> bool>(jobs: &Jobs, what: &str, mut check: F) {
             "timed out waiting for {what}"
         );
     }
+}
+
+use std::sync::Arc;
+
+use jobs::{JobQueue, JobRepository, JobsBuilder};
+use jobs_postgres::{PostgresBackend, PostgresOptions};
+
+/// The backends the behavioural suite runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Memory,
+    Postgres,
+}
+
+/// One test's storage: services built from it share jobs, queue and events.
+pub struct Env {
+    backend: Backend,
+    repository: Arc<dyn JobRepository>,
+    queue: Arc<dyn JobQueue>,
+    /// For PostgreSQL: where to connect another process-like backend to the same jobs.
+    postgres: Option<(String, String)>,
+}
+
+/// The database URL for PostgreSQL tests; `None` (after saying so) when none is given
+/// outside CI. In CI a missing URL is a failure, never a skip.
+pub fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("DATABASE_URL must be set in CI: the PostgreSQL tests may not be skipped")
+        }
+        _ => {
+            eprintln!("skipped: set DATABASE_URL to run the PostgreSQL tests");
+            None
+        }
+    }
+}
+
+async fn postgres(url: &str, schema: &str) -> Arc<PostgresBackend> {
+    let options = PostgresOptions::new()
+        .schema(schema)
+        .poll_interval(Duration::from_millis(200))
+        .max_connections(4);
+    PostgresBackend::connect_with(url, options)
+        .await
+        .expect("connect to PostgreSQL")
+}
+
+impl Env {
+    /// A fresh store: a new in-memory repository and queue, or a new PostgreSQL schema.
+    /// `None` when the backend is not available here (see [`database_url`]).
+    pub async fn new(backend: Backend) -> Option<Env> {
+        match backend {
+            Backend::Memory => Some(Env {
+                backend,
+                repository: Arc::new(jobs::memory::InMemoryRepository::new()),
+                queue: Arc::new(jobs::memory::ChannelQueue::new()),
+                postgres: None,
+            }),
+            Backend::Postgres => {
+                let url = database_url()?;
+                let schema = format!(
+                    "jobs_test_{}",
+                    &jobs::JobId::new().to_string().replace('-', "")[16..]
+                );
+                let backend_pg = postgres(&url, &schema).await;
+                backend_pg.migrate().await.expect("migrate");
+                Some(Env {
+                    backend,
+                    repository: backend_pg.clone(),
+                    queue: backend_pg,
+                    postgres: Some((url, schema)),
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A builder wired to this store.
+    pub fn builder(&self) -> JobsBuilder {
+        Jobs::builder()
+            .repository(self.repository.clone())
+            .queue(self.queue.clone())
+    }
+
+    /// A service with `concurrency` workers on this store.
+    pub fn start(&self, concurrency: usize) -> Jobs {
+        self.builder().concurrency(concurrency).start().unwrap()
+    }
+
+    /// The same store as another process would see it: for PostgreSQL a second backend
+    /// with its own connections and listener; in memory the same objects.
+    pub async fn another(&self) -> Env {
+        match &self.postgres {
+            None => Env {
+                backend: self.backend,
+                repository: self.repository.clone(),
+                queue: self.queue.clone(),
+                postgres: None,
+            },
+            Some((url, schema)) => {
+                let other = postgres(url, schema).await;
+                Env {
+                    backend: self.backend,
+                    repository: other.clone(),
+                    queue: other,
+                    postgres: self.postgres.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn(Env)` against every backend, as `memory::name` and
+/// `postgres::name`.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::common::Env::new($crate::common::Backend::Memory).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::common::Env::new($crate::common::Backend::Postgres).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+    };
 }

@@ -66,7 +66,7 @@ impl JobQueue for ChannelQueue {
                 let mut notified = std::pin::pin!(notified);
                 notified.as_mut().enable();
                 if let Some(id) = self.try_pop() {
-                    return Ok(Delivery { id, tag: 0 });
+                    return Ok(Delivery::new(id, 0));
                 }
                 notified.await;
             }

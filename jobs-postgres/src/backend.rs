@@ -1,0 +1,602 @@
+//! The backend: connection pool, notification listener, repository and queue.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::CancellationToken as Token;
+use jobs_core::{
+    BoxFuture, CancelOutcome, Delivery, Expected, Job, JobEvent, JobId, JobPage, JobQuery,
+    JobQueue, JobRepository, JobStatus, Progress, ProgressAck, StorageError, Timestamp, Transition,
+    TransitionOutcome,
+};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::Row;
+use tokio::sync::{broadcast, oneshot, Notify};
+
+use crate::sql::Statements;
+
+/// Settings of a [`PostgresBackend`].
+///
+/// ```
+/// use std::time::Duration;
+/// use jobs_postgres::PostgresOptions;
+///
+/// let options = PostgresOptions::new()
+///     .schema("billing_jobs")
+///     .poll_interval(Duration::from_millis(500))
+///     .max_connections(20);
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    schema: String,
+    poll_interval: Duration,
+    lease: Duration,
+    max_connections: u32,
+    connect_timeout: Duration,
+    event_capacity: usize,
+}
+
+impl PostgresOptions {
+    /// The defaults: schema `public`, 1 s poll interval, 30 s lease, 10 connections,
+    /// 5 s connect timeout.
+    pub fn new() -> Self {
+        Self {
+            schema: "public".to_owned(),
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(5),
+            event_capacity: 4_096,
+        }
+    }
+
+    /// The schema that holds the tables (created by [`PostgresBackend::migrate`]). Services
+    /// that share a schema share their jobs; separate schemas keep them apart. A lowercase
+    /// identifier: letters, digits and `_`, not starting with a digit.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// How often an idle worker looks for jobs when no notification wakes it.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long a claimed job stays reserved for its worker.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The size of the connection pool (the listener uses one more connection).
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// How long connecting may take before [`PostgresBackend::connect`] gives up.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why the backend could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The database URL does not parse.
+    #[error("invalid database URL: {0} (expected postgres://user@host:port/database)")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The schema name is not a plain identifier.
+    #[error("invalid schema name `{0}`: use lowercase letters, digits and `_`, not starting with a digit")]
+    InvalidSchema(String),
+    /// The database could not be reached in time, or refused the connection.
+    #[error("could not connect to PostgreSQL: {0}")]
+    Unreachable(#[source] sqlx::Error),
+    /// Applying the schema failed.
+    #[error("could not migrate the jobs schema: {0}")]
+    Migration(#[source] sqlx::Error),
+}
+
+impl ConnectError {
+    pub(crate) fn migration(error: sqlx::Error) -> Self {
+        ConnectError::Migration(error)
+    }
+}
+
+/// Jobs in PostgreSQL: a [`JobRepository`] and a [`JobQueue`] in one.
+///
+/// Build it with [`PostgresBackend::connect`], run [`PostgresBackend::migrate`] once at
+/// start (every process may), and hand it to `Jobs::builder().backend(..)`.
+pub struct PostgresBackend {
+    pool: PgPool,
+    sql: Statements,
+    options: PostgresOptions,
+    worker_id: String,
+    shared: Arc<Shared>,
+    stop: Token,
+}
+
+/// What the listener task shares with the backend.
+struct Shared {
+    events: broadcast::Sender<JobEvent>,
+    cancellations: broadcast::Sender<JobId>,
+    /// Wakes idle workers: a job was submitted (or notifications may have been lost).
+    wake: Notify,
+}
+
+fn storage(what: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
+    move |error| StorageError::with_source(format!("{what}: {error}"), error)
+}
+
+fn valid_schema(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 40
+}
+
+impl PostgresBackend {
+    /// Connects with the default [`PostgresOptions`].
+    pub async fn connect(url: &str) -> Result<Arc<Self>, ConnectError> {
+        Self::connect_with(url, PostgresOptions::new()).await
+    }
+
+    /// Connects to the database at `url`. Fails within the connect timeout, with a clear
+    /// error, when the URL is malformed or the server cannot be reached.
+    pub async fn connect_with(
+        url: &str,
+        options: PostgresOptions,
+    ) -> Result<Arc<Self>, ConnectError> {
+        if !valid_schema(&options.schema) {
+            return Err(ConnectError::InvalidSchema(options.schema));
+        }
+        let connect = PgConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.connect_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(ConnectError::Unreachable)?;
+        Self::from_pool(pool, options).await
+    }
+
+    /// Uses an existing pool (for example the application's own).
+    pub async fn from_pool(
+        pool: PgPool,
+        options: PostgresOptions,
+    ) -> Result<Arc<Self>, ConnectError> {
+        if !valid_schema(&options.schema) {
+            return Err(ConnectError::InvalidSchema(options.schema));
+        }
+        let channel = format!("{}_jobs_events", options.schema);
+        let shared = Arc::new(Shared {
+            events: broadcast::channel(options.event_capacity).0,
+            cancellations: broadcast::channel(options.event_capacity).0,
+            wake: Notify::new(),
+        });
+        let mut listener =
+            tokio::time::timeout(options.connect_timeout, PgListener::connect_with(&pool))
+                .await
+                .map_err(|_| ConnectError::Unreachable(sqlx::Error::PoolTimedOut))?
+                .map_err(ConnectError::Unreachable)?;
+        listener
+            .listen(&channel)
+            .await
+            .map_err(ConnectError::Unreachable)?;
+        let stop = Token::default();
+        tokio::spawn(listen(listener, shared.clone(), stop.clone()));
+        Ok(Arc::new(Self {
+            sql: Statements::new(&options.schema, &channel),
+            worker_id: format!("{}-{}", std::process::id(), &JobId::new().to_string()[24..]),
+            pool,
+            options,
+            shared,
+            stop,
+        }))
+    }
+
+    /// Creates or updates the schema; safe to call from several processes at once.
+    /// Returns the migration versions it applied (empty when the schema was current).
+    pub async fn migrate(&self) -> Result<Vec<i32>, ConnectError> {
+        crate::migrate::migrate(&self.pool, &self.options.schema).await
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// This process's worker id, stamped on the jobs it claims.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    async fn claim_one(&self) -> Result<Option<Job>, StorageError> {
+        // The claim runs in its own task: if the worker stops waiting for it (shutdown),
+        // the task gives the claimed job back instead of leaving it `Running`.
+        let (tx, rx) = oneshot::channel();
+        let pool = self.pool.clone();
+        let claim = self.sql.claim.clone();
+        let release = self.sql.release.clone();
+        let worker_id = self.worker_id.clone();
+        let lease_ms = self.options.lease.as_millis() as i64;
+        tokio::spawn(async move {
+            let claimed = sqlx::query(&claim)
+                .bind(&worker_id)
+                .bind(lease_ms)
+                .bind(1_i64)
+                .fetch_optional(&pool)
+                .await
+                .map_err(storage("could not claim a job"))
+                .and_then(|row| row.map(|row| job_from_row(&row)).transpose());
+            if let Err(Ok(Some(job))) = tx.send(claimed) {
+                let released = sqlx::query(&release)
+                    .bind(job.id.as_uuid())
+                    .bind(job.attempt as i32)
+                    .execute(&pool)
+                    .await;
+                if let Err(error) = released {
+                    tracing::warn!(job.id = %job.id, %error, "could not give back an unwanted claim");
+                }
+            }
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(StorageError::new("the claim task stopped")))
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.options.schema)
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns notifications into events, wake-ups and cancel requests. `PgListener` reconnects
+/// by itself; after a reconnect, notifications sent meanwhile are lost, so idle workers
+/// are woken to look for jobs.
+async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = listener.try_recv() => received,
+        };
+        match received {
+            Ok(Some(notification)) => {
+                match serde_json::from_str::<JobEvent>(notification.payload()) {
+                    Ok(event) => {
+                        match &event {
+                            JobEvent::Submitted { .. } => shared.wake.notify_one(),
+                            JobEvent::CancelRequested { id } => {
+                                let _ = shared.cancellations.send(*id);
+                            }
+                            _ => {}
+                        }
+                        if shared.events.receiver_count() > 0 {
+                            let _ = shared.events.send(event);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, payload = notification.payload(), "unreadable job notification")
+                    }
+                }
+            }
+            Ok(None) => {
+                tracing::warn!("lost the notification connection; reconnecting");
+                shared.wake.notify_waiters();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "notification listener failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
+    let bad = |error: sqlx::Error| {
+        StorageError::with_source(format!("unreadable job row: {error}"), error)
+    };
+    let status: String = row.try_get("status").map_err(bad)?;
+    let status = JobStatus::from_str(&status)
+        .map_err(|e| StorageError::with_source("unreadable job status", e))?;
+    let created: i64 = row.try_get("created_us").map_err(bad)?;
+    let mut job = Job::queued(
+        JobId::from_uuid(row.try_get("id").map_err(bad)?),
+        row.try_get::<String, _>("job_type").map_err(bad)?,
+        row.try_get::<Json<Value>, _>("payload").map_err(bad)?.0,
+        Timestamp::from_unix_micros(created),
+    );
+    job.status = status;
+    let percent: Option<i16> = row.try_get("progress_percent").map_err(bad)?;
+    let message: Option<String> = row.try_get("progress_message").map_err(bad)?;
+    job.progress =
+        percent.map(|p| Progress::new(p.clamp(0, 100) as u8, message.unwrap_or_default()));
+    job.error = row.try_get("error").map_err(bad)?;
+    job.attempt = row.try_get::<i32, _>("attempt").map_err(bad)?.max(0) as u32;
+    job.cancel_requested = row.try_get("cancel_requested").map_err(bad)?;
+    job.started_at = row
+        .try_get::<Option<i64>, _>("started_us")
+        .map_err(bad)?
+        .map(Timestamp::from_unix_micros);
+    job.finished_at = row
+        .try_get::<Option<i64>, _>("finished_us")
+        .map_err(bad)?
+        .map(Timestamp::from_unix_micros);
+    Ok(job)
+}
+
+impl JobRepository for PostgresBackend {
+    fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            sqlx::query(&self.sql.insert)
+                .bind(job.id.as_uuid())
+                .bind(&job.job_type)
+                .bind(Json(&job.payload))
+                .bind(job.created_at.as_unix_micros())
+                .execute(&self.pool)
+                .await
+                .map_err(storage("could not store the job"))?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
+        Box::pin(async move {
+            sqlx::query(&self.sql.get)
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage("could not read the job"))?
+                .map(|row| job_from_row(&row))
+                .transpose()
+        })
+    }
+
+    fn list(&self, query: JobQuery) -> BoxFuture<'_, Result<JobPage, StorageError>> {
+        Box::pin(async move {
+            let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
+            let mut conditions = Vec::new();
+            let mut n = 0;
+            let mut next = || {
+                n += 1;
+                n
+            };
+            if query.status.is_some() {
+                conditions.push(format!("status = ${}", next()));
+            }
+            if query.job_type.is_some() {
+                conditions.push(format!("job_type = ${}", next()));
+            }
+            if query.cursor.is_some() {
+                conditions.push(format!("id < ${}", next()));
+            }
+            let filter = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", conditions.join(" AND "))
+            };
+            let sql = format!(
+                "{}{filter} ORDER BY id DESC LIMIT {}",
+                self.sql.list_prefix,
+                limit + 1
+            );
+            let mut statement = sqlx::query(&sql);
+            if let Some(status) = query.status {
+                statement = statement.bind(status.as_str());
+            }
+            if let Some(job_type) = &query.job_type {
+                statement = statement.bind(job_type);
+            }
+            if let Some(cursor) = query.cursor {
+                statement = statement.bind(*cursor.as_uuid());
+            }
+            let rows = statement
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage("could not list jobs"))?;
+            let mut jobs = rows
+                .iter()
+                .map(job_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = jobs.len() > limit;
+            jobs.truncate(limit);
+            let next_cursor = if more {
+                jobs.last().map(|job| job.id)
+            } else {
+                None
+            };
+            Ok(JobPage::new(jobs, next_cursor))
+        })
+    }
+
+    fn transition(
+        &self,
+        id: JobId,
+        expected: Expected,
+        transition: Transition,
+    ) -> BoxFuture<'_, Result<TransitionOutcome, StorageError>> {
+        Box::pin(async move {
+            let target = transition.target();
+            if expected.status.can_transition_to(target) {
+                let (error, result) = match transition {
+                    Transition::Fail { error } => (Some(error), None),
+                    Transition::Succeed { result } => (None, Some(Json(result))),
+                    _ => (None, None),
+                };
+                let row = sqlx::query(&self.sql.transition)
+                    .bind(id.as_uuid())
+                    .bind(expected.status.as_str())
+                    .bind(expected.attempt.map(|a| a as i32))
+                    .bind(target.as_str())
+                    .bind(error)
+                    .bind(result)
+                    .bind(self.options.lease.as_millis() as i64)
+                    .bind(&self.worker_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(storage("could not change the job's status"))?;
+                if let Some(row) = row {
+                    return Ok(TransitionOutcome::Applied(job_from_row(&row)?));
+                }
+            }
+            let current = sqlx::query(&self.sql.current)
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage("could not read the job"))?;
+            Ok(match current {
+                None => TransitionOutcome::NotFound,
+                Some(row) => {
+                    let status: String = row.get(0);
+                    TransitionOutcome::Conflict {
+                        current: JobStatus::from_str(&status)
+                            .map_err(|e| StorageError::with_source("unreadable job status", e))?,
+                        attempt: row.get::<i32, _>(1).max(0) as u32,
+                    }
+                }
+            })
+        })
+    }
+
+    fn update_progress(
+        &self,
+        id: JobId,
+        attempt: u32,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<ProgressAck, StorageError>> {
+        Box::pin(async move {
+            let row = sqlx::query(&self.sql.progress)
+                .bind(id.as_uuid())
+                .bind(attempt as i32)
+                .bind(i16::from(progress.percent))
+                .bind(&progress.message)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage("could not store progress"))?;
+            Ok(match row {
+                Some(row) => ProgressAck::Stored {
+                    cancel_requested: row.get(0),
+                },
+                None => ProgressAck::NotRunning,
+            })
+        })
+    }
+
+    fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
+        Box::pin(async move {
+            let failed = storage("could not cancel the job");
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(storage("could not cancel the job"))?;
+            let Some(row) = sqlx::query(&self.sql.lock_for_cancel)
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed)?
+            else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let job = job_from_row(&row)?;
+            let outcome = match job.status {
+                JobStatus::Queued => {
+                    let row = sqlx::query(&self.sql.cancel_queued)
+                        .bind(id.as_uuid())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(storage("could not cancel the job"))?;
+                    CancelOutcome::CanceledQueued(job_from_row(&row)?)
+                }
+                JobStatus::Running if !job.cancel_requested => {
+                    let row = sqlx::query(&self.sql.flag_cancel)
+                        .bind(id.as_uuid())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(storage("could not cancel the job"))?;
+                    CancelOutcome::Requested(job_from_row(&row)?)
+                }
+                JobStatus::Running => CancelOutcome::Requested(job),
+                status => CancelOutcome::AlreadyFinished(status),
+            };
+            tx.commit()
+                .await
+                .map_err(storage("could not cancel the job"))?;
+            Ok(outcome)
+        })
+    }
+
+    fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>> {
+        Box::pin(async move {
+            let row = sqlx::query(&self.sql.result)
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage("could not read the result"))?;
+            Ok(row.map(|row| row.get::<Json<Value>, _>(0).0))
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId> {
+        self.shared.cancellations.subscribe()
+    }
+}
+
+impl JobQueue for PostgresBackend {
+    /// Nothing to do: a stored `Queued` row is already in the queue, and its insert
+    /// notified the workers.
+    fn enqueue(&self, _id: JobId) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn dequeue(&self) -> BoxFuture<'_, Result<Delivery, StorageError>> {
+        Box::pin(async move {
+            loop {
+                let notified = self.shared.wake.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(job) = self.claim_one().await? {
+                    return Ok(Delivery::claimed(job, 0));
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(self.options.poll_interval) => {}
+                }
+            }
+        })
+    }
+
+    /// Nothing to do: the job's status is the record of what happened to it.
+    fn ack(&self, _delivery: Delivery) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,128 @@
+//! The statements, written once per schema.
+
+/// The columns of a job, with timestamps as microseconds since the Unix epoch.
+const COLUMNS: &str = "id, job_type, status, payload, progress_percent, progress_message, error, \
+     attempt, cancel_requested, \
+     (extract(epoch FROM created_at) * 1000000)::int8 AS created_us, \
+     (extract(epoch FROM started_at) * 1000000)::int8 AS started_us, \
+     (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us";
+
+/// A JSON object in the shape of `JobEvent` (serde's tag `event`, camelCase fields), built
+/// in the statement that makes the change, so the notification leaves with its commit.
+fn notify(channel: &str, event: &str) -> String {
+    format!("pg_notify('{channel}', {event}::text)")
+}
+
+pub(crate) struct Statements {
+    pub(crate) insert: String,
+    pub(crate) get: String,
+    pub(crate) transition: String,
+    pub(crate) current: String,
+    pub(crate) progress: String,
+    pub(crate) lock_for_cancel: String,
+    pub(crate) cancel_queued: String,
+    pub(crate) flag_cancel: String,
+    pub(crate) result: String,
+    pub(crate) claim: String,
+    pub(crate) release: String,
+    pub(crate) list_prefix: String,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &str, channel: &str) -> Self {
+        let jobs = format!("{schema}.jobs");
+        let results = format!("{schema}.job_results");
+        let finished_event = "json_build_object('event', 'finished', 'id', id, 'status', status, 'error', left(error, 2000))";
+        let started_event = "json_build_object('event', 'started', 'id', id, 'attempt', attempt)";
+        Self {
+            insert: format!(
+                "WITH inserted AS (
+                     INSERT INTO {jobs} (id, job_type, status, payload, created_at)
+                     VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond')
+                     RETURNING id, job_type)
+                 SELECT {} FROM inserted",
+                notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
+            ),
+            get: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1"),
+            // $1 id, $2 expected status, $3 expected attempt (NULL: any), $4 new status,
+            // $5 error, $6 result (NULL unless Succeeded), $7 lease in ms, $8 worker id.
+            transition: format!(
+                "WITH updated AS (
+                     UPDATE {jobs} SET
+                         status = $4,
+                         attempt = CASE WHEN $4 = 'Running' THEN attempt + 1 ELSE attempt END,
+                         started_at = CASE WHEN $4 = 'Running' THEN now() ELSE started_at END,
+                         finished_at = CASE WHEN $4 = 'Running' THEN NULL ELSE now() END,
+                         error = CASE WHEN $4 = 'Failed' THEN $5 ELSE error END,
+                         worker_id = CASE WHEN $4 = 'Running' THEN $8 ELSE worker_id END,
+                         lease_expires_at = CASE WHEN $4 = 'Running'
+                             THEN now() + $7 * interval '1 millisecond' ELSE NULL END
+                     WHERE id = $1 AND status = $2 AND ($3::int4 IS NULL OR attempt = $3)
+                     RETURNING *),
+                 stored AS (
+                     INSERT INTO {results} (job_id, result)
+                     SELECT id, $6 FROM updated WHERE $6::jsonb IS NOT NULL)
+                 SELECT {COLUMNS}, {} FROM updated",
+                notify(
+                    channel,
+                    &format!("CASE WHEN status = 'Running' THEN {started_event} ELSE {finished_event} END")
+                )
+            ),
+            current: format!("SELECT status, attempt FROM {jobs} WHERE id = $1"),
+            progress: format!(
+                "WITH updated AS (
+                     UPDATE {jobs} SET progress_percent = $3, progress_message = $4
+                     WHERE id = $1 AND status = 'Running' AND attempt = $2
+                     RETURNING id, cancel_requested, progress_percent, progress_message)
+                 SELECT cancel_requested, {} FROM updated",
+                notify(
+                    channel,
+                    "json_build_object('event', 'progress', 'id', id, 'progress', \
+                     json_build_object('percent', progress_percent, 'message', left(progress_message, 2000)))"
+                )
+            ),
+            lock_for_cancel: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1 FOR UPDATE"),
+            cancel_queued: format!(
+                "WITH updated AS (
+                     UPDATE {jobs} SET status = 'Canceled', finished_at = now()
+                     WHERE id = $1 AND status = 'Queued' RETURNING *)
+                 SELECT {COLUMNS}, {} FROM updated",
+                notify(channel, finished_event)
+            ),
+            flag_cancel: format!(
+                "WITH updated AS (
+                     UPDATE {jobs} SET cancel_requested = true
+                     WHERE id = $1 AND status = 'Running' RETURNING *)
+                 SELECT {COLUMNS}, {} FROM updated",
+                notify(channel, "json_build_object('event', 'cancelRequested', 'id', id)")
+            ),
+            result: format!(
+                "SELECT r.result FROM {results} r JOIN {jobs} j ON j.id = r.job_id
+                 WHERE r.job_id = $1 AND j.status = 'Succeeded'"
+            ),
+            // $1 worker id, $2 lease in ms, $3 how many.
+            claim: format!(
+                "WITH claimed AS (
+                     UPDATE {jobs} SET
+                         status = 'Running', attempt = attempt + 1, started_at = now(),
+                         worker_id = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
+                     WHERE id IN (
+                         SELECT id FROM {jobs} WHERE status = 'Queued'
+                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     RETURNING *)
+                 SELECT {COLUMNS}, {} FROM claimed ORDER BY id",
+                notify(channel, started_event)
+            ),
+            // Gives back a job claimed for a worker that went away before taking it.
+            release: format!(
+                "WITH released AS (
+                     UPDATE {jobs} SET status = 'Queued', attempt = attempt - 1, started_at = NULL,
+                         worker_id = NULL, lease_expires_at = NULL
+                     WHERE id = $1 AND status = 'Running' AND attempt = $2 RETURNING id, job_type)
+                 SELECT {} FROM released",
+                notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
+            ),
+            list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
+        }
+    }
+}
