@@ -37,6 +37,8 @@ pub struct PostgresOptions {
     max_connections: u32,
     connect_timeout: Duration,
     event_capacity: usize,
+    rescue_interval: Duration,
+    max_attempts: u32,
 }
 
 impl PostgresOptions {
@@ -50,6 +52,8 @@ impl PostgresOptions {
             max_connections: 10,
             connect_timeout: Duration::from_secs(5),
             event_capacity: 4_096,
+            rescue_interval: Duration::from_secs(5),
+            max_attempts: 3,
         }
     }
 
@@ -67,9 +71,25 @@ impl PostgresOptions {
         self
     }
 
-    /// How long a claimed job stays reserved for its worker.
+    /// How long a claimed job stays reserved for its worker without a renewal. Workers
+    /// renew their leases every third of it; a job whose lease runs out (its worker
+    /// crashed, was killed or lost the database) goes back to the queue. Default 30 s.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.lease = lease.max(Duration::from_millis(150));
+        self
+    }
+
+    /// How often each backend looks for expired leases (one backend at a time across the
+    /// cluster does the work). Default 5 s.
+    pub fn rescue_interval(mut self, interval: Duration) -> Self {
+        self.rescue_interval = interval;
+        self
+    }
+
+    /// After how many started attempts a job whose lease expires is failed instead of
+    /// queued again: a job that keeps killing its worker stops being retried. Default 3.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
         self
     }
 
@@ -129,12 +149,29 @@ pub struct PostgresBackend {
     stop: Token,
 }
 
-/// What the listener task shares with the backend.
-struct Shared {
+/// What the listener and maintenance tasks share with the backend.
+pub(crate) struct Shared {
     events: broadcast::Sender<JobEvent>,
-    cancellations: broadcast::Sender<JobId>,
+    pub(crate) cancellations: broadcast::Sender<JobId>,
     /// Wakes idle workers: a job was submitted (or notifications may have been lost).
     wake: Notify,
+    /// The jobs this backend claimed and has not finished: the leases it renews. A job
+    /// whose final write failed leaves this set, so its lease runs out and it is rescued.
+    pub(crate) held: std::sync::Mutex<std::collections::HashSet<JobId>>,
+}
+
+impl Shared {
+    fn hold(&self, id: JobId, held: bool) {
+        let mut set = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
 }
 
 fn storage(what: &str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
@@ -186,6 +223,7 @@ impl PostgresBackend {
             events: broadcast::channel(options.event_capacity).0,
             cancellations: broadcast::channel(options.event_capacity).0,
             wake: Notify::new(),
+            held: Default::default(),
         });
         let mut listener =
             tokio::time::timeout(options.connect_timeout, PgListener::connect_with(&pool))
@@ -198,9 +236,25 @@ impl PostgresBackend {
             .map_err(ConnectError::Unreachable)?;
         let stop = Token::default();
         tokio::spawn(listen(listener, shared.clone(), stop.clone()));
+        let sql = Statements::new(&options.schema, &channel);
+        let worker_id = format!("{}-{}", std::process::id(), &JobId::new().to_string()[24..]);
+        tokio::spawn(crate::lease::maintain(
+            crate::lease::Maintenance {
+                pool: pool.clone(),
+                shared: shared.clone(),
+                worker_id: worker_id.clone(),
+                lease: options.lease,
+                rescue_interval: options.rescue_interval,
+                max_attempts: options.max_attempts,
+                heartbeat_sql: sql.heartbeat.clone(),
+                rescue_lock_sql: sql.rescue_lock.clone(),
+                rescue_sql: sql.rescue.clone(),
+            },
+            stop.clone(),
+        ));
         Ok(Arc::new(Self {
-            sql: Statements::new(&options.schema, &channel),
-            worker_id: format!("{}-{}", std::process::id(), &JobId::new().to_string()[24..]),
+            sql,
+            worker_id,
             pool,
             options,
             shared,
@@ -233,6 +287,7 @@ impl PostgresBackend {
         let release = self.sql.release.clone();
         let worker_id = self.worker_id.clone();
         let lease_ms = self.options.lease.as_millis() as i64;
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             let claimed = sqlx::query(&claim)
                 .bind(&worker_id)
@@ -242,7 +297,11 @@ impl PostgresBackend {
                 .await
                 .map_err(storage("could not claim a job"))
                 .and_then(|row| row.map(|row| job_from_row(&row)).transpose());
+            if let Ok(Some(job)) = &claimed {
+                shared.hold(job.id, true);
+            }
             if let Err(Ok(Some(job))) = tx.send(claimed) {
+                shared.hold(job.id, false);
                 let released = sqlx::query(&release)
                     .bind(job.id.as_uuid())
                     .bind(job.attempt as i32)
@@ -442,6 +501,12 @@ impl JobRepository for PostgresBackend {
     ) -> BoxFuture<'_, Result<TransitionOutcome, StorageError>> {
         Box::pin(async move {
             let target = transition.target();
+            if target.is_terminal() && expected.status == JobStatus::Running {
+                // Whatever comes of this write, this worker is done with the job.
+                self.shared.hold(id, false);
+            } else if target == JobStatus::Running {
+                self.shared.hold(id, true);
+            }
             if expected.status.can_transition_to(target) {
                 let (error, result) = match transition {
                     Transition::Fail { error } => (Some(error), None),

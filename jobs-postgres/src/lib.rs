@@ -26,7 +26,11 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod lease;
 mod migrate;
 mod sql;
 
 pub use backend::{ConnectError, PostgresBackend, PostgresOptions};
+/// The `sqlx` this backend is built on, for the application's own queries and
+/// transactions.
+pub use sqlx;

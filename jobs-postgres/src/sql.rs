@@ -26,6 +26,9 @@ pub(crate) struct Statements {
     pub(crate) claim: String,
     pub(crate) release: String,
     pub(crate) list_prefix: String,
+    pub(crate) heartbeat: String,
+    pub(crate) rescue_lock: String,
+    pub(crate) rescue: String,
 }
 
 impl Statements {
@@ -123,6 +126,43 @@ impl Statements {
                 notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
             ),
             list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
+            // $1 worker id, $2 lease in ms, $3 the ids the worker still holds.
+            heartbeat: format!(
+                "UPDATE {jobs} SET lease_expires_at = now() + $2 * interval '1 millisecond'
+                 WHERE id = ANY($3) AND status = 'Running' AND worker_id = $1
+                 RETURNING id, cancel_requested"
+            ),
+            rescue_lock: format!("SELECT pg_try_advisory_xact_lock(hashtext('{jobs}.rescue'))"),
+            // $1 attempts after which a job is failed instead of queued again, $2 batch.
+            rescue: format!(
+                "WITH expired AS (
+                     SELECT id FROM {jobs}
+                     WHERE status = 'Running' AND lease_expires_at < now()
+                     ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 rescued AS (
+                     UPDATE {jobs} j SET
+                         status = CASE WHEN j.cancel_requested THEN 'Canceled'
+                                       WHEN j.attempt >= $1 THEN 'Failed' ELSE 'Queued' END,
+                         error = CASE WHEN NOT j.cancel_requested AND j.attempt >= $1
+                             THEN 'its worker stopped renewing its lease during ' || j.attempt
+                                  || ' attempt(s); not trying again'
+                             ELSE j.error END,
+                         finished_at = CASE WHEN j.cancel_requested OR j.attempt >= $1
+                             THEN now() ELSE NULL END,
+                         progress_percent = NULL, progress_message = NULL,
+                         worker_id = NULL, lease_expires_at = NULL
+                     FROM expired e WHERE j.id = e.id
+                     RETURNING j.id, j.status, j.job_type, j.error)
+                 SELECT status, {} FROM rescued",
+                notify(
+                    channel,
+                    &format!(
+                        "CASE WHEN status = 'Queued' THEN \
+                         json_build_object('event', 'submitted', 'id', id, 'jobType', job_type) \
+                         ELSE {finished_event} END"
+                    )
+                )
+            ),
         }
     }
 }

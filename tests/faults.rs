@@ -1,0 +1,310 @@
+//! Fault tests on PostgreSQL with real processes: a worker killed mid-job, workers killed
+//! at random over a thousand jobs, and the database restarted mid-run. Each checks that no
+//! job is lost and none finishes twice.
+//!
+//! Worker processes are this test binary run again with `JOBS_FAULT_WORKER` set: the
+//! ignored test `worker_process` then serves jobs until it is killed.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs::prelude::*;
+use jobs_postgres::sqlx::{self, Row};
+use jobs_postgres::{PostgresBackend, PostgresOptions};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct FaultArgs {
+    /// Hang on the first attempt, so that the test can kill the worker mid-job.
+    hang_first: bool,
+    sleep_ms: u64,
+}
+
+#[job_executor("Fault")]
+async fn fault(args: FaultArgs, ctx: JobContext) -> Result<u32, JobError> {
+    ctx.report_progress(1, format!("attempt {}", ctx.attempt()));
+    if args.hang_first && ctx.attempt() == 1 {
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+    Ok(ctx.attempt())
+}
+
+/// Fault tests share the database server (one restarts it): run them one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn options(schema: &str, max_attempts: u32) -> PostgresOptions {
+    PostgresOptions::new()
+        .schema(schema)
+        .lease(Duration::from_millis(1_000))
+        .rescue_interval(Duration::from_millis(200))
+        .poll_interval(Duration::from_millis(200))
+        .max_attempts(max_attempts)
+        .max_connections(4)
+}
+
+/// A fresh schema with a trigger that records every move to a terminal status, so the
+/// test can count how often each job finished.
+async fn setup(url: &str) -> (String, Arc<PostgresBackend>) {
+    let schema = format!(
+        "jobs_fault_{}",
+        &jobs::JobId::new().to_string().replace('-', "")[16..]
+    );
+    let backend = PostgresBackend::connect_with(url, options(&schema, 3))
+        .await
+        .unwrap();
+    backend.migrate().await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {schema}.finishes (job_id uuid NOT NULL, status text NOT NULL);
+         CREATE FUNCTION {schema}.record_finish() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO {schema}.finishes VALUES (NEW.id, NEW.status);
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER record_finish AFTER UPDATE OF status ON {schema}.jobs
+         FOR EACH ROW WHEN (NEW.status IN ('Succeeded', 'Failed', 'Canceled')
+                            AND OLD.status NOT IN ('Succeeded', 'Failed', 'Canceled'))
+         EXECUTE FUNCTION {schema}.record_finish();"
+    ))
+    .execute(backend.pool())
+    .await
+    .unwrap();
+    (schema, backend)
+}
+
+fn spawn_worker(url: &str, schema: &str, max_attempts: u32) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["worker_process", "--exact", "--ignored", "--nocapture"])
+        .env("JOBS_FAULT_WORKER", "1")
+        .env("JOBS_FAULT_SCHEMA", schema)
+        .env("JOBS_FAULT_MAX_ATTEMPTS", max_attempts.to_string())
+        .env("DATABASE_URL", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a worker process")
+}
+
+fn kill(child: &mut Child) {
+    child.kill().expect("SIGKILL the worker"); // std sends SIGKILL on Unix
+    child.wait().unwrap();
+}
+
+/// How many jobs in the schema have finished, and how many finish records exist.
+async fn finished_counts(backend: &PostgresBackend, schema: &str) -> (i64, i64) {
+    let row = sqlx::query(&format!(
+        "SELECT (SELECT count(*) FROM {schema}.jobs
+                 WHERE status IN ('Succeeded', 'Failed', 'Canceled')),
+                (SELECT count(*) FROM {schema}.finishes)"
+    ))
+    .fetch_one(backend.pool())
+    .await
+    .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn wait_all_finished(backend: &PostgresBackend, schema: &str, total: i64, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (finished, _) = finished_counts(backend, schema).await;
+        if finished == total {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {finished} of {total} jobs finished in time"
+        );
+        // Polling the database is the point here: the test reads what every process wrote.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every job succeeded and finished exactly once.
+async fn assert_each_finished_once(backend: &PostgresBackend, schema: &str, total: i64) {
+    let row = sqlx::query(&format!(
+        "SELECT (SELECT count(*) FROM {schema}.jobs WHERE status = 'Succeeded'),
+                (SELECT count(*) FROM (SELECT job_id FROM {schema}.finishes
+                                       GROUP BY job_id HAVING count(*) > 1) twice),
+                (SELECT count(DISTINCT job_id) FROM {schema}.finishes)"
+    ))
+    .fetch_one(backend.pool())
+    .await
+    .unwrap();
+    let (succeeded, twice, distinct): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(twice, 0, "jobs finished more than once");
+    assert_eq!(distinct, total, "every job finished");
+    assert_eq!(succeeded, total, "every job succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_is_killed_mid_run_is_run_again_and_finishes_once() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let (schema, backend) = setup(&url).await;
+    let client = Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(0)
+        .start()
+        .unwrap();
+
+    let mut first = spawn_worker(&url, &schema, 3);
+    let job = client
+        .submit_job_with(
+            "Fault",
+            serde_json::json!({ "hang_first": true, "sleep_ms": 10 }),
+        )
+        .await
+        .unwrap();
+    let running = common::wait_for_progress(&client, job.id).await;
+    assert_eq!((running.status, running.attempt), (JobStatus::Running, 1));
+    kill(&mut first);
+
+    // The lease runs out, the job goes back to the queue, and a new worker runs it.
+    let mut second = spawn_worker(&url, &schema, 3);
+    let done = common::finished(&client, job.id).await;
+    kill(&mut second);
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!(done.attempt, 2);
+    assert_eq!(
+        client.get_job_result(job.id).await.unwrap(),
+        Some(serde_json::json!(2))
+    );
+    assert_each_finished_once(&backend, &schema, 1).await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let (schema, backend) = setup(&url).await;
+    let client = Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(0)
+        .start()
+        .unwrap();
+    const TOTAL: i64 = 1_000;
+    const MAX_ATTEMPTS: u32 = 50;
+
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| spawn_worker(&url, &schema, MAX_ATTEMPTS))
+        .collect();
+    for i in 0..TOTAL {
+        // About 35 ms each: twelve worker slots need some three seconds for them all,
+        // so the kills below land while jobs run.
+        let args = serde_json::json!({ "hang_first": false, "sleep_ms": 20 + i % 31 });
+        client.submit_job_with("Fault", args).await.unwrap();
+    }
+    // Kill a worker every 300 ms for three seconds, starting a new one each time.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let victim = (seed % workers.len() as u64) as usize;
+        kill(&mut workers[victim]);
+        workers[victim] = spawn_worker(&url, &schema, MAX_ATTEMPTS);
+    }
+    wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
+    for worker in &mut workers {
+        kill(worker);
+    }
+    assert_each_finished_once(&backend, &schema, TOTAL).await;
+    let rerun: i64 = sqlx::query(&format!(
+        "SELECT count(*) FROM {schema}.jobs WHERE attempt > 1"
+    ))
+    .fetch_one(backend.pool())
+    .await
+    .unwrap()
+    .get(0);
+    eprintln!("{rerun} of {TOTAL} jobs were run again after their worker was killed");
+    assert!(rerun > 0, "the kills landed while jobs ran");
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let Some(cluster) = postgres_cluster() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to restart PostgreSQL"
+        );
+        eprintln!("skipped: pg_ctlcluster is not available to restart PostgreSQL");
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let (schema, backend) = setup(&url).await;
+    let worker_backend = PostgresBackend::connect_with(&url, options(&schema, 50))
+        .await
+        .unwrap();
+    let workers = Jobs::builder()
+        .backend(worker_backend)
+        .concurrency(4)
+        .start()
+        .unwrap();
+    let client = Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(0)
+        .start()
+        .unwrap();
+    const TOTAL: i64 = 400;
+    for i in 0..TOTAL {
+        let args = serde_json::json!({ "hang_first": false, "sleep_ms": 5 + i % 5 });
+        client.submit_job_with("Fault", args).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let restarted = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &cluster, "main", "restart"])
+        .status()
+        .expect("run pg_ctlcluster");
+    assert!(restarted.success(), "PostgreSQL restarted");
+
+    wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
+    assert_each_finished_once(&backend, &schema, TOTAL).await;
+    workers.shutdown().await;
+    client.shutdown().await;
+}
+
+/// The version directory of the local PostgreSQL cluster, if it can be restarted here.
+fn postgres_cluster() -> Option<String> {
+    Command::new("pg_ctlcluster").arg("--help").output().ok()?;
+    std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .next()
+}
+
+/// Serves jobs until killed, when run as a worker process by the tests above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a worker process for the fault tests, started by them"]
+async fn worker_process() {
+    if std::env::var_os("JOBS_FAULT_WORKER").is_none() {
+        return;
+    }
+    let url = std::env::var("DATABASE_URL").unwrap();
+    let schema = std::env::var("JOBS_FAULT_SCHEMA").unwrap();
+    let max_attempts = std::env::var("JOBS_FAULT_MAX_ATTEMPTS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let backend = PostgresBackend::connect_with(&url, options(&schema, max_attempts))
+        .await
+        .unwrap();
+    let _jobs = Jobs::builder()
+        .backend(backend)
+        .concurrency(4)
+        .start()
+        .unwrap();
+    std::future::pending::<()>().await;
+}
