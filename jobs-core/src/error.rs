@@ -78,6 +78,14 @@ pub enum SubmitError {
         /// What serde said about the payload.
         reason: String,
     },
+    /// The payload is larger than the repository accepts.
+    #[error("the payload of job type `{job_type}` is too large: more than {limit} bytes of JSON; pass large data by reference (a URL, a key) instead")]
+    PayloadTooLarge {
+        /// The job type.
+        job_type: String,
+        /// The limit, in bytes of compact JSON.
+        limit: usize,
+    },
     /// The service has been shut down; start a new one to submit again.
     #[error("the job service has shut down: start a new one to submit jobs")]
     ShutDown,

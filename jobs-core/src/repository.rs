@@ -60,6 +60,13 @@ pub trait JobRepository: Send + Sync + 'static {
     /// the channel's capacity behind skips the oldest events (and is told how many).
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
 
+    /// The largest payload, in bytes of compact JSON, this repository accepts; `None` for
+    /// no limit. The service refuses larger payloads at submit with
+    /// [`SubmitError::PayloadTooLarge`](crate::SubmitError::PayloadTooLarge).
+    fn max_payload_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// A receiver of the ids of running jobs for which a cancel is requested from now on
     /// (the [`JobEvent::CancelRequested`] events alone, so that workers need not read every
     /// event).

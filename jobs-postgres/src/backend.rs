@@ -39,10 +39,15 @@ pub struct PostgresOptions {
     event_capacity: usize,
     rescue_interval: Duration,
     max_attempts: u32,
+    max_payload_bytes: usize,
 }
 
 impl PostgresOptions {
-    /// The defaults: schema `public`, 1 s poll interval, 30 s lease, 10 connections,
+    /// The default payload limit: 1 MiB of compact JSON.
+    pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+    /// The defaults: schema `public`, 1 s poll interval, 30 s lease, 5 s rescue interval,
+    /// 3 attempts, 1 MiB payloads, 10 connections,
     /// 5 s connect timeout.
     pub fn new() -> Self {
         Self {
@@ -54,6 +59,7 @@ impl PostgresOptions {
             event_capacity: 4_096,
             rescue_interval: Duration::from_secs(5),
             max_attempts: 3,
+            max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -90,6 +96,14 @@ impl PostgresOptions {
     /// queued again: a job that keeps killing its worker stops being retried. Default 3.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The largest payload accepted, in bytes of compact JSON (default 1 MiB). Larger
+    /// submissions fail with `SubmitError::PayloadTooLarge` and store nothing: a queue row
+    /// is no place for bulk data.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
         self
     }
 
@@ -268,6 +282,54 @@ impl PostgresBackend {
         crate::migrate::migrate(&self.pool, &self.options.schema).await
     }
 
+    /// Stores a job inside the caller's transaction (or on any connection), so that the job
+    /// exists exactly when the application's own changes commit; workers are told at the
+    /// commit. Build `job` with `Jobs::prepare_job`, which checks the type and payload.
+    ///
+    /// ```no_run
+    /// # async fn run(jobs: jobs_runtime::Jobs, backend: std::sync::Arc<jobs_postgres::PostgresBackend>)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// let job = jobs.prepare_job("SendWelcome", serde_json::json!({ "user": 42 }))?;
+    /// let mut tx = backend.pool().begin().await?;
+    /// jobs_postgres::sqlx::query("INSERT INTO users (id) VALUES (42)").execute(&mut *tx).await?;
+    /// backend.submit_in(&mut tx, &job).await?;
+    /// tx.commit().await?; // the user and the job appear together, or neither does
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn submit_in(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        job: &Job,
+    ) -> Result<(), StorageError> {
+        if let Some(limit) = self.max_payload_bytes() {
+            let size = serde_json::to_vec(&job.payload).map_or(usize::MAX, |bytes| bytes.len());
+            if size > limit {
+                return Err(StorageError::new(format!(
+                    "the payload is {size} bytes of JSON, over the limit of {limit}"
+                )));
+            }
+        }
+        self.store(connection, job).await
+    }
+
+    /// Inserts a checked job.
+    async fn store(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        job: &Job,
+    ) -> Result<(), StorageError> {
+        sqlx::query(&self.sql.insert)
+            .bind(job.id.as_uuid())
+            .bind(&job.job_type)
+            .bind(Json(&job.payload))
+            .bind(job.created_at.as_unix_micros())
+            .execute(connection)
+            .await
+            .map_err(storage("could not store the job"))?;
+        Ok(())
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -412,15 +474,13 @@ fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
 impl JobRepository for PostgresBackend {
     fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
-            sqlx::query(&self.sql.insert)
-                .bind(job.id.as_uuid())
-                .bind(&job.job_type)
-                .bind(Json(&job.payload))
-                .bind(job.created_at.as_unix_micros())
-                .execute(&self.pool)
+            let mut connection = self
+                .pool
+                .acquire()
                 .await
                 .map_err(storage("could not store the job"))?;
-            Ok(())
+            // The service checked the payload's size already.
+            self.store(&mut connection, &job).await
         })
     }
 
@@ -629,6 +689,10 @@ impl JobRepository for PostgresBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.shared.events.subscribe()
+    }
+
+    fn max_payload_bytes(&self) -> Option<usize> {
+        Some(self.options.max_payload_bytes)
     }
 
     fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId> {

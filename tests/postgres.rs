@@ -1,0 +1,290 @@
+//! Behaviour specific to the PostgreSQL backend: start-up errors, the payload limit,
+//! concurrent migrations, transactional enqueue, stale workers and events across
+//! processes. (The behaviour shared with the in-memory backend is in `lifecycle.rs`.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::Env;
+use jobs::prelude::*;
+use jobs::{Expected, JobEvent, JobRepository, Transition, TransitionOutcome};
+use jobs_postgres::sqlx::{self, Row};
+use jobs_postgres::{ConnectError, PostgresBackend, PostgresOptions};
+use serde_json::json;
+
+#[job_executor("PgEcho")]
+async fn pg_echo(payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
+    Ok(payload)
+}
+
+fn schema() -> String {
+    format!(
+        "jobs_pg_{}",
+        &JobId::new().to_string().replace('-', "")[16..]
+    )
+}
+
+async fn backend(url: &str, options: PostgresOptions) -> std::sync::Arc<PostgresBackend> {
+    let backend = PostgresBackend::connect_with(url, options).await.unwrap();
+    backend.migrate().await.unwrap();
+    backend
+}
+
+#[tokio::test]
+async fn a_malformed_database_url_is_a_clear_error() {
+    let err = PostgresBackend::connect("definitely not a url")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::InvalidUrl(_)), "{err:?}");
+    assert!(err.to_string().starts_with("invalid database URL"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_fails_within_the_connect_timeout() {
+    let options = PostgresOptions::new().connect_timeout(Duration::from_secs(2));
+    // Port 1 on loopback: nothing listens there.
+    let attempt = PostgresBackend::connect_with("postgres://jobs@127.0.0.1:1/jobs", options);
+    let err = tokio::time::timeout(Duration::from_secs(20), attempt)
+        .await
+        .expect("gave up instead of hanging")
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::Unreachable(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("could not connect to PostgreSQL"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_schema_name_that_is_not_an_identifier_is_refused() {
+    let options = PostgresOptions::new().schema("jobs; DROP TABLE users");
+    let err = PostgresBackend::connect_with("postgres://jobs@127.0.0.1:1/jobs", options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::InvalidSchema(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_payload_over_the_limit_is_refused_and_nothing_is_stored() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let backend = backend(
+        &url,
+        PostgresOptions::new()
+            .schema(schema())
+            .max_payload_bytes(1_000),
+    )
+    .await;
+    let jobs = Jobs::builder()
+        .backend(backend)
+        .concurrency(0)
+        .start()
+        .unwrap();
+    let big = json!({ "blob": "x".repeat(2_000) });
+    let err = jobs.submit_job_with("PgEcho", big).await.unwrap_err();
+    assert!(
+        matches!(err, SubmitError::PayloadTooLarge { limit: 1_000, ref job_type } if job_type == "PgEcho"),
+        "{err:?}"
+    );
+    assert!(jobs
+        .list_jobs(JobQuery::new())
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
+    jobs.submit_job_with("PgEcho", json!({ "blob": "small" }))
+        .await
+        .unwrap();
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_version_once() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let mut backends = Vec::new();
+    for _ in 0..4 {
+        let options = PostgresOptions::new().schema(&schema).max_connections(2);
+        backends.push(PostgresBackend::connect_with(&url, options).await.unwrap());
+    }
+    let runs: Vec<_> = backends
+        .iter()
+        .cloned()
+        .map(|backend| tokio::spawn(async move { backend.migrate().await.unwrap() }))
+        .collect();
+    let mut applied = Vec::new();
+    for run in runs {
+        applied.extend(run.await.unwrap());
+    }
+    assert_eq!(applied, vec![1], "version 1 applied by exactly one process");
+    assert!(
+        backends[0].migrate().await.unwrap().is_empty(),
+        "nothing left to apply"
+    );
+}
+
+#[tokio::test]
+async fn a_job_submitted_in_a_transaction_exists_exactly_when_it_commits() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let backend = backend(&url, PostgresOptions::new().schema(&schema)).await;
+    sqlx::query(&format!("CREATE TABLE {schema}.users (id int PRIMARY KEY)"))
+        .execute(backend.pool())
+        .await
+        .unwrap();
+    let jobs = Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(1)
+        .start()
+        .unwrap();
+
+    // Rolled back: neither the user nor the job.
+    let doomed = jobs.prepare_job("PgEcho", json!({ "user": 1 })).unwrap();
+    let mut tx = backend.pool().begin().await.unwrap();
+    sqlx::query(&format!("INSERT INTO {schema}.users VALUES (1)"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    backend.submit_in(&mut tx, &doomed).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(jobs.get_job(doomed.id).await.unwrap(), None);
+
+    // Committed: both, and the job runs.
+    let kept = jobs.prepare_job("PgEcho", json!({ "user": 2 })).unwrap();
+    let mut tx = backend.pool().begin().await.unwrap();
+    sqlx::query(&format!("INSERT INTO {schema}.users VALUES (2)"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    backend.submit_in(&mut tx, &kept).await.unwrap();
+    assert_eq!(
+        jobs.get_job(kept.id).await.unwrap(),
+        None,
+        "invisible before the commit"
+    );
+    tx.commit().await.unwrap();
+    let done = common::finished(&jobs, kept.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let users: i64 = sqlx::query(&format!("SELECT count(*) FROM {schema}.users"))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1);
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_worker_cannot_finish_a_newer_attempt() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let options = PostgresOptions::new()
+        .schema(&schema)
+        .lease(Duration::from_millis(300))
+        .rescue_interval(Duration::from_millis(100));
+    let job = Job::new("PgEcho", json!(1));
+    {
+        // A first worker claims the job, then goes quiet: dropping its backend stops the
+        // renewal of its lease, as a crash would.
+        let first = backend(&url, options.clone()).await;
+        first.insert(job.clone()).await.unwrap();
+        let claimed = first
+            .transition(
+                job.id,
+                Expected::status(JobStatus::Queued),
+                Transition::Start,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(claimed, TransitionOutcome::Applied(ref j) if j.attempt == 1));
+    }
+    let second = backend(&url, options).await;
+    let jobs = Jobs::builder()
+        .backend(second.clone())
+        .concurrency(0)
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    // The rescuer runs on its own schedule; read the row until it has acted.
+    loop {
+        let now = jobs.get_job(job.id).await.unwrap().unwrap();
+        if now.status == JobStatus::Queued {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never rescued: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = second
+        .transition(
+            job.id,
+            Expected::status(JobStatus::Queued),
+            Transition::Start,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again, TransitionOutcome::Applied(ref j) if j.attempt == 2));
+    // The first worker wakes up and tries to finish its attempt: refused.
+    let stale = second
+        .transition(
+            job.id,
+            Expected::new(JobStatus::Running, 1),
+            Transition::Succeed {
+                result: json!("stale"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        TransitionOutcome::Conflict {
+            current: JobStatus::Running,
+            attempt: 2
+        }
+    );
+    assert_eq!(jobs.get_job_result(job.id).await.unwrap(), None);
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_reach_subscribers_in_other_processes() {
+    let Some(env) = Env::new(common::Backend::Postgres).await else {
+        return;
+    };
+    let worker = env.start(1);
+    let observer = env.another().await.start(0);
+    let mut events = observer.subscribe();
+    let job = worker
+        .submit_job_with("PgEcho", json!("seen"))
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    while !kinds.contains(&"finished") {
+        let event = tokio::time::timeout(common::DEADLINE, events.recv())
+            .await
+            .expect("events arrive")
+            .unwrap();
+        if event.job_id() == job.id {
+            kinds.push(match event {
+                JobEvent::Submitted { .. } => "submitted",
+                JobEvent::Started { .. } => "started",
+                JobEvent::Finished { .. } => "finished",
+                _ => "other",
+            });
+        }
+    }
+    assert_eq!(kinds, ["submitted", "started", "finished"]);
+    worker.shutdown().await;
+    observer.shutdown().await;
+}
