@@ -54,6 +54,12 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Confirms that `delivery` has been dealt with.
     fn ack(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), StorageError>>;
 
+    /// The service is stopping and will take no more deliveries: give back anything
+    /// claimed ahead for it. The default does nothing.
+    fn close(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// How many ids wait in the queue, where the queue can tell cheaply.
     fn depth(&self) -> Option<usize> {
         None

@@ -23,8 +23,9 @@ CREATE TABLE {schema}.jobs (
 CREATE INDEX jobs_queued ON {schema}.jobs (id) WHERE status = 'Queued';
 -- The rescue of jobs whose worker stopped renewing its lease.
 CREATE INDEX jobs_running_lease ON {schema}.jobs (lease_expires_at) WHERE status = 'Running';
--- Listings filtered by status, or by type (and status), newest first.
-CREATE INDEX jobs_status_id ON {schema}.jobs (status, id DESC);
+-- Listings by type (and status), newest first. Every status change rewrites the entries
+-- of each index that holds `status`, so the table keeps few: a listing by status alone
+-- reads the primary key backwards.
 CREATE INDEX jobs_type_status_id ON {schema}.jobs (job_type, status, id DESC);
 
 CREATE TABLE {schema}.job_results (

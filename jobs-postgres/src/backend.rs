@@ -16,6 +16,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 use tokio::sync::{broadcast, oneshot, Notify};
 
+use crate::batch::{ClaimBuffer, Finish, FinishQueue, Waiting};
 use crate::sql::Statements;
 
 /// Settings of a [`PostgresBackend`].
@@ -40,6 +41,7 @@ pub struct PostgresOptions {
     rescue_interval: Duration,
     max_attempts: u32,
     max_payload_bytes: usize,
+    claim_batch: usize,
 }
 
 impl PostgresOptions {
@@ -60,6 +62,7 @@ impl PostgresOptions {
             rescue_interval: Duration::from_secs(5),
             max_attempts: 3,
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
+            claim_batch: 100,
         }
     }
 
@@ -104,6 +107,14 @@ impl PostgresOptions {
     /// is no place for bulk data.
     pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
         self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// The most jobs claimed in one statement (default 100). A claim takes as many jobs as
+    /// there are idle workers waiting, up to this cap, so a process never claims more
+    /// than it can start at once.
+    pub fn claim_batch(mut self, jobs: usize) -> Self {
+        self.claim_batch = jobs.max(1);
         self
     }
 
@@ -161,6 +172,9 @@ pub struct PostgresBackend {
     worker_id: String,
     shared: Arc<Shared>,
     stop: Token,
+    /// One claim at a time per backend; the others take from its batch.
+    claim_lock: tokio::sync::Mutex<()>,
+    finishes: FinishQueue,
 }
 
 /// What the listener and maintenance tasks share with the backend.
@@ -172,6 +186,8 @@ pub(crate) struct Shared {
     /// The jobs this backend claimed and has not finished: the leases it renews. A job
     /// whose final write failed leaves this set, so its lease runs out and it is rescued.
     pub(crate) held: std::sync::Mutex<std::collections::HashSet<JobId>>,
+    /// Jobs claimed in a batch and not handed to a worker yet.
+    pub(crate) claimed: ClaimBuffer,
 }
 
 impl Shared {
@@ -238,6 +254,7 @@ impl PostgresBackend {
             cancellations: broadcast::channel(options.event_capacity).0,
             wake: Notify::new(),
             held: Default::default(),
+            claimed: ClaimBuffer::default(),
         });
         let mut listener =
             tokio::time::timeout(options.connect_timeout, PgListener::connect_with(&pool))
@@ -266,7 +283,16 @@ impl PostgresBackend {
             },
             stop.clone(),
         ));
+        let (finishes, finish_queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(crate::batch::write_finishes(
+            pool.clone(),
+            sql.finish_many.clone(),
+            finish_queue,
+            stop.clone(),
+        ));
         Ok(Arc::new(Self {
+            claim_lock: tokio::sync::Mutex::new(()),
+            finishes: Arc::new(finishes),
             sql,
             worker_id,
             pool,
@@ -302,15 +328,51 @@ impl PostgresBackend {
         connection: &mut sqlx::PgConnection,
         job: &Job,
     ) -> Result<(), StorageError> {
-        if let Some(limit) = self.max_payload_bytes() {
-            let size = serde_json::to_vec(&job.payload).map_or(usize::MAX, |bytes| bytes.len());
-            if size > limit {
-                return Err(StorageError::new(format!(
-                    "the payload is {size} bytes of JSON, over the limit of {limit}"
-                )));
-            }
-        }
+        self.check_size(job)?;
         self.store(connection, job).await
+    }
+
+    /// Stores many jobs in one statement (built with `Jobs::prepare_job`), on any
+    /// connection or inside the caller's transaction: for bulk loads, where one insert per
+    /// job would be slow. Each job is announced as submitted, as with single submissions.
+    pub async fn submit_many_in(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        jobs: &[Job],
+    ) -> Result<(), StorageError> {
+        for job in jobs {
+            self.check_size(job)?;
+        }
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
+        let types: Vec<&str> = jobs.iter().map(|job| job.job_type.as_str()).collect();
+        let payloads: Vec<Json<&Value>> = jobs.iter().map(|job| Json(&job.payload)).collect();
+        let created: Vec<i64> = jobs
+            .iter()
+            .map(|job| job.created_at.as_unix_micros())
+            .collect();
+        sqlx::query(&self.sql.insert_many)
+            .bind(ids)
+            .bind(types)
+            .bind(payloads)
+            .bind(created)
+            .execute(connection)
+            .await
+            .map_err(storage("could not store the jobs"))?;
+        Ok(())
+    }
+
+    /// Refuses a payload over the limit (the service checks before calling `insert`;
+    /// direct callers of `submit_in` are checked here).
+    fn check_size(&self, job: &Job) -> Result<(), StorageError> {
+        let limit = self.options.max_payload_bytes;
+        let size = serde_json::to_vec(&job.payload).map_or(usize::MAX, |bytes| bytes.len());
+        if size > limit {
+            return Err(StorageError::new(format!(
+                "the payload of job {} is {size} bytes of JSON, over the limit of {limit}",
+                job.id
+            )));
+        }
+        Ok(())
     }
 
     /// Inserts a checked job.
@@ -340,13 +402,24 @@ impl PostgresBackend {
         &self.worker_id
     }
 
-    async fn claim_one(&self) -> Result<Option<Job>, StorageError> {
-        // The claim runs in its own task: if the worker stops waiting for it (shutdown),
-        // the task gives the claimed job back instead of leaving it `Running`.
+    /// Claims jobs for the idle workers into the buffer; whether any were claimed (or
+    /// another dequeuer's claim filled the buffer meanwhile).
+    async fn fill(&self) -> Result<bool, StorageError> {
+        let _one_claim_at_a_time = self.claim_lock.lock().await;
+        if !self.shared.claimed.is_empty() {
+            return Ok(true);
+        }
+        let want = self
+            .shared
+            .claimed
+            .waiting
+            .load(std::sync::atomic::Ordering::Acquire)
+            .clamp(1, self.options.claim_batch);
+        // The claim runs in its own task and lands in the buffer: a worker that stops
+        // waiting (shutdown) leaves the jobs there for the others, or for `close`.
         let (tx, rx) = oneshot::channel();
         let pool = self.pool.clone();
         let claim = self.sql.claim.clone();
-        let release = self.sql.release.clone();
         let worker_id = self.worker_id.clone();
         let lease_ms = self.options.lease.as_millis() as i64;
         let shared = self.shared.clone();
@@ -354,28 +427,42 @@ impl PostgresBackend {
             let claimed = sqlx::query(&claim)
                 .bind(&worker_id)
                 .bind(lease_ms)
-                .bind(1_i64)
-                .fetch_optional(&pool)
+                .bind(want as i64)
+                .fetch_all(&pool)
                 .await
-                .map_err(storage("could not claim a job"))
-                .and_then(|row| row.map(|row| job_from_row(&row)).transpose());
-            if let Ok(Some(job)) = &claimed {
-                shared.hold(job.id, true);
-            }
-            if let Err(Ok(Some(job))) = tx.send(claimed) {
-                shared.hold(job.id, false);
-                let released = sqlx::query(&release)
-                    .bind(job.id.as_uuid())
-                    .bind(job.attempt as i32)
-                    .execute(&pool)
-                    .await;
-                if let Err(error) = released {
-                    tracing::warn!(job.id = %job.id, %error, "could not give back an unwanted claim");
+                .map_err(storage("could not claim jobs"))
+                .and_then(|rows| rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>());
+            let answer = claimed.map(|jobs| {
+                let count = jobs.len();
+                for job in &jobs {
+                    shared.hold(job.id, true);
                 }
-            }
+                shared.claimed.push_all(jobs);
+                count
+            });
+            let _ = tx.send(answer);
         });
-        rx.await
-            .unwrap_or_else(|_| Err(StorageError::new("the claim task stopped")))
+        let count = rx
+            .await
+            .unwrap_or_else(|_| Err(StorageError::new("the claim task stopped")))?;
+        if count > 1 {
+            self.shared.wake.notify_waiters();
+        }
+        Ok(count > 0)
+    }
+
+    /// Gives claimed jobs back to the queue, as if never claimed.
+    async fn release(&self, jobs: Vec<Job>) -> Result<(), StorageError> {
+        for job in jobs {
+            self.shared.hold(job.id, false);
+            sqlx::query(&self.sql.release)
+                .bind(job.id.as_uuid())
+                .bind(job.attempt as i32)
+                .execute(&self.pool)
+                .await
+                .map_err(storage("could not give back a claimed job"))?;
+        }
+        Ok(())
     }
 }
 
@@ -438,7 +525,7 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
     }
 }
 
-fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
+pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
     let bad = |error: sqlx::Error| {
         StorageError::with_source(format!("unreadable job row: {error}"), error)
     };
@@ -567,7 +654,34 @@ impl JobRepository for PostgresBackend {
             } else if target == JobStatus::Running {
                 self.shared.hold(id, true);
             }
-            if expected.status.can_transition_to(target) {
+            if let (true, JobStatus::Running, Some(attempt)) =
+                (target.is_terminal(), expected.status, expected.attempt)
+            {
+                let (error, result) = match transition {
+                    Transition::Fail { error } => (Some(error), None),
+                    Transition::Succeed { result } => (None, Some(result)),
+                    _ => (None, None),
+                };
+                let (reply, answer) = oneshot::channel();
+                let finish = Finish {
+                    id,
+                    attempt,
+                    status: target,
+                    error,
+                    result,
+                    reply,
+                };
+                if self.finishes.send(finish).is_ok() {
+                    match answer.await {
+                        Ok(Ok(Some(job))) => return Ok(TransitionOutcome::Applied(job)),
+                        Ok(Ok(None)) => {} // not Running at that attempt: say why below
+                        Ok(Err(error)) => return Err(error),
+                        Err(_) => return Err(StorageError::new("the backend is shutting down")),
+                    }
+                } else {
+                    return Err(StorageError::new("the backend is shutting down"));
+                }
+            } else if expected.status.can_transition_to(target) {
                 let (error, result) = match transition {
                     Transition::Fail { error } => (Some(error), None),
                     Transition::Succeed { result } => (None, Some(Json(result))),
@@ -709,12 +823,16 @@ impl JobQueue for PostgresBackend {
 
     fn dequeue(&self) -> BoxFuture<'_, Result<Delivery, StorageError>> {
         Box::pin(async move {
+            let _waiting = Waiting::new(&self.shared.claimed.waiting);
             loop {
                 let notified = self.shared.wake.notified();
                 let mut notified = std::pin::pin!(notified);
                 notified.as_mut().enable();
-                if let Some(job) = self.claim_one().await? {
+                if let Some(job) = self.shared.claimed.pop() {
                     return Ok(Delivery::claimed(job, 0));
+                }
+                if self.fill().await? {
+                    continue;
                 }
                 tokio::select! {
                     _ = notified => {}
@@ -727,5 +845,10 @@ impl JobQueue for PostgresBackend {
     /// Nothing to do: the job's status is the record of what happened to it.
     fn ack(&self, _delivery: Delivery) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Gives the jobs claimed but not handed out back to the queue.
+    fn close(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move { self.release(self.shared.claimed.drain()).await })
     }
 }

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod batch;
 mod lease;
 mod migrate;
 mod sql;

@@ -15,8 +15,10 @@ fn notify(channel: &str, event: &str) -> String {
 
 pub(crate) struct Statements {
     pub(crate) insert: String,
+    pub(crate) insert_many: String,
     pub(crate) get: String,
     pub(crate) transition: String,
+    pub(crate) finish_many: String,
     pub(crate) current: String,
     pub(crate) progress: String,
     pub(crate) lock_for_cancel: String,
@@ -46,6 +48,17 @@ impl Statements {
                  SELECT {} FROM inserted",
                 notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
             ),
+            insert_many: format!(
+                "WITH inserted AS (
+                     INSERT INTO {jobs} (id, job_type, status, payload, created_at)
+                     SELECT id, job_type, 'Queued', payload,
+                            'epoch'::timestamptz + created_us * interval '1 microsecond'
+                     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[])
+                          AS t(id, job_type, payload, created_us)
+                     RETURNING id, job_type)
+                 SELECT count({}) FROM inserted",
+                notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
+            ),
             get: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1"),
             // $1 id, $2 expected status, $3 expected attempt (NULL: any), $4 new status,
             // $5 error, $6 result (NULL unless Succeeded), $7 lease in ms, $8 worker id.
@@ -64,12 +77,33 @@ impl Statements {
                      RETURNING *),
                  stored AS (
                      INSERT INTO {results} (job_id, result)
-                     SELECT id, $6 FROM updated WHERE $6::jsonb IS NOT NULL)
+                     SELECT id, $6 FROM updated
+                     WHERE $6::jsonb IS NOT NULL AND $6::jsonb <> 'null'::jsonb)
                  SELECT {COLUMNS}, {} FROM updated",
                 notify(
                     channel,
                     &format!("CASE WHEN status = 'Running' THEN {started_event} ELSE {finished_event} END")
                 )
+            ),
+            // Many finishes in one statement: $1 ids, $2 attempts, $3 statuses, $4 errors,
+            // $5 results. Only rows still `Running` at their attempt change.
+            finish_many: format!(
+                "WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::jsonb[])
+                         AS t(id, attempt, status, error, result)),
+                 updated AS (
+                     UPDATE {jobs} j SET
+                         status = i.status, finished_at = now(), lease_expires_at = NULL,
+                         error = CASE WHEN i.status = 'Failed' THEN i.error ELSE j.error END
+                     FROM input i
+                     WHERE j.id = i.id AND j.status = 'Running' AND j.attempt = i.attempt
+                     RETURNING j.*),
+                 stored AS (
+                     INSERT INTO {results} (job_id, result)
+                     SELECT i.id, i.result FROM input i JOIN updated u ON u.id = i.id
+                     WHERE i.status = 'Succeeded' AND i.result <> 'null'::jsonb)
+                 SELECT {COLUMNS}, {} FROM updated",
+                notify(channel, finished_event)
             ),
             current: format!("SELECT status, attempt FROM {jobs} WHERE id = $1"),
             progress: format!(
@@ -99,9 +133,11 @@ impl Statements {
                  SELECT {COLUMNS}, {} FROM updated",
                 notify(channel, "json_build_object('event', 'cancelRequested', 'id', id)")
             ),
+            // A `null` result is not stored: a succeeded job without a row has that result.
             result: format!(
-                "SELECT r.result FROM {results} r JOIN {jobs} j ON j.id = r.job_id
-                 WHERE r.job_id = $1 AND j.status = 'Succeeded'"
+                "SELECT coalesce(r.result, 'null'::jsonb) FROM {jobs} j
+                 LEFT JOIN {results} r ON r.job_id = j.id
+                 WHERE j.id = $1 AND j.status = 'Succeeded'"
             ),
             // $1 worker id, $2 lease in ms, $3 how many.
             claim: format!(

@@ -368,6 +368,9 @@ impl Jobs {
                 }
             }
         }
+        if let Err(error) = inner.queue.close().await {
+            tracing::warn!(%error, "could not give back jobs claimed ahead");
+        }
         inner.stopped.cancel();
         for helper in take(&inner.helpers) {
             helper.abort();
