@@ -94,7 +94,14 @@
 //! The default backend is in memory ([`memory::InMemoryRepository`],
 //! [`memory::ChannelQueue`]): fast, for one process, and not durable. Repositories and
 //! queues are traits ([`JobRepository`], [`JobQueue`]), so durable backends plug into
-//! [`JobsBuilder::repository`] and [`JobsBuilder::queue`].
+//! [`JobsBuilder::repository`] and [`JobsBuilder::queue`], or [`JobsBuilder::backend`] for
+//! one that is both.
+//!
+//! With the cargo feature `postgres`, `jobs::postgres` is the PostgreSQL backend: many
+//! worker processes on many machines share one database, claim jobs with
+//! `FOR UPDATE SKIP LOCKED`, see each other's events through `LISTEN/NOTIFY`, and rescue
+//! the jobs of workers that died. Delivery is at least once: write executors that are safe
+//! to run again.
 #![warn(missing_docs)]
 
 #[doc(inline)]

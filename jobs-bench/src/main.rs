@@ -25,10 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jobs::memory::{ChannelQueue, InMemoryRepository};
-use jobs::postgres::sqlx::{self, Row};
-use jobs::postgres::{PostgresBackend, PostgresOptions};
 use jobs::prelude::*;
 use jobs::{JobQueue, JobRepository};
+use jobs_postgres::sqlx::{self, Row};
+use jobs_postgres::{PostgresBackend, PostgresOptions};
 
 #[job_executor("Noop")]
 async fn noop() -> Result<(), JobError> {
