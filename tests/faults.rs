@@ -33,6 +33,14 @@ async fn fault(args: FaultArgs, ctx: JobContext) -> Result<u32, JobError> {
     Ok(ctx.attempt())
 }
 
+/// Runs until canceled.
+#[job_executor("FaultWaits")]
+async fn fault_waits(ctx: JobContext) -> Result<(), JobError> {
+    ctx.report_progress(1, "waiting to be canceled");
+    ctx.cancelled().await;
+    ctx.check_cancelled()
+}
+
 /// Fault tests share the database server (one restarts it): run them one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -124,8 +132,18 @@ async fn wait_all_finished(backend: &PostgresBackend, schema: &str, total: i64, 
 
 /// Every job succeeded and finished exactly once.
 async fn assert_each_finished_once(backend: &PostgresBackend, schema: &str, total: i64) {
+    assert_each_finished_once_with(backend, schema, total, "Succeeded").await;
+}
+
+/// Every job ended in `status` and finished exactly once.
+async fn assert_each_finished_once_with(
+    backend: &PostgresBackend,
+    schema: &str,
+    total: i64,
+    status: &str,
+) {
     let row = sqlx::query(&format!(
-        "SELECT (SELECT count(*) FROM {schema}.jobs WHERE status = 'Succeeded'),
+        "SELECT (SELECT count(*) FROM {schema}.jobs WHERE status = '{status}'),
                 (SELECT count(*) FROM (SELECT job_id FROM {schema}.finishes
                                        GROUP BY job_id HAVING count(*) > 1) twice),
                 (SELECT count(DISTINCT job_id) FROM {schema}.finishes)"
@@ -136,7 +154,7 @@ async fn assert_each_finished_once(backend: &PostgresBackend, schema: &str, tota
     let (succeeded, twice, distinct): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(twice, 0, "jobs finished more than once");
     assert_eq!(distinct, total, "every job finished");
-    assert_eq!(succeeded, total, "every job succeeded");
+    assert_eq!(succeeded, total, "every job ended {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +290,48 @@ async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
 
     wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
     assert_each_finished_once(&backend, &schema, TOTAL).await;
+
+    // The notification listeners reconnected: a new job is seen to finish through events
+    // alone (`finished` waits on them).
+    let after = client
+        .submit_job_with(
+            "Fault",
+            serde_json::json!({ "hang_first": false, "sleep_ms": 1 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        common::finished(&client, after.id).await.status,
+        JobStatus::Succeeded
+    );
     workers.shutdown().await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_from_this_process_stops_a_job_running_in_another() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let (schema, backend) = setup(&url).await;
+    let client = Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(0)
+        .start()
+        .unwrap();
+    let mut worker = spawn_worker(&url, &schema, 3);
+    let job = client.submit_job("FaultWaits").await.unwrap();
+    common::wait_for_progress(&client, job.id).await;
+    assert!(client.cancel_job(job.id).await.unwrap());
+    let done = common::finished(&client, job.id).await;
+    kill(&mut worker);
+    assert_eq!(
+        (done.status, done.attempt),
+        (JobStatus::Canceled, 1),
+        "{done:?}"
+    );
+    assert_each_finished_once_with(&backend, &schema, 1, "Canceled").await;
     client.shutdown().await;
 }
 
