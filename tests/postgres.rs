@@ -288,3 +288,93 @@ async fn events_reach_subscribers_in_other_processes() {
     worker.shutdown().await;
     observer.shutdown().await;
 }
+
+#[job_executor("PgOddText")]
+async fn pg_odd_text(ctx: JobContext) -> Result<(), JobError> {
+    ctx.report_progress(50, "nul \0 and emoji 🦀🦀");
+    Err(JobError::failed(format!("{}\0end", "🦀".repeat(3_000))))
+}
+
+#[job_executor("PgNulResult")]
+async fn pg_nul_result() -> Result<String, JobError> {
+    Ok("before\0after".to_owned())
+}
+
+#[tokio::test]
+async fn text_postgres_cannot_store_fails_only_its_own_job() {
+    let Some(env) = Env::new(common::Backend::Postgres).await else {
+        return;
+    };
+    let jobs = env.start(8);
+    let odd = jobs.submit_job("PgOddText").await.unwrap();
+    let nul = jobs.submit_job("PgNulResult").await.unwrap();
+    let mut others = Vec::new();
+    for i in 0..20 {
+        others.push(jobs.submit_job_with("PgEcho", json!(i)).await.unwrap().id);
+    }
+    let odd = common::finished(&jobs, odd.id).await;
+    assert_eq!(odd.status, JobStatus::Failed);
+    let error = odd.error.unwrap();
+    assert!(
+        error.starts_with("🦀🦀") && error.ends_with("\u{fffd}end"),
+        "NUL replaced, text kept"
+    );
+    assert_eq!(odd.progress.unwrap().message, "nul \u{fffd} and emoji 🦀🦀");
+    let nul = common::finished(&jobs, nul.id).await;
+    assert_eq!(nul.status, JobStatus::Failed);
+    assert!(nul.error.unwrap().contains("NUL character"));
+    for id in others {
+        assert_eq!(
+            common::finished(&jobs, id).await.status,
+            JobStatus::Succeeded
+        );
+    }
+    jobs.shutdown().await;
+}
+
+#[job_executor("PgSecondAttemptOnly")]
+async fn pg_second_attempt_only(ctx: JobContext) -> Result<u32, JobError> {
+    if ctx.attempt() == 1 {
+        ctx.report_progress(1, "first attempt, waiting");
+        ctx.cancelled().await;
+        return Err(JobError::Canceled);
+    }
+    Ok(ctx.attempt())
+}
+
+#[tokio::test]
+async fn a_newer_attempt_claimed_here_replaces_the_stale_one_still_running_here() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let options = PostgresOptions::new()
+        .schema(&schema)
+        .poll_interval(Duration::from_millis(100));
+    let backend = backend(&url, options).await;
+    let jobs = Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(2)
+        .start()
+        .unwrap();
+    let job = jobs.submit_job("PgSecondAttemptOnly").await.unwrap();
+    common::wait_for_progress(&jobs, job.id).await;
+    // What a rescue does when this process lost the database for longer than the lease:
+    // the job goes back to the queue while attempt 1 still runs here.
+    sqlx::query(&format!(
+        "UPDATE {schema}.jobs SET status = 'Queued', worker_id = NULL, lease_expires_at = NULL
+         WHERE id = $1"
+    ))
+    .bind(job.id.as_uuid())
+    .execute(backend.pool())
+    .await
+    .unwrap();
+    let done = common::finished(&jobs, job.id).await;
+    assert_eq!(
+        (done.status, done.attempt),
+        (JobStatus::Succeeded, 2),
+        "{done:?}"
+    );
+    assert_eq!(jobs.get_job_result(job.id).await.unwrap(), Some(json!(2)));
+    jobs.shutdown().await;
+}

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 use tokio::sync::{broadcast, oneshot, Notify};
 
-use crate::batch::{ClaimBuffer, Finish, FinishQueue, Waiting};
+use crate::batch::{contains_nul, without_nul, ClaimBuffer, Finish, FinishQueue, Waiting};
 use crate::sql::Statements;
 
 /// Settings of a [`PostgresBackend`].
@@ -173,7 +173,7 @@ pub struct PostgresBackend {
     shared: Arc<Shared>,
     stop: Token,
     /// One claim at a time per backend; the others take from its batch.
-    claim_lock: tokio::sync::Mutex<()>,
+    claim_lock: Arc<tokio::sync::Mutex<()>>,
     finishes: FinishQueue,
 }
 
@@ -185,21 +185,22 @@ pub(crate) struct Shared {
     wake: Notify,
     /// The jobs this backend claimed and has not finished: the leases it renews. A job
     /// whose final write failed leaves this set, so its lease runs out and it is rescued.
-    pub(crate) held: std::sync::Mutex<std::collections::HashSet<JobId>>,
+    pub(crate) held: std::sync::Mutex<std::collections::HashSet<(JobId, u32)>>,
     /// Jobs claimed in a batch and not handed to a worker yet.
     pub(crate) claimed: ClaimBuffer,
 }
 
 impl Shared {
-    fn hold(&self, id: JobId, held: bool) {
+    /// Marks attempt `attempt` of `id` as held (its lease renewed) or not.
+    fn hold(&self, id: JobId, attempt: u32, held: bool) {
         let mut set = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if held {
-            set.insert(id);
+            set.insert((id, attempt));
         } else {
-            set.remove(&id);
+            set.remove(&(id, attempt));
         }
     }
 }
@@ -256,11 +257,19 @@ impl PostgresBackend {
             held: Default::default(),
             claimed: ClaimBuffer::default(),
         });
-        let mut listener =
-            tokio::time::timeout(options.connect_timeout, PgListener::connect_with(&pool))
-                .await
-                .map_err(|_| ConnectError::Unreachable(sqlx::Error::PoolTimedOut))?
-                .map_err(ConnectError::Unreachable)?;
+        // The listener keeps its connection for good: give it a pool of its own rather
+        // than take one from the application's.
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.connect_timeout)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let mut listener = tokio::time::timeout(
+            options.connect_timeout,
+            PgListener::connect_with(&listener_pool),
+        )
+        .await
+        .map_err(|_| ConnectError::Unreachable(sqlx::Error::PoolTimedOut))?
+        .map_err(ConnectError::Unreachable)?;
         listener
             .listen(&channel)
             .await
@@ -291,7 +300,7 @@ impl PostgresBackend {
             stop.clone(),
         ));
         Ok(Arc::new(Self {
-            claim_lock: tokio::sync::Mutex::new(()),
+            claim_lock: Arc::new(tokio::sync::Mutex::new(())),
             finishes: Arc::new(finishes),
             sql,
             worker_id,
@@ -405,7 +414,10 @@ impl PostgresBackend {
     /// Claims jobs for the idle workers into the buffer; whether any were claimed (or
     /// another dequeuer's claim filled the buffer meanwhile).
     async fn fill(&self) -> Result<bool, StorageError> {
-        let _one_claim_at_a_time = self.claim_lock.lock().await;
+        // The guard moves into the claim task, so the lock is held until the claimed jobs
+        // are in the buffer, even if this dequeuer stops waiting: `close` takes the lock
+        // too, and so never misses a claim still in flight.
+        let one_claim_at_a_time = self.claim_lock.clone().lock_owned().await;
         if !self.shared.claimed.is_empty() {
             return Ok(true);
         }
@@ -424,6 +436,7 @@ impl PostgresBackend {
         let lease_ms = self.options.lease.as_millis() as i64;
         let shared = self.shared.clone();
         tokio::spawn(async move {
+            let _one_claim_at_a_time = one_claim_at_a_time;
             let claimed = sqlx::query(&claim)
                 .bind(&worker_id)
                 .bind(lease_ms)
@@ -435,7 +448,7 @@ impl PostgresBackend {
             let answer = claimed.map(|jobs| {
                 let count = jobs.len();
                 for job in &jobs {
-                    shared.hold(job.id, true);
+                    shared.hold(job.id, job.attempt, true);
                 }
                 shared.claimed.push_all(jobs);
                 count
@@ -451,17 +464,23 @@ impl PostgresBackend {
         Ok(count > 0)
     }
 
-    /// Gives claimed jobs back to the queue, as if never claimed.
+    /// Gives claimed jobs back to the queue, as if never claimed (or cancels them if a
+    /// cancel was requested meanwhile).
     async fn release(&self, jobs: Vec<Job>) -> Result<(), StorageError> {
-        for job in jobs {
-            self.shared.hold(job.id, false);
-            sqlx::query(&self.sql.release)
-                .bind(job.id.as_uuid())
-                .bind(job.attempt as i32)
-                .execute(&self.pool)
-                .await
-                .map_err(storage("could not give back a claimed job"))?;
+        if jobs.is_empty() {
+            return Ok(());
         }
+        for job in &jobs {
+            self.shared.hold(job.id, job.attempt, false);
+        }
+        let ids: Vec<uuid::Uuid> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
+        let attempts: Vec<i32> = jobs.iter().map(|job| job.attempt as i32).collect();
+        sqlx::query(&self.sql.release)
+            .bind(ids)
+            .bind(attempts)
+            .execute(&self.pool)
+            .await
+            .map_err(storage("could not give back claimed jobs"))?;
         Ok(())
     }
 }
@@ -516,6 +535,7 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
             }
             Err(error) => {
                 tracing::warn!(%error, "notification listener failed; retrying");
+                shared.wake.notify_waiters();
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -648,25 +668,30 @@ impl JobRepository for PostgresBackend {
     ) -> BoxFuture<'_, Result<TransitionOutcome, StorageError>> {
         Box::pin(async move {
             let target = transition.target();
-            if target.is_terminal() && expected.status == JobStatus::Running {
-                // Whatever comes of this write, this worker is done with the job.
-                self.shared.hold(id, false);
-            } else if target == JobStatus::Running {
-                self.shared.hold(id, true);
+            if let (true, JobStatus::Running, Some(attempt)) =
+                (target.is_terminal(), expected.status, expected.attempt)
+            {
+                // Whatever comes of this write, this worker is done with that attempt.
+                self.shared.hold(id, attempt, false);
             }
             if let (true, JobStatus::Running, Some(attempt)) =
                 (target.is_terminal(), expected.status, expected.attempt)
             {
-                let (error, result) = match transition {
-                    Transition::Fail { error } => (Some(error), None),
-                    Transition::Succeed { result } => (None, Some(result)),
-                    _ => (None, None),
+                let (status, error, result) = match transition {
+                    Transition::Fail { error } => (target, Some(without_nul(error)), None),
+                    Transition::Succeed { result } if contains_nul(&result) => (
+                        JobStatus::Failed,
+                        Some("the job's result contains a NUL character, which PostgreSQL cannot store".to_owned()),
+                        None,
+                    ),
+                    Transition::Succeed { result } => (target, None, Some(result)),
+                    _ => (target, None, None),
                 };
                 let (reply, answer) = oneshot::channel();
                 let finish = Finish {
                     id,
                     attempt,
-                    status: target,
+                    status,
                     error,
                     result,
                     reply,
@@ -683,7 +708,7 @@ impl JobRepository for PostgresBackend {
                 }
             } else if expected.status.can_transition_to(target) {
                 let (error, result) = match transition {
-                    Transition::Fail { error } => (Some(error), None),
+                    Transition::Fail { error } => (Some(without_nul(error)), None),
                     Transition::Succeed { result } => (None, Some(Json(result))),
                     _ => (None, None),
                 };
@@ -700,7 +725,11 @@ impl JobRepository for PostgresBackend {
                     .await
                     .map_err(storage("could not change the job's status"))?;
                 if let Some(row) = row {
-                    return Ok(TransitionOutcome::Applied(job_from_row(&row)?));
+                    let job = job_from_row(&row)?;
+                    if job.status == JobStatus::Running {
+                        self.shared.hold(job.id, job.attempt, true);
+                    }
+                    return Ok(TransitionOutcome::Applied(job));
                 }
             }
             let current = sqlx::query(&self.sql.current)
@@ -733,7 +762,7 @@ impl JobRepository for PostgresBackend {
                 .bind(id.as_uuid())
                 .bind(attempt as i32)
                 .bind(i16::from(progress.percent))
-                .bind(&progress.message)
+                .bind(without_nul(progress.message))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(storage("could not store progress"))?;
@@ -849,6 +878,9 @@ impl JobQueue for PostgresBackend {
 
     /// Gives the jobs claimed but not handed out back to the queue.
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>> {
-        Box::pin(async move { self.release(self.shared.claimed.drain()).await })
+        Box::pin(async move {
+            let _no_claim_in_flight = self.claim_lock.lock().await;
+            self.release(self.shared.claimed.drain()).await
+        })
     }
 }

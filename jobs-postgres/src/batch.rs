@@ -116,43 +116,92 @@ pub(crate) async fn write_finishes(
     }
 }
 
+/// Writes a batch; if the statement fails, writes each finish on its own, so that one
+/// bad row (one the database refuses) cannot fail the others.
 async fn write(pool: &PgPool, sql: &str, batch: Vec<Finish>) {
+    // One finish per job in a statement: a second one for the same job (an abandoned
+    // attempt's failure racing its own success at shutdown) is answered "not applied".
+    let mut seen = std::collections::HashSet::new();
+    let (batch, repeated): (Vec<Finish>, Vec<Finish>) =
+        batch.into_iter().partition(|finish| seen.insert(finish.id));
+    for finish in repeated {
+        let _ = finish.reply.send(Ok(None));
+    }
+    match write_once(pool, sql, &batch).await {
+        Ok(mut applied) => {
+            for finish in batch {
+                let _ = finish.reply.send(applied.remove(&finish.id).transpose());
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            if let Some(finish) = batch.into_iter().next() {
+                let _ = finish.reply.send(Err(error));
+            }
+        }
+        Err(_) => {
+            for finish in batch {
+                let answer = write_once(pool, sql, std::slice::from_ref(&finish))
+                    .await
+                    .and_then(|mut applied| applied.remove(&finish.id).transpose());
+                let _ = finish.reply.send(answer);
+            }
+        }
+    }
+}
+
+async fn write_once(
+    pool: &PgPool,
+    sql: &str,
+    batch: &[Finish],
+) -> Result<HashMap<JobId, Result<Job, StorageError>>, StorageError> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|f| *f.id.as_uuid()).collect();
     let attempts: Vec<i32> = batch.iter().map(|f| f.attempt as i32).collect();
     let statuses: Vec<&str> = batch.iter().map(|f| f.status.as_str()).collect();
     let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
     let results: Vec<Option<Json<&Value>>> =
         batch.iter().map(|f| f.result.as_ref().map(Json)).collect();
-    let written = sqlx::query(sql)
+    let rows = sqlx::query(sql)
         .bind(ids)
         .bind(attempts)
         .bind(statuses)
         .bind(errors)
         .bind(results)
         .fetch_all(pool)
-        .await;
-    match written {
-        Ok(rows) => {
-            let mut applied: HashMap<JobId, Result<Job, StorageError>> = HashMap::new();
-            for row in rows {
-                let job = job_from_row(&row);
-                let id = match &job {
-                    Ok(job) => job.id,
-                    Err(_) => continue,
-                };
-                applied.insert(id, job);
-            }
-            for finish in batch {
-                let answer = applied.remove(&finish.id).transpose();
-                let _ = finish.reply.send(answer);
-            }
+        .await
+        .map_err(|error| {
+            StorageError::with_source(
+                format!("could not store the jobs' outcomes: {error}"),
+                error,
+            )
+        })?;
+    let mut applied = HashMap::new();
+    for row in rows {
+        if let Ok(job) = job_from_row(&row) {
+            applied.insert(job.id, Ok(job));
         }
-        Err(error) => {
-            let message = format!("could not store the jobs' outcomes: {error}");
-            for finish in batch {
-                let _ = finish.reply.send(Err(StorageError::new(message.clone())));
-            }
-        }
+    }
+    Ok(applied)
+}
+
+/// Whether any string in `value` (keys included) holds a NUL character, which PostgreSQL
+/// cannot store in `text` or `jsonb`.
+pub(crate) fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        _ => false,
+    }
+}
+
+/// `text` with NUL characters (which PostgreSQL cannot store) replaced.
+pub(crate) fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
     }
 }
 

@@ -52,21 +52,22 @@ pub(crate) async fn maintain(m: Maintenance, stop: CancellationToken) {
 /// Extends the leases of every job this worker runs. The answer also carries their cancel
 /// flags, so a cancel whose notification was missed still reaches the job.
 async fn renew(m: &Maintenance) -> Result<(), sqlx::Error> {
-    let held: Vec<uuid::Uuid> = m
+    let (ids, attempts): (Vec<uuid::Uuid>, Vec<i32>) = m
         .shared
         .held
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
-        .map(|id| *id.as_uuid())
-        .collect();
-    if held.is_empty() {
+        .map(|(id, attempt)| (*id.as_uuid(), *attempt as i32))
+        .unzip();
+    if ids.is_empty() {
         return Ok(());
     }
     let rows = sqlx::query(&m.heartbeat_sql)
         .bind(&m.worker_id)
         .bind(m.lease.as_millis() as i64)
-        .bind(held)
+        .bind(ids)
+        .bind(attempts)
         .fetch_all(&m.pool)
         .await?;
     for row in rows {

@@ -37,7 +37,7 @@ impl Statements {
     pub(crate) fn new(schema: &str, channel: &str) -> Self {
         let jobs = format!("{schema}.jobs");
         let results = format!("{schema}.job_results");
-        let finished_event = "json_build_object('event', 'finished', 'id', id, 'status', status, 'error', left(error, 2000))";
+        let finished_event = "json_build_object('event', 'finished', 'id', id, 'status', status, 'error', left(error, 500))";
         let started_event = "json_build_object('event', 'started', 'id', id, 'attempt', attempt)";
         Self {
             insert: format!(
@@ -101,7 +101,7 @@ impl Statements {
                  stored AS (
                      INSERT INTO {results} (job_id, result)
                      SELECT i.id, i.result FROM input i JOIN updated u ON u.id = i.id
-                     WHERE i.status = 'Succeeded' AND i.result <> 'null'::jsonb)
+                     WHERE u.status = 'Succeeded' AND i.result <> 'null'::jsonb)
                  SELECT {COLUMNS}, {} FROM updated",
                 notify(channel, finished_event)
             ),
@@ -115,7 +115,7 @@ impl Statements {
                 notify(
                     channel,
                     "json_build_object('event', 'progress', 'id', id, 'progress', \
-                     json_build_object('percent', progress_percent, 'message', left(progress_message, 2000)))"
+                     json_build_object('percent', progress_percent, 'message', left(progress_message, 500)))"
                 )
             ),
             lock_for_cancel: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1 FOR UPDATE"),
@@ -141,32 +141,51 @@ impl Statements {
             ),
             // $1 worker id, $2 lease in ms, $3 how many.
             claim: format!(
-                "WITH claimed AS (
-                     UPDATE {jobs} SET
-                         status = 'Running', attempt = attempt + 1, started_at = now(),
+                "WITH picked AS MATERIALIZED (
+                     SELECT id FROM {jobs} WHERE status = 'Queued'
+                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                     UPDATE {jobs} j SET
+                         status = 'Running', attempt = j.attempt + 1, started_at = now(),
                          worker_id = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
-                     WHERE id IN (
-                         SELECT id FROM {jobs} WHERE status = 'Queued'
-                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-                     RETURNING *)
+                     FROM picked p WHERE j.id = p.id
+                     RETURNING j.*)
                  SELECT {COLUMNS}, {} FROM claimed ORDER BY id",
                 notify(channel, started_event)
             ),
-            // Gives back a job claimed for a worker that went away before taking it.
+            // Gives back jobs claimed but never started ($1 ids, $2 attempts): queued again,
+            // or canceled if a cancel was requested meanwhile.
             release: format!(
-                "WITH released AS (
-                     UPDATE {jobs} SET status = 'Queued', attempt = attempt - 1, started_at = NULL,
+                "WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::int4[]) AS t(id, attempt)),
+                 released AS (
+                     UPDATE {jobs} j SET
+                         status = CASE WHEN j.cancel_requested THEN 'Canceled' ELSE 'Queued' END,
+                         attempt = CASE WHEN j.cancel_requested THEN j.attempt ELSE j.attempt - 1 END,
+                         started_at = CASE WHEN j.cancel_requested THEN j.started_at ELSE NULL END,
+                         finished_at = CASE WHEN j.cancel_requested THEN now() ELSE NULL END,
                          worker_id = NULL, lease_expires_at = NULL
-                     WHERE id = $1 AND status = 'Running' AND attempt = $2 RETURNING id, job_type)
+                     FROM input i
+                     WHERE j.id = i.id AND j.status = 'Running' AND j.attempt = i.attempt
+                     RETURNING j.id, j.status, j.job_type, j.error)
                  SELECT {} FROM released",
-                notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
+                notify(
+                    channel,
+                    &format!(
+                        "CASE WHEN status = 'Queued' THEN \
+                         json_build_object('event', 'submitted', 'id', id, 'jobType', job_type) \
+                         ELSE {finished_event} END"
+                    )
+                )
             ),
             list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
-            // $1 worker id, $2 lease in ms, $3 the ids the worker still holds.
+            // $1 worker id, $2 lease in ms, $3 and $4 the ids and attempts it still holds.
             heartbeat: format!(
-                "UPDATE {jobs} SET lease_expires_at = now() + $2 * interval '1 millisecond'
-                 WHERE id = ANY($3) AND status = 'Running' AND worker_id = $1
-                 RETURNING id, cancel_requested"
+                "UPDATE {jobs} j SET lease_expires_at = now() + $2 * interval '1 millisecond'
+                 FROM unnest($3::uuid[], $4::int4[]) AS h(id, attempt)
+                 WHERE j.id = h.id AND j.attempt = h.attempt
+                   AND j.status = 'Running' AND j.worker_id = $1
+                 RETURNING j.id, j.cancel_requested"
             ),
             rescue_lock: format!("SELECT pg_try_advisory_xact_lock(hashtext('{jobs}.rescue'))"),
             // $1 attempts after which a job is failed instead of queued again, $2 batch.

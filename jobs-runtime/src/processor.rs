@@ -30,6 +30,8 @@ pub(crate) struct RunningJob {
     pub(crate) token: CancellationToken,
     pub(crate) attempt: u32,
     canceled_by_user: Arc<AtomicBool>,
+    /// Fired when the worker running it is done with it.
+    ended: CancellationToken,
 }
 
 impl RunningJob {
@@ -49,19 +51,19 @@ impl RunningJobs {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers `id` as handled by the calling worker; `None` if another worker of this
-    /// service already handles it (a repeated delivery), which must then be skipped.
-    fn register(&self, id: JobId) -> Option<RunningJob> {
+    /// Registers `id` as handled by the calling worker, or returns the entry of the
+    /// worker of this service that already handles it.
+    fn register(&self, id: JobId) -> Result<RunningJob, RunningJob> {
         match self.lock().entry(id) {
-            Entry::Occupied(_) => None,
-            Entry::Vacant(slot) => Some(
-                slot.insert(RunningJob {
+            Entry::Occupied(existing) => Err(existing.get().clone()),
+            Entry::Vacant(slot) => Ok(slot
+                .insert(RunningJob {
                     token: CancellationToken::new(),
                     attempt: 0,
                     canceled_by_user: Arc::new(AtomicBool::new(false)),
+                    ended: CancellationToken::new(),
                 })
-                .clone(),
-            ),
+                .clone()),
         }
     }
 
@@ -72,7 +74,9 @@ impl RunningJobs {
     }
 
     fn remove(&self, id: JobId) {
-        self.lock().remove(&id);
+        if let Some(job) = self.lock().remove(&id) {
+            job.ended.cancel();
+        }
     }
 
     /// Fires the token of `id` if this service runs it, as a user's cancel.
@@ -157,10 +161,22 @@ pub(crate) async fn cancel_listener(
 async fn run(inner: &Inner, mut delivery: Delivery) {
     let id = delivery.id;
     // Register before claiming, so a cancel that arrives right after the claim finds it.
-    let Some(running) = inner.running.register(id) else {
-        // Another worker here already handles this id: a repeated delivery.
-        ack(inner, delivery).await;
-        return;
+    let running = loop {
+        match inner.running.register(id) {
+            Ok(running) => break running,
+            Err(older) if delivery.claimed.is_some() => {
+                // The queue claimed a newer attempt of a job whose older attempt still
+                // runs here (its lease ran out meanwhile, say during a database outage).
+                // The older attempt's outcome would be refused: stop it, then run this one.
+                older.token.cancel();
+                older.ended.cancelled().await;
+            }
+            Err(_) => {
+                // Another worker here already handles this id: a repeated delivery.
+                ack(inner, delivery).await;
+                return;
+            }
+        }
     };
     let job = match delivery.claimed.take() {
         // The queue claimed it for us (a cancel made between that claim and the

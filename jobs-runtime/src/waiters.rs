@@ -39,12 +39,17 @@ pub(crate) struct Waiter {
     woken: Option<oneshot::Receiver<()>>,
 }
 
+/// How long a waiter waits for an event before it reads the job again anyway: a backstop
+/// for events a backend could not deliver (notifications sent while a database connection
+/// was being re-established), not the way waits normally end.
+const BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Waiter {
-    /// Completes when the job may have finished (or the dispatcher stopped): read the job
-    /// again either way.
+    /// Completes when the job may have finished (or the dispatcher stopped, or the backstop
+    /// interval passed): read the job again either way.
     pub(crate) async fn woken(mut self) {
         if let Some(woken) = self.woken.as_mut() {
-            let _ = woken.await;
+            let _ = tokio::time::timeout(BACKSTOP, woken).await;
         }
     }
 }
