@@ -30,6 +30,14 @@ use jobs::{JobQueue, JobRepository};
 use jobs_postgres::sqlx::{self, Row};
 use jobs_postgres::{PostgresBackend, PostgresOptions};
 
+/// Prints a line of results; a closed standard output (`| head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[job_executor("Noop")]
 async fn noop() -> Result<(), JobError> {
     Ok(())
@@ -156,11 +164,11 @@ async fn bulk(options: &Options) -> Result<(), String> {
 
     let drain_rate = options.jobs as f64 / drain_elapsed.as_secs_f64();
     let submit_rate = options.jobs as f64 / submit_elapsed.as_secs_f64();
-    println!(
+    out!(
         "scenario=bulk backend=memory jobs={} concurrency={} jobs_per_sec={:.0} submit_per_sec={:.0}",
         options.jobs, options.concurrency, drain_rate, submit_rate
     );
-    println!(
+    out!(
         "  drained {} no-op jobs with {} worker(s) in {:.3} s ({:.0} jobs/s); submitting took {:.3} s ({:.0} jobs/s)",
         options.jobs,
         options.concurrency,
@@ -209,9 +217,35 @@ async fn latency(options: &Options) -> Result<(), String> {
         .concurrency(options.concurrency)
         .start()
         .map_err(|e| e.to_string())?;
-    let mut to_start = Vec::with_capacity(options.jobs);
-    let mut to_finish = Vec::with_capacity(options.jobs);
-    for _ in 0..options.jobs {
+    let (mut to_start, mut to_finish) = one_at_a_time(&jobs, options.jobs).await?;
+    jobs.shutdown().await;
+    let (start_p50, start_p99) = percentiles(&mut to_start);
+    let (finish_p50, finish_p99) = percentiles(&mut to_finish);
+    out!(
+        "scenario=latency backend=memory jobs={} concurrency={} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
+        options.jobs,
+        options.concurrency,
+        finish_p50.as_micros(),
+        finish_p99.as_micros(),
+        start_p50.as_micros(),
+        start_p99.as_micros()
+    );
+    out!(
+        "  submit→finish p50 {:?}, p99 {:?}; submit→start p50 {:?}, p99 {:?} (over {} jobs, one at a time)",
+        finish_p50, finish_p99, start_p50, start_p99, options.jobs
+    );
+    Ok(())
+}
+
+/// Submits `count` no-op jobs one at a time, each waited for before the next; returns
+/// the submit→start and submit→finish times.
+async fn one_at_a_time(
+    jobs: &Jobs,
+    count: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let mut to_start = Vec::with_capacity(count);
+    let mut to_finish = Vec::with_capacity(count);
+    for _ in 0..count {
         let submitted = Instant::now();
         let job = jobs.submit_job("Noop").await.map_err(|e| e.to_string())?;
         let done = jobs.wait_for(job.id).await.map_err(|e| e.to_string())?;
@@ -222,23 +256,7 @@ async fn latency(options: &Options) -> Result<(), String> {
         let started = done.started_at.ok_or("a finished job has no start time")?;
         to_start.push(started.duration_since(done.created_at));
     }
-    jobs.shutdown().await;
-    let (start_p50, start_p99) = percentiles(&mut to_start);
-    let (finish_p50, finish_p99) = percentiles(&mut to_finish);
-    println!(
-        "scenario=latency backend=memory jobs={} concurrency={} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
-        options.jobs,
-        options.concurrency,
-        finish_p50.as_micros(),
-        finish_p99.as_micros(),
-        start_p50.as_micros(),
-        start_p99.as_micros()
-    );
-    println!(
-        "  submit→finish p50 {:?}, p99 {:?}; submit→start p50 {:?}, p99 {:?} (over {} jobs, one at a time)",
-        finish_p50, finish_p99, start_p50, start_p99, options.jobs
-    );
-    Ok(())
+    Ok((to_start, to_finish))
 }
 
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
@@ -295,11 +313,13 @@ async fn floor(options: &Options) -> Result<(), String> {
         ));
     }
     let rate = options.jobs as f64 / elapsed.as_secs_f64();
-    println!(
+    out!(
         "scenario=floor backend=memory jobs={} concurrency={} jobs_per_sec={:.0}",
-        options.jobs, options.concurrency, rate
+        options.jobs,
+        options.concurrency,
+        rate
     );
-    println!(
+    out!(
         "  a bare channel and mutex-guarded map move {} ids through two status writes each in {:.3} s ({:.0} per s)",
         options.jobs,
         elapsed.as_secs_f64(),
@@ -420,7 +440,7 @@ async fn pg_bulk(options: &Options) -> Result<(), String> {
         return Err(format!("{total} jobs stored, expected {}", options.jobs));
     }
     let rate = options.jobs as f64 / drain_elapsed.as_secs_f64();
-    println!(
+    out!(
         "scenario=bulk backend=postgres jobs={} processes={} concurrency={} jobs_per_sec={:.0} insert_per_sec={:.0}",
         options.jobs,
         options.processes,
@@ -428,7 +448,7 @@ async fn pg_bulk(options: &Options) -> Result<(), String> {
         rate,
         options.jobs as f64 / insert_elapsed.as_secs_f64()
     );
-    println!(
+    out!(
         "  {} worker process(es) x {} workers drained {} pre-inserted no-op jobs in {:.2} s ({:.0} jobs/s, process start included)",
         options.processes,
         options.concurrency,
@@ -466,24 +486,12 @@ async fn pg_latency(options: &Options) -> Result<(), String> {
         .start()
         .map_err(|e| e.to_string())?;
     let count = options.jobs.min(5_000);
-    let mut to_start = Vec::with_capacity(count);
-    let mut to_finish = Vec::with_capacity(count);
-    for _ in 0..count {
-        let submitted = Instant::now();
-        let job = jobs.submit_job("Noop").await.map_err(|e| e.to_string())?;
-        let done = jobs.wait_for(job.id).await.map_err(|e| e.to_string())?;
-        to_finish.push(submitted.elapsed());
-        if done.status != JobStatus::Succeeded {
-            return Err(format!("job {} ended {}", done.id, done.status));
-        }
-        let started = done.started_at.ok_or("a finished job has no start time")?;
-        to_start.push(started.duration_since(done.created_at));
-    }
+    let (mut to_start, mut to_finish) = one_at_a_time(&jobs, count).await?;
     jobs.shutdown().await;
     drop_schema(&backend, &schema).await;
     let (start_p50, start_p99) = percentiles(&mut to_start);
     let (finish_p50, finish_p99) = percentiles(&mut to_finish);
-    println!(
+    out!(
         "scenario=latency backend=postgres jobs={} concurrency={} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
         count,
         options.concurrency,
@@ -492,7 +500,7 @@ async fn pg_latency(options: &Options) -> Result<(), String> {
         start_p50.as_micros(),
         start_p99.as_micros()
     );
-    println!(
+    out!(
         "  submit→start p50 {start_p50:?}, p99 {start_p99:?}; submit→finish p50 {finish_p50:?}, p99 {finish_p99:?} (over {count} jobs, one at a time)"
     );
     Ok(())

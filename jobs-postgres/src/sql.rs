@@ -39,6 +39,12 @@ impl Statements {
         let results = format!("{schema}.job_results");
         let finished_event = "json_build_object('event', 'finished', 'id', id, 'status', status, 'error', left(error, 500))";
         let started_event = "json_build_object('event', 'started', 'id', id, 'attempt', attempt)";
+        let submitted_event =
+            "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)";
+        // A job given back to the queue is announced as submitted again, so idle workers
+        // wake; one that ended instead is announced as finished.
+        let requeued_or_finished =
+            format!("CASE WHEN status = 'Queued' THEN {submitted_event} ELSE {finished_event} END");
         Self {
             insert: format!(
                 "WITH inserted AS (
@@ -46,7 +52,7 @@ impl Statements {
                      VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond')
                      RETURNING id, job_type)
                  SELECT {} FROM inserted",
-                notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
+                notify(channel, submitted_event)
             ),
             insert_many: format!(
                 "WITH inserted AS (
@@ -57,7 +63,7 @@ impl Statements {
                           AS t(id, job_type, payload, created_us)
                      RETURNING id, job_type)
                  SELECT count({}) FROM inserted",
-                notify(channel, "json_build_object('event', 'submitted', 'id', id, 'jobType', job_type)")
+                notify(channel, submitted_event)
             ),
             get: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1"),
             // $1 id, $2 expected status, $3 expected attempt (NULL: any), $4 new status,
@@ -169,14 +175,7 @@ impl Statements {
                      WHERE j.id = i.id AND j.status = 'Running' AND j.attempt = i.attempt
                      RETURNING j.id, j.status, j.job_type, j.error)
                  SELECT {} FROM released",
-                notify(
-                    channel,
-                    &format!(
-                        "CASE WHEN status = 'Queued' THEN \
-                         json_build_object('event', 'submitted', 'id', id, 'jobType', job_type) \
-                         ELSE {finished_event} END"
-                    )
-                )
+                notify(channel, &requeued_or_finished)
             ),
             list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
             // $1 worker id, $2 lease in ms, $3 and $4 the ids and attempts it still holds.
@@ -209,14 +208,7 @@ impl Statements {
                      FROM expired e WHERE j.id = e.id
                      RETURNING j.id, j.status, j.job_type, j.error)
                  SELECT status, {} FROM rescued",
-                notify(
-                    channel,
-                    &format!(
-                        "CASE WHEN status = 'Queued' THEN \
-                         json_build_object('event', 'submitted', 'id', id, 'jobType', job_type) \
-                         ELSE {finished_event} END"
-                    )
-                )
+                notify(channel, &requeued_or_finished)
             ),
         }
     }
