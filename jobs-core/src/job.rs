@@ -57,7 +57,8 @@ pub struct Job {
 impl Job {
     /// A new [`JobStatus::Queued`] job with a fresh id.
     pub fn new(job_type: impl Into<String>, payload: Value) -> Self {
-        Self::queued(JobId::new(), job_type, payload, Timestamp::now())
+        let now = Timestamp::now();
+        Self::queued(JobId::at(now), job_type, payload, now)
     }
 
     /// A [`JobStatus::Queued`] job with the given identity, as a backend rebuilds one from

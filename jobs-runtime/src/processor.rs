@@ -223,7 +223,8 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                 job.payload,
                 running.token.clone(),
             );
-            let started = Instant::now();
+            // Timing is only for the debug log: skip the clock when nobody reads it.
+            let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
             // `execute` itself may panic before it returns a future (a hand-written
             // executor, a panicking `Deserialize`): catch that too.
             let outcome = match catch_unwind(AssertUnwindSafe(|| executor.execute(ctx))) {
@@ -251,11 +252,13 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                     error: format!("the executor panicked: {panic}"),
                 },
             };
-            tracing::debug!(
-                status = %transition.target(),
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "job finished"
-            );
+            if let Some(started) = started {
+                tracing::debug!(
+                    status = %transition.target(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "job finished"
+                );
+            }
             transition
         }
     };
@@ -296,7 +299,8 @@ async fn drive<F: std::future::Future + Unpin>(
     progress: &ProgressReceiver,
 ) -> F::Output {
     let interval = inner.config.progress_interval;
-    let mut next_write = Instant::now();
+    // The first report is stored at once; read the clock only once there is one.
+    let mut next_write: Option<Instant> = None;
     let mut pending = false;
     let mut write: Option<BoxFuture<'_, Result<ProgressAck, StorageError>>> = None;
     let output = loop {
@@ -308,11 +312,11 @@ async fn drive<F: std::future::Future + Unpin>(
                 handle_ack(id, running, ack);
             }
             _ = progress.changed(), if !pending => pending = true,
-            _ = tokio::time::sleep_until(next_write), if pending && write.is_none() => {
+            _ = sleep_until(next_write), if pending && write.is_none() => {
                 pending = false;
                 if let Some(report) = progress.take() {
                     write = Some(inner.repository.update_progress(id, attempt, report));
-                    next_write = Instant::now() + interval;
+                    next_write = Some(Instant::now() + interval);
                 }
             }
             _ = inner.abandon.cancelled(), if !running.token.is_cancelled() => running.token.cancel(),
@@ -322,6 +326,13 @@ async fn drive<F: std::future::Future + Unpin>(
         handle_ack(id, running, write.await);
     }
     output
+}
+
+/// Sleeps until `deadline`, or not at all when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
 }
 
 /// Stores the latest report, if one was made since the last write.
