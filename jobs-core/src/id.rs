@@ -26,6 +26,14 @@ fn seed() -> u64 {
     hasher.finish() | 1
 }
 
+/// The UUID for `stamp` (milliseconds << 12 | sequence) and 64 random bits, of which 62
+/// are kept.
+fn encode(stamp: u64, random: u64) -> Uuid {
+    let high = ((stamp >> 12) << 16) | (0x7 << 12) | (stamp & 0xfff);
+    let low = (random & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    Uuid::from_u64_pair(high, low)
+}
+
 /// xorshift64*: fast, and plenty for the random part of an id (not for secrets).
 fn random_u64() -> u64 {
     RNG.with(|state| {
@@ -62,14 +70,15 @@ impl JobId {
         Self::at(Timestamp::now())
     }
 
-    /// A fresh identifier for a job created at `time`.
+    /// A fresh identifier for a job created at `time` (a time read from the clock just
+    /// now: a later one would push every following id of the process forward).
     ///
     /// The UUID version 7 layout: 48 bits of Unix milliseconds, then a 12-bit sequence
     /// that keeps ids made in one process strictly increasing (it carries into the
     /// milliseconds if more than 4,096 ids are made in one millisecond), then 62 random
-    /// bits. The random bits come from a per-thread generator seeded once from the
-    /// operating system, so making an id costs no system call.
-    pub fn at(time: Timestamp) -> Self {
+    /// bits. The random bits come from a per-thread generator seeded once per thread from
+    /// the operating system, so making an id costs no system call after the first.
+    pub(crate) fn at(time: Timestamp) -> Self {
         let millis = (time.as_unix_micros().max(0) / 1_000) as u64 & ((1 << 48) - 1);
         let mut last = LAST.load(Ordering::Relaxed);
         let stamp = loop {
@@ -79,9 +88,7 @@ impl JobId {
                 Err(seen) => last = seen,
             }
         };
-        let high = ((stamp >> 12) << 16) | (0x7 << 12) | (stamp & 0xfff);
-        let low = (random_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        Self(Uuid::from_u64_pair(high, low))
+        Self(encode(stamp, random_u64()))
     }
 
     /// Wraps an existing UUID (for example one read back from a database).
@@ -148,28 +155,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_version_7_and_strictly_increasing_across_threads() {
+    fn the_layout_is_uuid_version_7() {
+        let stamp = (1_700_000_000_123_u64 << 12) | 0xabc;
+        let uuid = encode(stamp, u64::MAX);
+        assert_eq!(uuid.get_version_num(), 7);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        let (high, low) = uuid.as_u64_pair();
+        assert_eq!(high >> 16, 1_700_000_000_123, "48 bits of milliseconds");
+        assert_eq!(high & 0xfff, 0xabc, "12 bits of sequence");
+        assert_eq!(
+            low, 0xbfff_ffff_ffff_ffff,
+            "variant 10, then 62 random bits"
+        );
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        assert_eq!((secs, nanos / 1_000_000), (1_700_000_000, 123));
+    }
+
+    #[test]
+    fn ids_increase_within_a_thread_and_never_repeat() {
         let ids: Vec<JobId> = (0..4)
             .map(|_| std::thread::spawn(|| (0..10_000).map(|_| JobId::new()).collect::<Vec<_>>()))
-            .flat_map(|t| t.join().unwrap())
+            .flat_map(|t| {
+                let ids = t.join().unwrap();
+                assert!(
+                    ids.windows(2).all(|w| w[0] < w[1]),
+                    "increasing within a thread"
+                );
+                ids
+            })
             .collect();
-        for id in &ids {
-            assert_eq!(id.as_uuid().get_version_num(), 7);
-            assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122);
-        }
         let mut sorted = ids.clone();
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), ids.len(), "no duplicates");
-        let one_thread: Vec<JobId> = (0..10_000).map(|_| JobId::new()).collect();
-        assert!(one_thread.windows(2).all(|w| w[0] < w[1]), "increasing");
     }
 
     #[test]
-    fn the_id_carries_its_millisecond() {
-        let t = Timestamp::from_unix_micros(1_700_000_000_123_456);
-        let id = JobId::at(t);
-        let (secs, nanos) = id.as_uuid().get_timestamp().unwrap().to_unix();
-        assert!(secs * 1_000 + u64::from(nanos) / 1_000_000 >= 1_700_000_000_123);
+    fn the_random_part_varies() {
+        let randoms: std::collections::HashSet<u64> = (0..1_000)
+            .map(|_| JobId::new().as_uuid().as_u64_pair().1)
+            .collect();
+        assert!(
+            randoms.len() > 990,
+            "{} distinct random parts of 1000",
+            randoms.len()
+        );
     }
 }

@@ -54,6 +54,14 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Confirms that `delivery` has been dealt with.
     fn ack(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), StorageError>>;
 
+    /// Gives back a delivery the worker could not start, so that it is delivered again.
+    /// Only queues that claim as they deliver ([`Delivery::claimed`]) need it; the
+    /// default does nothing.
+    fn give_back(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), StorageError>> {
+        let _ = delivery;
+        Box::pin(async { Ok(()) })
+    }
+
     /// The service is stopping and will take no more deliveries: give back anything
     /// claimed ahead for it. The default does nothing.
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>> {

@@ -133,27 +133,39 @@ async fn write(pool: &PgPool, sql: &str, batch: Vec<Finish>) {
                 let _ = finish.reply.send(applied.remove(&finish.id).transpose());
             }
         }
-        Err(error) if batch.len() == 1 => {
-            if let Some(finish) = batch.into_iter().next() {
-                let _ = finish.reply.send(Err(error));
-            }
-        }
-        Err(_) => {
+        // The database refused the statement (a value it cannot store): write each finish
+        // on its own, so the bad one fails alone.
+        Err(sqlx::Error::Database(_)) if batch.len() > 1 => {
             for finish in batch {
                 let answer = write_once(pool, sql, std::slice::from_ref(&finish))
                     .await
+                    .map_err(outcome_error)
                     .and_then(|mut applied| applied.remove(&finish.id).transpose());
                 let _ = finish.reply.send(answer);
             }
         }
+        // Anything else (the connection, a timeout) would fail each row the same way.
+        Err(error) => {
+            let message = outcome_error(error).to_string();
+            for finish in batch {
+                let _ = finish.reply.send(Err(StorageError::new(message.clone())));
+            }
+        }
     }
+}
+
+fn outcome_error(error: sqlx::Error) -> StorageError {
+    StorageError::with_source(
+        format!("could not store the jobs' outcomes: {error}"),
+        error,
+    )
 }
 
 async fn write_once(
     pool: &PgPool,
     sql: &str,
     batch: &[Finish],
-) -> Result<HashMap<JobId, Result<Job, StorageError>>, StorageError> {
+) -> Result<HashMap<JobId, Result<Job, StorageError>>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|f| *f.id.as_uuid()).collect();
     let attempts: Vec<i32> = batch.iter().map(|f| f.attempt as i32).collect();
     let statuses: Vec<&str> = batch.iter().map(|f| f.status.as_str()).collect();
@@ -167,13 +179,7 @@ async fn write_once(
         .bind(errors)
         .bind(results)
         .fetch_all(pool)
-        .await
-        .map_err(|error| {
-            StorageError::with_source(
-                format!("could not store the jobs' outcomes: {error}"),
-                error,
-            )
-        })?;
+        .await?;
     let mut applied = HashMap::new();
     for row in rows {
         if let Ok(job) = job_from_row(&row) {

@@ -99,11 +99,28 @@ impl RunningJobs {
 
     /// Takes every entry left (their workers were stopped).
     pub(crate) fn drain(&self) -> Vec<(JobId, RunningJob)> {
-        self.lock().drain().collect()
+        let drained: Vec<(JobId, RunningJob)> = self.lock().drain().collect();
+        for (_, job) in &drained {
+            job.ended.cancel();
+        }
+        drained
     }
 
     pub(crate) fn ids(&self) -> Vec<JobId> {
         self.lock().keys().copied().collect()
+    }
+}
+
+/// A worker's hold on a registry entry: dropping it (normal end, early return, or a
+/// panic unwinding the worker) removes the entry and tells anyone waiting for it.
+struct Registration<'a> {
+    running: &'a RunningJobs,
+    id: JobId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.running.remove(self.id);
     }
 }
 
@@ -167,9 +184,21 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
             Err(older) if delivery.claimed.is_some() => {
                 // The queue claimed a newer attempt of a job whose older attempt still
                 // runs here (its lease ran out meanwhile, say during a database outage).
-                // The older attempt's outcome would be refused: stop it, then run this one.
+                // The older attempt's outcome would be refused: stop it, then run this
+                // one. If it does not stop in time (or the service stops), give the claim
+                // back rather than hold it unrun.
                 older.token.cancel();
-                older.ended.cancelled().await;
+                let stopped = tokio::select! {
+                    _ = older.ended.cancelled() => true,
+                    _ = inner.intake.cancelled() => false,
+                    _ = tokio::time::sleep(inner.config.shutdown_grace) => false,
+                };
+                if !stopped {
+                    if let Err(error) = inner.queue.give_back(delivery).await {
+                        tracing::warn!(job.id = %id, %error, "could not give back a claimed job");
+                    }
+                    return;
+                }
             }
             Err(_) => {
                 // Another worker here already handles this id: a repeated delivery.
@@ -177,6 +206,10 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                 return;
             }
         }
+    };
+    let _registration = Registration {
+        running: &inner.running,
+        id,
     };
     let job = match delivery.claimed.take() {
         // The queue claimed it for us (a cancel made between that claim and the
@@ -190,14 +223,12 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
             Ok(TransitionOutcome::Applied(job)) => job,
             Ok(_) => {
                 // Canceled while queued, or claimed by another worker: nothing to do.
-                inner.running.remove(id);
                 ack(inner, delivery).await;
                 return;
             }
             Err(error) => {
                 // Left unacknowledged: a durable queue delivers it again.
                 tracing::error!(job.id = %id, %error, "could not claim a job");
-                inner.running.remove(id);
                 return;
             }
         },
@@ -274,7 +305,6 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
         }
         Err(error) => tracing::error!(parent: &span, %error, "could not store the job's outcome"),
     }
-    inner.running.remove(id);
     ack(inner, delivery).await;
 }
 

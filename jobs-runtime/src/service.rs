@@ -352,6 +352,7 @@ impl Jobs {
         inner.intake.cancel();
         let mut workers = take(&inner.workers);
         let grace = inner.config.shutdown_grace;
+        let mut abandoned = Vec::new();
         if !join_within(&mut workers, grace).await {
             tracing::warn!(
                 ?grace,
@@ -360,6 +361,9 @@ impl Jobs {
             inner.abandon.cancel();
             inner.running.interrupt_all();
             if !join_within(&mut workers, grace).await {
+                // Note what still runs before the workers go: aborting them drops their
+                // registrations.
+                abandoned = inner.running.drain();
                 for worker in &workers {
                     worker.abort();
                 }
@@ -376,8 +380,9 @@ impl Jobs {
             helper.abort();
             let _ = helper.await;
         }
-        // Whatever is still registered was running on an aborted worker.
-        for (id, job) in inner.running.drain() {
+        // These were running on the aborted workers; the compare-and-set leaves alone any
+        // that finished after all.
+        for (id, job) in abandoned {
             let expected = jobs_core::Expected::new(JobStatus::Running, job.attempt);
             let transition = jobs_core::Transition::Fail {
                 error: "abandoned: the job did not stop within the shutdown grace period".into(),

@@ -169,7 +169,8 @@ mod tests {
             )
             .await
             .unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(10), woken)
+        // Well under the backstop interval: only the finish event can wake it this soon.
+        tokio::time::timeout(std::time::Duration::from_millis(500), woken)
             .await
             .expect("woken by the finish event")
             .unwrap();
