@@ -1,0 +1,74 @@
+//! The jobs HTTP API with example job types: in memory by default, on PostgreSQL when
+//! `DATABASE_URL` is set. `JOBS_API_TOKEN`, when set, is required as a bearer token, and
+//! `JOBS_ADDR` changes the address (default 127.0.0.1:8080).
+//!
+//! ```sh
+//! cargo run --example server
+//! curl -s -X POST localhost:8080/jobs -H 'content-type: application/json' \
+//!      -d '{"type": "Countdown", "payload": {"steps": 5}}'
+//! curl -s localhost:8080/jobs/<id>
+//! curl -N localhost:8080/events
+//! ```
+
+use std::time::Duration;
+
+use jobs::prelude::*;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct CountdownArgs {
+    /// How many one-second steps to take (1 to 100).
+    steps: u8,
+}
+
+/// Counts down, a step a second, reporting progress; stops early when canceled.
+#[job_executor("Countdown")]
+async fn countdown(args: CountdownArgs, ctx: JobContext) -> Result<serde_json::Value, JobError> {
+    let steps = args.steps.clamp(1, 100);
+    for step in 1..=steps {
+        tokio::select! {
+            _ = ctx.cancelled() => return Err(JobError::Canceled),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let percent = (u16::from(step) * 100 / u16::from(steps)) as u8;
+        ctx.report_progress(percent, format!("step {step} of {steps}"));
+    }
+    Ok(serde_json::json!({ "message": "lift-off", "steps": steps }))
+}
+
+/// Fails on purpose, to show an error in the API.
+#[job_executor("AlwaysFails")]
+async fn always_fails(reason: String) -> Result<(), JobError> {
+    Err(JobError::Failed(reason))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let builder = Jobs::builder().concurrency(8);
+    let (builder, storage) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let backend = jobs_postgres::PostgresBackend::connect(&url).await?;
+            backend.migrate().await?;
+            (builder.backend(backend), "PostgreSQL")
+        }
+        _ => (builder, "memory"),
+    };
+    let jobs = builder.start()?;
+    let options = jobs_http::HttpOptions::new().bearer_token_from_env("JOBS_API_TOKEN");
+    let app = jobs_http::router_with(jobs.clone(), options);
+    let addr = std::env::var("JOBS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "jobs API on http://{} (storage: {storage}; job types: {})",
+        listener.local_addr()?,
+        jobs.job_types().join(", ")
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("shutting down");
+        })
+        .await?;
+    jobs.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The HTTP API of the `jobs` framework: an [axum](https://docs.rs/axum) router that an
+//! application mounts next to its own routes.
+//!
+//! ```no_run
+//! # async fn run(jobs: jobs_runtime::Jobs) -> std::io::Result<()> {
+//! let app = jobs_http::router(jobs.clone());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /health` | `200 {"status":"ok"}`, without authentication |
+//! | `POST /jobs` `{"type": "...", "payload": ...}` | `201` and the job; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
+//! | `GET /jobs?status=&type=&limit=&cursor=` | `200 {"jobs": [...], "nextCursor": ...}`, newest first |
+//! | `GET /jobs/{id}` | `200` and the job; `404 not_found`; `400 invalid_id` |
+//! | `GET /jobs/{id}/result` | `200 {"result": ...}` once succeeded; `409 not_succeeded` with the status |
+//! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
+//! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `started`, `progress`, `cancelRequested`, `finished`) |
+//! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ...}]}` |
+//!
+//! Every error body is `{"error": {"code": "...", "message": "..."}}` with a stable `code`;
+//! storage failures answer `500 internal` without their details, which go to the log.
+//! With [`HttpOptions::bearer_token`], every route but `/health` requires
+//! `Authorization: Bearer <token>` (compared in constant time).
+#![warn(missing_docs)]
+
+mod auth;
+mod error;
+mod events;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use jobs_runtime::Jobs;
+
+pub use error::ApiError;
+
+/// Settings of the router.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    bearer_token: Option<String>,
+    max_body_bytes: usize,
+}
+
+impl HttpOptions {
+    /// No authentication, request bodies up to 1 MiB.
+    pub fn new() -> Self {
+        Self {
+            bearer_token: None,
+            max_body_bytes: 1 << 20,
+        }
+    }
+
+    /// Require `Authorization: Bearer <token>` on every route but `/health`.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into()).filter(|t: &String| !t.is_empty());
+        self
+    }
+
+    /// The token from the environment variable `name`, if it is set and not empty.
+    pub fn bearer_token_from_env(self, name: &str) -> Self {
+        match std::env::var(name) {
+            Ok(token) if !token.is_empty() => self.bearer_token(token),
+            _ => self,
+        }
+    }
+
+    /// The largest request body accepted (default 1 MiB); larger ones get `413`.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) jobs: Jobs,
+    pub(crate) token: Option<Arc<str>>,
+}
+
+/// The API router with the default [`HttpOptions`].
+pub fn router(jobs: Jobs) -> Router {
+    router_with(jobs, HttpOptions::new())
+}
+
+/// The API router with `options`.
+pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
+    let state = AppState {
+        jobs,
+        token: options.bearer_token.map(Arc::from),
+    };
+    let api = Router::new()
+        .route("/jobs", post(routes::submit).get(routes::list))
+        .route("/jobs/{id}", get(routes::get_job))
+        .route("/jobs/{id}/result", get(routes::result))
+        .route("/jobs/{id}/cancel", post(routes::cancel))
+        .route("/jobs/{id}/events", get(events::job_events))
+        .route("/events", get(events::all_events))
+        .route("/job-types", get(routes::job_types))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/health", get(routes::health))
+        .merge(api)
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}

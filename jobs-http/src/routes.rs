@@ -1,0 +1,199 @@
+//! The JSON routes.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use jobs_runtime::{CancelOutcome, JobId, JobQuery, JobStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{ApiError, AppState};
+
+/// `GET /health`.
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Any route not served here.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitBody {
+    #[serde(rename = "type")]
+    job_type: String,
+    #[serde(default)]
+    payload: Value,
+}
+
+fn body_error(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        _ => "invalid_body",
+    };
+    ApiError::new(
+        status,
+        code,
+        format!(
+            "{}; send JSON such as {{\"type\": \"SendEmail\", \"payload\": {{...}}}} with Content-Type: application/json",
+            rejection.body_text()
+        ),
+    )
+}
+
+/// `POST /jobs`.
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    body: Result<Json<SubmitBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(body_error)?;
+    let job = state
+        .jobs
+        .submit_job_with(&body.job_type, body.payload)
+        .await?;
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+pub(crate) fn parse_id_public(id: &str) -> Result<JobId, ApiError> {
+    parse_id(id)
+}
+
+fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse().map_err(|error: jobs_runtime::ParseJobIdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", error.to_string())
+    })
+}
+
+/// `GET /jobs/{id}`.
+pub(crate) async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match state.jobs.get_job(id).await? {
+        Some(job) => Ok(Json(job)),
+        None => Err(ApiError::not_found("job with this id")),
+    }
+}
+
+/// `GET /jobs/{id}/result`.
+pub(crate) async fn result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let Some(job) = state.jobs.get_job(id).await? else {
+        return Err(ApiError::not_found("job with this id"));
+    };
+    if job.status != JobStatus::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_succeeded",
+            format!(
+                "the job is {}; a result exists only once it has succeeded",
+                job.status
+            ),
+        )
+        .with("status", json!(job.status))
+        .with("jobError", json!(job.error)));
+    }
+    let result = state.jobs.get_job_result(id).await?.unwrap_or(Value::Null);
+    Ok(Json(json!({ "result": result })))
+}
+
+/// `POST /jobs/{id}/cancel`.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    let (canceled, status) = match state.jobs.cancel(id).await? {
+        CancelOutcome::CanceledQueued(job) => (true, job.status),
+        CancelOutcome::Requested(job) => (true, job.status),
+        CancelOutcome::AlreadyFinished(status) => (false, status),
+        CancelOutcome::NotFound => return Err(ApiError::not_found("job with this id")),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "unexpected cancel outcome",
+            ))
+        }
+    };
+    Ok(Json(json!({ "canceled": canceled, "status": status })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /jobs`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!(
+                "{}; accepted: status, type, limit, cursor",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let mut query = JobQuery::new();
+    if let Some(status) = params.status.filter(|s| !s.is_empty()) {
+        let status: JobStatus =
+            status
+                .parse()
+                .map_err(|error: jobs_runtime::ParseJobStatusError| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", error.to_string())
+                })?;
+        query = query.status(status);
+    }
+    if let Some(job_type) = params.job_type.filter(|t| !t.is_empty()) {
+        query = query.job_type(job_type);
+    }
+    if let Some(limit) = params.limit {
+        if limit == 0 || limit > JobQuery::MAX_LIMIT {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("limit must be between 1 and {}", JobQuery::MAX_LIMIT),
+            ));
+        }
+        query = query.limit(limit);
+    }
+    if let Some(cursor) = params.cursor.filter(|c| !c.is_empty()) {
+        query = query.cursor(parse_id(&cursor)?);
+    }
+    let page = state.jobs.list_jobs(query).await?;
+    Ok(Json(
+        json!({ "jobs": page.jobs, "nextCursor": page.next_cursor }),
+    ))
+}
+
+/// `GET /job-types`.
+pub(crate) async fn job_types(State(state): State<AppState>) -> Json<Value> {
+    let types: Vec<Value> = state
+        .jobs
+        .catalog()
+        .entries()
+        .into_iter()
+        .map(|(name, entry)| json!({ "type": name, "declaredAt": entry.location().to_string() }))
+        .collect();
+    Json(json!({ "jobTypes": types }))
+}

@@ -1,0 +1,362 @@
+//! Every route and error code of the HTTP API, with authentication on and off, SSE
+//! delivery, and malformed input.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use jobs_http::{router, router_with, HttpOptions};
+use jobs_runtime::{
+    executor_fn, BoxFuture, ExecutionError, JobContext, JobError, JobExecutor, Jobs, PayloadError,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// Takes `{"n": <number>}` and doubles it; refuses anything else at submit.
+struct Double;
+
+impl JobExecutor for Double {
+    fn job_type(&self) -> &str {
+        "Double"
+    }
+    fn validate(&self, payload: &Value) -> Result<(), PayloadError> {
+        payload["n"]
+            .as_i64()
+            .map(drop)
+            .ok_or_else(|| PayloadError::new("`n` must be a number"))
+    }
+    fn execute(&self, ctx: JobContext) -> BoxFuture<'static, Result<Value, ExecutionError>> {
+        let n = ctx.payload()["n"].as_i64().unwrap_or_default();
+        Box::pin(async move { Ok(json!(n * 2)) })
+    }
+}
+
+fn jobs() -> Jobs {
+    Jobs::builder()
+        .discover(false)
+        .concurrency(2)
+        .register(Double)
+        .register(executor_fn("Wait", |ctx| async move {
+            ctx.report_progress(10, "waiting");
+            ctx.cancelled().await;
+            ctx.check_cancelled()
+        }))
+        .register(executor_fn("Fail", |_ctx| async {
+            Err::<(), _>(JobError::failed("no luck"))
+        }))
+        .start()
+        .unwrap()
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    send(app, request.body(body).unwrap()).await
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+/// Reads the job until `done` holds, with a deadline.
+async fn until(app: &Router, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, job) = call(app, "GET", &format!("/jobs/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        if done(&job) {
+            return job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {job}");
+        // A client of the REST API polls; the SSE test below shows the push side.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_submitted_job_can_be_read_listed_and_its_result_fetched() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (status, job) = call(
+        &app,
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": 21 } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(job["status"], "Queued");
+    assert_eq!(job["jobType"], "Double");
+    let id = job["id"].as_str().unwrap().to_owned();
+    until(&app, &id, |job| job["status"] == "Succeeded").await;
+    let (status, result) = call(&app, "GET", &format!("/jobs/{id}/result"), None).await;
+    assert_eq!((status, result), (StatusCode::OK, json!({ "result": 42 })));
+
+    let (status, page) = call(
+        &app,
+        "GET",
+        "/jobs?type=Double&status=succeeded&limit=10",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["jobs"][0]["id"], id.as_str());
+    assert_eq!(page["nextCursor"], Value::Null);
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn submit_errors_carry_stable_codes_and_store_nothing() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (status, body) = call(&app, "POST", "/jobs", Some(json!({ "type": "Nope" }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "unknown_job_type");
+    assert_eq!(
+        body["error"]["knownTypes"],
+        json!(["Double", "Fail", "Wait"])
+    );
+
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": "x" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_payload");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("must be a number"));
+
+    let (status, body) = call(&app, "POST", "/jobs", Some(json!({ "kind": "Double" }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "invalid_body");
+
+    let bad_json = Request::post("/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let (status, body) = send(&app, bad_json).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body"))
+    );
+
+    let wrong_type = Request::post("/jobs")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(json!({ "type": "Double" }).to_string()))
+        .unwrap();
+    let (status, body) = send(&app, wrong_type).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["error"]["code"], "unsupported_media_type");
+
+    let huge = json!({ "type": "Double", "payload": { "n": 1, "pad": "x".repeat(2 << 20) } });
+    let (status, body) = call(&app, "POST", "/jobs", Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "body_too_large");
+
+    let (_, page) = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(page["jobs"], json!([]), "nothing was stored");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn ids_that_are_not_uuids_or_not_known_are_400_and_404() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    for uri in ["/jobs/nope", "/jobs/nope/result", "/jobs/nope/events"] {
+        let (status, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_id")),
+            "{uri}"
+        );
+    }
+    let (status, _) = call(&app, "POST", "/jobs/nope/cancel", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let unknown = jobs_runtime::JobId::new();
+    for uri in [
+        format!("/jobs/{unknown}"),
+        format!("/jobs/{unknown}/result"),
+        format!("/jobs/{unknown}/events"),
+    ] {
+        let (status, body) = call(&app, "GET", &uri, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "{uri}"
+        );
+    }
+    let (status, _) = call(&app, "POST", &format!("/jobs/{unknown}/cancel"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(&app, "GET", "/no/such/route", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn listing_rejects_bad_filters() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    for uri in [
+        "/jobs?status=Done",
+        "/jobs?limit=0",
+        "/jobs?limit=5000",
+        "/jobs?limit=x",
+        "/jobs?cursor=zz",
+        "/jobs?colour=red",
+    ] {
+        let (status, body) = call(&app, "GET", uri, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                Some(if uri.contains("cursor") {
+                    "invalid_id"
+                } else {
+                    "invalid_query"
+                })
+            ),
+            "{uri}"
+        );
+    }
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn result_of_an_unfinished_or_failed_job_is_409_with_its_status() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, job) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    until(&app, &id, |job| job["status"] == "Running").await;
+    let (status, body) = call(&app, "GET", &format!("/jobs/{id}/result"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (
+            body["error"]["code"].as_str(),
+            body["error"]["status"].as_str()
+        ),
+        (Some("not_succeeded"), Some("Running"))
+    );
+
+    let (status, body) = call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "canceled": true, "status": "Running" })
+        )
+    );
+    until(&app, &id, |job| job["status"] == "Canceled").await;
+    let (status, body) = call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({ "canceled": false, "status": "Canceled" })
+        )
+    );
+
+    let (_, failed) = call(&app, "POST", "/jobs", Some(json!({ "type": "Fail" }))).await;
+    let failed = failed["id"].as_str().unwrap().to_owned();
+    until(&app, &failed, |job| job["status"] == "Failed").await;
+    let (status, body) = call(&app, "GET", &format!("/jobs/{failed}/result"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["jobError"], "no luck");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bearer_token_guards_every_route_but_health() {
+    let jobs = jobs();
+    let app = router_with(jobs.clone(), HttpOptions::new().bearer_token("s3cret"));
+    let (status, _) = call(&app, "GET", "/health", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for token in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Basic s3cret"),
+    ] {
+        let mut request = Request::get("/job-types");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, token);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    let request = Request::get("/job-types")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["jobTypes"].as_array().unwrap().len(), 3);
+    assert_eq!(body["jobTypes"][0]["type"], "Double");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_of_a_job_arrive_as_server_sent_events() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, job) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/jobs/{id}/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    until(&app, &id, |job| job["status"] == "Running").await;
+    call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("event: finished") {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("the finish event arrives")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    assert!(text.contains("event: cancelRequested"), "{text}");
+    assert!(text.contains(&format!("\"id\":\"{id}\"")), "{text}");
+    assert!(text.contains("\"status\":\"Canceled\""), "{text}");
+    jobs.shutdown().await;
+}
