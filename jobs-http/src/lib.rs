@@ -19,6 +19,7 @@
 //! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
 //! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `started`, `progress`, `cancelRequested`, `finished`) |
 //! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ...}]}` |
+//! | `GET /openapi.json` | the OpenAPI 3 description of these routes, without authentication |
 //!
 //! Every error body is `{"error": {"code": "...", "message": "..."}}` with a stable `code`;
 //! storage failures answer `500 internal` without their details, which go to the log.
@@ -29,6 +30,7 @@
 mod auth;
 mod error;
 mod events;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -115,6 +117,7 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
         ));
     Router::new()
         .route("/health", get(routes::health))
+        .route("/openapi.json", get(openapi::serve))
         .merge(api)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

@@ -360,3 +360,37 @@ async fn events_of_a_job_arrive_as_server_sent_events() {
     assert!(text.contains("\"status\":\"Canceled\""), "{text}");
     jobs.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_the_router_serves() {
+    let jobs = jobs();
+    let app = router_with(jobs.clone(), HttpOptions::new().bearer_token("t"));
+    let (status, doc) = call(&app, "GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK, "served without the token");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let id = jobs_runtime::JobId::new().to_string();
+    let mut described = 0;
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            described += 1;
+            let uri = path.replace("{id}", &id);
+            let request = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&uri)
+                .header(header::AUTHORIZATION, "Bearer t")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let code = response.status().as_u16().to_string();
+            // Every documented route exists (no fallback 404 without a documented 404),
+            // and the status it answered is among the documented ones.
+            assert!(
+                operation["responses"].get(&code).is_some(),
+                "{method} {path} answered {code}, which the document does not list"
+            );
+        }
+    }
+    assert_eq!(described, 10, "every route is described");
+    jobs.shutdown().await;
+}

@@ -1,0 +1,191 @@
+//! The OpenAPI 3 description of the routes, served at `GET /openapi.json`.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn error(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn id_parameter() -> Value {
+    json!({
+        "name": "id", "in": "path", "required": true,
+        "description": "the job's id (a UUID)",
+        "schema": { "type": "string", "format": "uuid" }
+    })
+}
+
+fn job_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Job" } } }
+    })
+}
+
+fn events_response() -> Value {
+    json!({
+        "description": "server-sent events; each event's name is its kind and its data the JSON of a JobEvent",
+        "content": { "text/event-stream": { "schema": { "type": "string" } } }
+    })
+}
+
+/// The document.
+pub(crate) fn document() -> Value {
+    let status_enum = json!(["Queued", "Running", "Succeeded", "Failed", "Canceled"]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "jobs",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Submit background jobs, watch their status and progress, fetch their results and cancel them."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object", "required": ["error"],
+                    "properties": { "error": {
+                        "type": "object", "required": ["code", "message"],
+                        "properties": {
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, not_found, not_succeeded, unauthorized, shutting_down, internal" },
+                            "message": { "type": "string" },
+                            "knownTypes": { "type": "array", "items": { "type": "string" } },
+                            "status": { "type": "string", "enum": status_enum },
+                            "jobError": { "type": "string", "nullable": true },
+                            "limitBytes": { "type": "integer" }
+                        }
+                    } }
+                },
+                "Progress": {
+                    "type": "object", "required": ["percent", "message"],
+                    "properties": {
+                        "percent": { "type": "integer", "minimum": 0, "maximum": 100 },
+                        "message": { "type": "string" }
+                    }
+                },
+                "Job": {
+                    "type": "object",
+                    "required": ["id", "jobType", "status", "payload", "attempt", "cancelRequested", "createdAt"],
+                    "properties": {
+                        "id": { "type": "string", "format": "uuid" },
+                        "jobType": { "type": "string" },
+                        "status": { "type": "string", "enum": status_enum },
+                        "payload": {},
+                        "progress": { "allOf": [{ "$ref": "#/components/schemas/Progress" }], "nullable": true },
+                        "error": { "type": "string", "nullable": true },
+                        "attempt": { "type": "integer", "minimum": 0 },
+                        "cancelRequested": { "type": "boolean" },
+                        "createdAt": { "type": "string", "format": "date-time" },
+                        "startedAt": { "type": "string", "format": "date-time", "nullable": true },
+                        "finishedAt": { "type": "string", "format": "date-time", "nullable": true }
+                    }
+                }
+            }
+        },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/health": { "get": {
+                "summary": "liveness; never needs the token", "security": [],
+                "responses": { "200": { "description": "up" } }
+            } },
+            "/jobs": {
+                "post": {
+                    "summary": "submit a job",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["type"], "additionalProperties": false,
+                        "properties": { "type": { "type": "string" }, "payload": {} }
+                    } } } },
+                    "responses": {
+                        "201": job_response("the job, Queued"),
+                        "400": error("unknown_job_type, invalid_payload or invalid_body"),
+                        "401": error("unauthorized"),
+                        "413": error("body_too_large or payload_too_large"),
+                        "415": error("unsupported_media_type"),
+                        "422": error("invalid_body: well-formed JSON of the wrong shape")
+                    }
+                },
+                "get": {
+                    "summary": "list jobs, newest first",
+                    "parameters": [
+                        { "name": "status", "in": "query", "schema": { "type": "string", "enum": status_enum } },
+                        { "name": "type", "in": "query", "schema": { "type": "string" } },
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
+                        { "name": "cursor", "in": "query", "schema": { "type": "string", "format": "uuid" } }
+                    ],
+                    "responses": {
+                        "200": { "description": "a page", "content": { "application/json": { "schema": {
+                            "type": "object", "required": ["jobs", "nextCursor"],
+                            "properties": {
+                                "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } },
+                                "nextCursor": { "type": "string", "format": "uuid", "nullable": true }
+                            }
+                        } } } },
+                        "400": error("invalid_query or invalid_id (cursor)"),
+                        "401": error("unauthorized")
+                    }
+                }
+            },
+            "/jobs/{id}": { "get": {
+                "summary": "a job's status and progress",
+                "parameters": [id_parameter()],
+                "responses": { "200": job_response("the job"), "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found") }
+            } },
+            "/jobs/{id}/result": { "get": {
+                "summary": "a succeeded job's result",
+                "parameters": [id_parameter()],
+                "responses": {
+                    "200": { "description": "the result", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["result"], "properties": { "result": {} }
+                    } } } },
+                    "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found"),
+                    "409": error("not_succeeded, with the job's status")
+                }
+            } },
+            "/jobs/{id}/cancel": { "post": {
+                "summary": "cancel a job",
+                "parameters": [id_parameter()],
+                "responses": {
+                    "200": { "description": "whether the cancel took effect", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["canceled", "status"],
+                        "properties": { "canceled": { "type": "boolean" }, "status": { "type": "string", "enum": status_enum } }
+                    } } } },
+                    "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found")
+                }
+            } },
+            "/jobs/{id}/events": { "get": {
+                "summary": "one job's events",
+                "parameters": [id_parameter()],
+                "responses": { "200": events_response(), "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found") }
+            } },
+            "/events": { "get": {
+                "summary": "every job's events",
+                "responses": { "200": events_response(), "401": error("unauthorized") }
+            } },
+            "/job-types": { "get": {
+                "summary": "the job types this service runs",
+                "responses": {
+                    "200": { "description": "the catalog", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["jobTypes"],
+                        "properties": { "jobTypes": { "type": "array", "items": {
+                            "type": "object", "required": ["type", "declaredAt"],
+                            "properties": { "type": { "type": "string" }, "declaredAt": { "type": "string" } }
+                        } } }
+                    } } } },
+                    "401": error("unauthorized")
+                }
+            } },
+            "/openapi.json": { "get": {
+                "summary": "this document", "security": [],
+                "responses": { "200": { "description": "OpenAPI 3" } }
+            } }
+        }
+    })
+}
+
+/// `GET /openapi.json`.
+pub(crate) async fn serve() -> Json<Value> {
+    Json(document())
+}
