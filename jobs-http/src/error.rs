@@ -53,7 +53,7 @@ impl ApiError {
 
     pub(crate) fn internal(error: &StorageError) -> Self {
         // The details stay in the log: they may name hosts, tables or credentials.
-        eprintln!("jobs-http: storage error: {error}");
+        tracing::error!(%error, "the job store failed while serving a request");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
