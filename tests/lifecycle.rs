@@ -145,6 +145,7 @@ for_each_backend!(
     a_repeated_delivery_of_a_running_job_does_not_hide_it_from_cancel,
     an_executor_that_panics_before_returning_its_future_fails_only_its_job,
     concurrent_shutdowns_share_one_grace_period,
+    jobs_are_counted_by_type_and_status,
 );
 
 async fn submitted_job_runs_from_queued_to_succeeded_and_keeps_its_result(env: Env) {
@@ -792,4 +793,27 @@ async fn concurrent_shutdowns_share_one_grace_period(env: Env) {
         JobStatus::Succeeded,
         "neither call abandoned the job: {after:?}"
     );
+}
+
+async fn jobs_are_counted_by_type_and_status(env: Env) {
+    let jobs = env.start(1);
+    let done = jobs.submit_job_with("Echo", json!(1)).await.unwrap();
+    finished(&jobs, done.id).await;
+    let failed = jobs.submit_job("Failer").await.unwrap();
+    finished(&jobs, failed.id).await;
+    let canceled = jobs.submit_job("Blocker").await.unwrap();
+    wait_for_status(&jobs, canceled.id, JobStatus::Running).await;
+    let queued = jobs.submit_job_with("Echo", json!(2)).await.unwrap();
+    let counts = jobs.repository().count_jobs().await.unwrap();
+    let expected = vec![
+        jobs::JobCount::new("Blocker", JobStatus::Running, 1),
+        jobs::JobCount::new("Echo", JobStatus::Queued, 1),
+        jobs::JobCount::new("Echo", JobStatus::Succeeded, 1),
+        jobs::JobCount::new("Failer", JobStatus::Failed, 1),
+    ];
+    assert_eq!(counts, expected);
+    jobs.cancel_job(canceled.id).await.unwrap();
+    finished(&jobs, canceled.id).await;
+    finished(&jobs, queued.id).await;
+    jobs.shutdown().await;
 }

@@ -29,7 +29,8 @@ pub use id::{JobId, ParseJobIdError};
 pub use job::{Expected, Job, Progress, Transition, TransitionError};
 pub use queue::{Delivery, JobQueue};
 pub use repository::{
-    BoxFuture, CancelOutcome, JobPage, JobQuery, JobRepository, ProgressAck, TransitionOutcome,
+    BoxFuture, CancelOutcome, JobCount, JobPage, JobQuery, JobRepository, ProgressAck,
+    TransitionOutcome,
 };
 pub use status::{JobStatus, ParseJobStatusError};
 pub use time::{ParseTimestampError, Timestamp};

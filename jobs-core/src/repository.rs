@@ -60,6 +60,34 @@ pub trait JobRepository: Send + Sync + 'static {
     /// the channel's capacity behind skips the oldest events (and is told how many).
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
 
+    /// How many jobs there are of each type in each status (pairs with no job left out).
+    ///
+    /// The default pages through [`JobRepository::list`]; repositories that can count
+    /// more cheaply override it.
+    fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        Box::pin(async move {
+            let mut counts: std::collections::BTreeMap<(String, JobStatus), u64> =
+                std::collections::BTreeMap::new();
+            let mut query = JobQuery::new().limit(JobQuery::MAX_LIMIT);
+            loop {
+                let page = self.list(query.clone()).await?;
+                for job in &page.jobs {
+                    *counts
+                        .entry((job.job_type.clone(), job.status))
+                        .or_default() += 1;
+                }
+                match page.next_cursor {
+                    Some(cursor) => query = query.cursor(cursor),
+                    None => break,
+                }
+            }
+            Ok(counts
+                .into_iter()
+                .map(|((job_type, status), count)| JobCount::new(job_type, status, count))
+                .collect())
+        })
+    }
+
     /// The largest payload, in bytes of compact JSON, this repository accepts; `None` for
     /// no limit. The service refuses larger payloads at submit with
     /// [`SubmitError::PayloadTooLarge`](crate::SubmitError::PayloadTooLarge).
@@ -200,6 +228,29 @@ impl JobQuery {
 impl Default for JobQuery {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// How many jobs of one type are in one status, from [`JobRepository::count_jobs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobCount {
+    /// The job type.
+    pub job_type: String,
+    /// The status.
+    pub status: JobStatus,
+    /// How many.
+    pub count: u64,
+}
+
+impl JobCount {
+    /// `count` jobs of `job_type` in `status`.
+    pub fn new(job_type: impl Into<String>, status: JobStatus, count: u64) -> Self {
+        Self {
+            job_type: job_type.into(),
+            status,
+            count,
+        }
     }
 }
 

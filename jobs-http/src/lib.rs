@@ -19,6 +19,7 @@
 //! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
 //! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `started`, `progress`, `cancelRequested`, `finished`) |
 //! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ...}]}` |
+//! | `GET /metrics` | Prometheus text: `jobs{type,status}`, `jobs_queue_depth`, `jobs_execution_duration_seconds` (histogram by type and outcome, this process) |
 //! | `GET /openapi.json` | the OpenAPI 3 description of these routes, without authentication |
 //!
 //! Every error body is `{"error": {"code": "...", "message": "..."}}` with a stable `code`;
@@ -30,6 +31,7 @@
 mod auth;
 mod error;
 mod events;
+mod metrics;
 mod openapi;
 mod routes;
 
@@ -111,6 +113,7 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
         .route("/jobs/{id}/events", get(events::job_events))
         .route("/events", get(events::all_events))
         .route("/job-types", get(routes::job_types))
+        .route("/metrics", get(metrics::serve))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -177,6 +177,13 @@ pub(crate) fn document() -> Value {
                     "401": error("unauthorized")
                 }
             } },
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics: jobs by type and status, queue depth, execution durations",
+                "responses": {
+                    "200": { "description": "Prometheus text format 0.0.4", "content": { "text/plain": { "schema": { "type": "string" } } } },
+                    "401": error("unauthorized")
+                }
+            } },
             "/openapi.json": { "get": {
                 "summary": "this document", "security": [],
                 "responses": { "200": { "description": "OpenAPI 3" } }

@@ -391,6 +391,60 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
             );
         }
     }
-    assert_eq!(described, 10, "every route is described");
+    assert_eq!(described, 11, "every route is described");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_count_jobs_by_type_and_status_and_time_executions() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, done) = call(
+        &app,
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": 1 } })),
+    )
+    .await;
+    let done = done["id"].as_str().unwrap().to_owned();
+    until(&app, &done, |job| job["status"] == "Succeeded").await;
+    let (_, waiting) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let waiting = waiting["id"].as_str().unwrap().to_owned();
+    until(&app, &waiting, |job| job["status"] == "Running").await;
+
+    let response = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4"
+    );
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "jobs{type=\"Double\",status=\"Succeeded\"} 1",
+        "jobs{type=\"Wait\",status=\"Running\"} 1",
+        "jobs_queue_depth 0",
+        "jobs_execution_duration_seconds_count{type=\"Double\",status=\"Succeeded\"} 1",
+        "jobs_execution_duration_seconds_bucket{type=\"Double\",status=\"Succeeded\",le=\"+Inf\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("type=\"Wait\",status=\"Canceled\""),
+        "no execution of Wait finished yet"
+    );
+    call(&app, "POST", &format!("/jobs/{waiting}/cancel"), None).await;
     jobs.shutdown().await;
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use jobs_core::CancellationToken as Token;
 use jobs_core::{
-    BoxFuture, CancelOutcome, Delivery, Expected, Job, JobEvent, JobId, JobPage, JobQuery,
-    JobQueue, JobRepository, JobStatus, Progress, ProgressAck, StorageError, Timestamp, Transition,
-    TransitionOutcome,
+    BoxFuture, CancelOutcome, Delivery, Expected, Job, JobCount, JobEvent, JobId, JobPage,
+    JobQuery, JobQueue, JobRepository, JobStatus, Progress, ProgressAck, StorageError, Timestamp,
+    Transition, TransitionOutcome,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -836,6 +836,28 @@ impl JobRepository for PostgresBackend {
 
     fn max_payload_bytes(&self) -> Option<usize> {
         Some(self.options.max_payload_bytes)
+    }
+
+    fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&self.sql.counts)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage("could not count jobs"))?;
+            let mut counts = Vec::with_capacity(rows.len());
+            for row in rows {
+                let status: String = row.get(1);
+                let status = JobStatus::from_str(&status)
+                    .map_err(|e| StorageError::with_source("unreadable job status", e))?;
+                counts.push(JobCount::new(
+                    row.get::<String, _>(0),
+                    status,
+                    row.get::<i64, _>(2).max(0) as u64,
+                ));
+            }
+            counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
+            Ok(counts)
+        })
     }
 
     fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId> {

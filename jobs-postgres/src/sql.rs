@@ -28,6 +28,7 @@ pub(crate) struct Statements {
     pub(crate) claim: String,
     pub(crate) release: String,
     pub(crate) list_prefix: String,
+    pub(crate) counts: String,
     pub(crate) heartbeat: String,
     pub(crate) rescue_lock: String,
     pub(crate) rescue: String,
@@ -178,6 +179,7 @@ impl Statements {
                 notify(channel, &requeued_or_finished)
             ),
             list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
+            counts: format!("SELECT job_type, status, count(*) FROM {jobs} GROUP BY job_type, status"),
             // $1 worker id, $2 lease in ms, $3 and $4 the ids and attempts it still holds.
             heartbeat: format!(
                 "UPDATE {jobs} j SET lease_expires_at = now() + $2 * interval '1 millisecond'

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use jobs_core::{ExecutorRegistration, JobExecutor, SourceLocation};
 
+use crate::metrics::ExecutionStats;
+
 /// Every executor the service can run, by job type.
 ///
 /// Built once at start-up from the executors that `#[job_executor]` registered with
@@ -22,6 +24,7 @@ pub struct Catalog {
 pub struct CatalogEntry {
     executor: Arc<dyn JobExecutor>,
     location: SourceLocation,
+    stats: Arc<ExecutionStats>,
 }
 
 impl CatalogEntry {
@@ -33,6 +36,11 @@ impl CatalogEntry {
     /// Where it was declared or registered.
     pub fn location(&self) -> SourceLocation {
         self.location
+    }
+
+    /// Durations of the executions of this type that this process finished.
+    pub fn stats(&self) -> &ExecutionStats {
+        &self.stats
     }
 }
 
@@ -81,8 +89,14 @@ impl Catalog {
                 second: location.to_string(),
             });
         }
-        self.entries
-            .insert(job_type, CatalogEntry { executor, location });
+        self.entries.insert(
+            job_type,
+            CatalogEntry {
+                executor,
+                location,
+                stats: Arc::default(),
+            },
+        );
         Ok(())
     }
 

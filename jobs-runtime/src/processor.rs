@@ -254,8 +254,7 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                 job.payload,
                 running.token.clone(),
             );
-            // Timing is only for the debug log: skip the clock when nobody reads it.
-            let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+            let started = std::time::Instant::now();
             // `execute` itself may panic before it returns a future (a hand-written
             // executor, a panicking `Deserialize`): catch that too.
             let outcome = match catch_unwind(AssertUnwindSafe(|| executor.execute(ctx))) {
@@ -283,13 +282,13 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                     error: format!("the executor panicked: {panic}"),
                 },
             };
-            if let Some(started) = started {
-                tracing::debug!(
-                    status = %transition.target(),
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "job finished"
-                );
-            }
+            let elapsed = started.elapsed();
+            entry.stats().record(transition.target(), elapsed);
+            tracing::debug!(
+                status = %transition.target(),
+                elapsed_us = elapsed.as_micros() as u64,
+                "job finished"
+            );
             transition
         }
     };

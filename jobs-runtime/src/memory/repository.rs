@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jobs_core::{
-    BoxFuture, CancelOutcome, Expected, Job, JobEvent, JobId, JobPage, JobQuery, JobRepository,
-    JobStatus, Progress, ProgressAck, StorageError, Transition, TransitionError, TransitionOutcome,
+    BoxFuture, CancelOutcome, Expected, Job, JobCount, JobEvent, JobId, JobPage, JobQuery,
+    JobRepository, JobStatus, Progress, ProgressAck, StorageError, Transition, TransitionError,
+    TransitionOutcome,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -31,6 +32,8 @@ struct State {
     results: HashMap<JobId, Value>,
     // Jobs per status, indexed like `JobStatus::ALL`, kept up to date on every change.
     counts: [usize; JobStatus::ALL.len()],
+    // The same per job type.
+    counts_by_type: HashMap<String, [usize; JobStatus::ALL.len()]>,
 }
 
 fn slot(status: JobStatus) -> usize {
@@ -41,9 +44,25 @@ fn slot(status: JobStatus) -> usize {
 }
 
 impl State {
-    fn moved(&mut self, from: JobStatus, to: JobStatus) {
+    fn added(&mut self, job_type: &str, status: JobStatus) {
+        self.counts[slot(status)] += 1;
+        match self.counts_by_type.get_mut(job_type) {
+            Some(counts) => counts[slot(status)] += 1,
+            None => {
+                let mut counts = [0; JobStatus::ALL.len()];
+                counts[slot(status)] = 1;
+                self.counts_by_type.insert(job_type.to_owned(), counts);
+            }
+        }
+    }
+
+    fn moved(&mut self, job_type: &str, from: JobStatus, to: JobStatus) {
         self.counts[slot(from)] -= 1;
         self.counts[slot(to)] += 1;
+        if let Some(counts) = self.counts_by_type.get_mut(job_type) {
+            counts[slot(from)] -= 1;
+            counts[slot(to)] += 1;
+        }
     }
 }
 
@@ -103,7 +122,7 @@ impl InMemoryRepository {
             )));
         }
         let (id, job_type) = (job.id, job.job_type.clone());
-        state.counts[slot(job.status)] += 1;
+        state.added(&job.job_type, job.status);
         state.jobs.insert(id, job);
         self.publish(|| JobEvent::Submitted { id, job_type });
         Ok(())
@@ -131,7 +150,7 @@ impl InMemoryRepository {
             };
         }
         let job = job.clone();
-        state.moved(from, job.status);
+        state.moved(&job.job_type, from, job.status);
         match transition {
             Transition::Start => self.publish(|| JobEvent::Started {
                 id,
@@ -182,7 +201,7 @@ impl InMemoryRepository {
                     return CancelOutcome::AlreadyFinished(job.status);
                 }
                 let job = job.clone();
-                state.moved(JobStatus::Queued, JobStatus::Canceled);
+                state.moved(&job.job_type, JobStatus::Queued, JobStatus::Canceled);
                 self.publish_finished(&job);
                 CancelOutcome::CanceledQueued(job)
             }
@@ -296,6 +315,24 @@ impl JobRepository for InMemoryRepository {
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.events.subscribe()
+    }
+
+    fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        let state = self.lock();
+        let mut counts: Vec<JobCount> = state
+            .counts_by_type
+            .iter()
+            .flat_map(|(job_type, counts)| {
+                JobStatus::ALL
+                    .into_iter()
+                    .zip(counts.iter())
+                    .filter(|(_, count)| **count > 0)
+                    .map(|(status, count)| JobCount::new(job_type.clone(), status, *count as u64))
+            })
+            .collect();
+        drop(state);
+        counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
+        Box::pin(async move { Ok(counts) })
     }
 
     fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId> {
@@ -424,6 +461,16 @@ mod tests {
             JobStatus::ALL.map(|s| repo.count(s)),
             [3, 1, 0, 0, 1],
             "counts follow every change"
+        );
+        let by_type = block_on(repo.count_jobs()).unwrap();
+        assert_eq!(
+            by_type,
+            vec![
+                JobCount::new("Even", JobStatus::Queued, 2),
+                JobCount::new("Even", JobStatus::Canceled, 1),
+                JobCount::new("Odd", JobStatus::Queued, 1),
+                JobCount::new("Odd", JobStatus::Running, 1),
+            ]
         );
     }
 
