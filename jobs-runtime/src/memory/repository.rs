@@ -541,6 +541,70 @@ mod tests {
         );
     }
 
+    /// A repository that keeps the trait's default `count_jobs`, which pages through
+    /// `list`.
+    struct ListOnly(InMemoryRepository);
+
+    impl JobRepository for ListOnly {
+        fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
+            self.0.insert(job)
+        }
+        fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
+            self.0.get(id)
+        }
+        fn list(&self, query: JobQuery) -> BoxFuture<'_, Result<JobPage, StorageError>> {
+            self.0.list(query)
+        }
+        fn transition(
+            &self,
+            id: JobId,
+            expected: Expected,
+            transition: Transition,
+        ) -> BoxFuture<'_, Result<TransitionOutcome, StorageError>> {
+            self.0.transition(id, expected, transition)
+        }
+        fn update_progress(
+            &self,
+            id: JobId,
+            attempt: u32,
+            progress: Progress,
+        ) -> BoxFuture<'_, Result<ProgressAck, StorageError>> {
+            self.0.update_progress(id, attempt, progress)
+        }
+        fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
+            self.0.request_cancel(id)
+        }
+        fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>> {
+            self.0.get_result(id)
+        }
+        fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+            self.0.subscribe()
+        }
+        fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId> {
+            self.0.subscribe_cancellations()
+        }
+    }
+
+    #[test]
+    fn the_default_count_pages_through_every_job_and_agrees_with_the_counters() {
+        let repo = ListOnly(InMemoryRepository::new());
+        // More than one page of the largest size.
+        for i in 0..(JobQuery::MAX_LIMIT + 7) {
+            let job = Job::new(if i % 3 == 0 { "A" } else { "B" }, Value::Null);
+            repo.0.insert_now(job).unwrap();
+        }
+        let first = repo.0.list_now(&JobQuery::new().limit(1)).jobs[0].id;
+        repo.0.request_cancel_now(first);
+        let by_default = block_on(repo.count_jobs()).unwrap();
+        let by_counters = block_on(repo.0.count_jobs()).unwrap();
+        assert_eq!(by_default, by_counters);
+        let total: u64 = by_default.iter().map(|c| c.count).sum();
+        assert_eq!(total as usize, JobQuery::MAX_LIMIT + 7);
+        assert!(by_default
+            .iter()
+            .any(|c| c.status == JobStatus::Canceled && c.count == 1));
+    }
+
     // The in-memory futures are ready at once; poll them without a runtime.
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
         use std::task::{Context, Poll, Waker};
