@@ -83,6 +83,15 @@ async fn setup(url: &str) -> (String, Arc<PostgresBackend>) {
     (schema, backend)
 }
 
+/// A service in this process that only submits and reads.
+fn client(backend: &Arc<PostgresBackend>) -> Jobs {
+    Jobs::builder()
+        .backend(backend.clone())
+        .concurrency(0)
+        .start()
+        .unwrap()
+}
+
 fn spawn_worker(url: &str, schema: &str, max_attempts: u32) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["worker_process", "--exact", "--ignored", "--nocapture"])
@@ -164,11 +173,7 @@ async fn a_job_whose_worker_is_killed_mid_run_is_run_again_and_finishes_once() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url).await;
-    let client = Jobs::builder()
-        .backend(backend.clone())
-        .concurrency(0)
-        .start()
-        .unwrap();
+    let client = client(&backend);
 
     let mut first = spawn_worker(&url, &schema, 3);
     let job = client
@@ -203,11 +208,7 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url).await;
-    let client = Jobs::builder()
-        .backend(backend.clone())
-        .concurrency(0)
-        .start()
-        .unwrap();
+    let client = client(&backend);
     const TOTAL: i64 = 1_000;
     const MAX_ATTEMPTS: u32 = 50;
 
@@ -271,11 +272,7 @@ async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
         .concurrency(4)
         .start()
         .unwrap();
-    let client = Jobs::builder()
-        .backend(backend.clone())
-        .concurrency(0)
-        .start()
-        .unwrap();
+    let client = client(&backend);
     const TOTAL: i64 = 400;
     for i in 0..TOTAL {
         let args = serde_json::json!({ "hang_first": false, "sleep_ms": 5 + i % 5 });
@@ -315,11 +312,7 @@ async fn a_cancel_from_this_process_stops_a_job_running_in_another() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url).await;
-    let client = Jobs::builder()
-        .backend(backend.clone())
-        .concurrency(0)
-        .start()
-        .unwrap();
+    let client = client(&backend);
     let mut worker = spawn_worker(&url, &schema, 3);
     let job = client.submit_job("FaultWaits").await.unwrap();
     common::wait_for_progress(&client, job.id).await;

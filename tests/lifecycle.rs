@@ -116,6 +116,20 @@ async fn chatty(ctx: JobContext) -> Result<(), JobError> {
     Ok(())
 }
 
+/// One worker and one job type, `Slow`: reports progress, then sleeps 200 ms.
+fn slow_service(env: &Env) -> Jobs {
+    env.builder()
+        .concurrency(1)
+        .discover(false)
+        .register(executor_fn("Slow", |ctx| async move {
+            ctx.report_progress(1, "sleeping");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<_, JobError>("slept")
+        }))
+        .start()
+        .unwrap()
+}
+
 fn start(concurrency: usize) -> Jobs {
     Jobs::builder().concurrency(concurrency).start().unwrap()
 }
@@ -556,17 +570,7 @@ async fn listing_filters_by_status_and_type_newest_first(env: Env) {
 }
 
 async fn shutdown_lets_running_jobs_finish_and_refuses_new_submissions(env: Env) {
-    let jobs = env
-        .builder()
-        .concurrency(1)
-        .discover(false)
-        .register(executor_fn("Slow", |ctx| async move {
-            ctx.report_progress(1, "sleeping");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok::<_, JobError>("slept")
-        }))
-        .start()
-        .unwrap();
+    let jobs = slow_service(&env);
     let job = jobs.submit_job("Slow").await.unwrap();
     // Wait for the executor itself, not only the status: a job claimed but not yet handed
     // to a worker when shutdown begins is given back to the queue, not run.
@@ -770,17 +774,7 @@ async fn an_executor_that_panics_before_returning_its_future_fails_only_its_job(
 }
 
 async fn concurrent_shutdowns_share_one_grace_period(env: Env) {
-    let jobs = env
-        .builder()
-        .concurrency(1)
-        .discover(false)
-        .register(executor_fn("Slow", |ctx| async move {
-            ctx.report_progress(1, "sleeping");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok::<_, JobError>(())
-        }))
-        .start()
-        .unwrap();
+    let jobs = slow_service(&env);
     let job = jobs.submit_job("Slow").await.unwrap();
     // Wait for the executor itself, not only the status: a job claimed but not yet handed
     // to a worker when shutdown begins is given back to the queue, not run.
