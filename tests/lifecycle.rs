@@ -116,6 +116,22 @@ async fn chatty(ctx: JobContext) -> Result<(), JobError> {
     Ok(())
 }
 
+/// No job is stored or queued.
+async fn assert_nothing_stored(jobs: &Jobs) {
+    assert!(
+        jobs.list_jobs(JobQuery::new())
+            .await
+            .unwrap()
+            .jobs
+            .is_empty(),
+        "nothing stored"
+    );
+    assert!(
+        matches!(jobs.queue().depth(), None | Some(0)),
+        "nothing queued"
+    );
+}
+
 /// One worker and one job type, `Slow`: reports progress, then sleeps 200 ms.
 fn slow_service(env: &Env) -> Jobs {
     env.builder()
@@ -227,16 +243,7 @@ async fn unknown_job_type_is_refused_with_the_known_types_and_nothing_is_stored(
     assert!(err
         .to_string()
         .starts_with("unknown job type `NoSuchType`: known types are"));
-    assert!(jobs
-        .list_jobs(JobQuery::new())
-        .await
-        .unwrap()
-        .jobs
-        .is_empty());
-    assert!(
-        matches!(jobs.queue().depth(), None | Some(0)),
-        "nothing queued"
-    );
+    assert_nothing_stored(&jobs).await;
     jobs.shutdown().await;
 }
 
@@ -263,16 +270,7 @@ async fn payload_that_does_not_fit_the_arguments_is_refused_and_nothing_is_store
         matches!(&err, SubmitError::InvalidPayload { reason, .. } if reason.contains("takes no arguments")),
         "{err}"
     );
-    assert!(jobs
-        .list_jobs(JobQuery::new())
-        .await
-        .unwrap()
-        .jobs
-        .is_empty());
-    assert!(
-        matches!(jobs.queue().depth(), None | Some(0)),
-        "nothing queued"
-    );
+    assert_nothing_stored(&jobs).await;
 
     let ok = jobs
         .submit_job_with("Add", json!({ "a": 40, "b": 2 }))
@@ -718,12 +716,7 @@ async fn the_event_subscription_is_also_a_stream(env: Env) {
         .unwrap()
         .expect("the stream stays open while the service runs");
         if next.job_id() == job.id {
-            statuses.push(match next {
-                JobEvent::Submitted { .. } => "submitted",
-                JobEvent::Started { .. } => "started",
-                JobEvent::Finished { .. } => "finished",
-                _ => "other",
-            });
+            statuses.push(common::event_kind(&next));
         }
     }
     assert_eq!(statuses, ["submitted", "started", "finished"]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::Env;
 use jobs::prelude::*;
-use jobs::{Expected, JobEvent, JobRepository, Transition, TransitionOutcome};
+use jobs::{Expected, JobRepository, Transition, TransitionOutcome};
 use jobs_postgres::sqlx::{self, Row};
 use jobs_postgres::{ConnectError, PostgresBackend, PostgresOptions};
 use serde_json::json;
@@ -276,12 +276,7 @@ async fn events_reach_subscribers_in_other_processes() {
             .expect("events arrive")
             .unwrap();
         if event.job_id() == job.id {
-            kinds.push(match event {
-                JobEvent::Submitted { .. } => "submitted",
-                JobEvent::Started { .. } => "started",
-                JobEvent::Finished { .. } => "finished",
-                _ => "other",
-            });
+            kinds.push(common::event_kind(&event));
         }
     }
     assert_eq!(kinds, ["submitted", "started", "finished"]);

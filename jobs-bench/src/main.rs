@@ -219,21 +219,7 @@ async fn latency(options: &Options) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (mut to_start, mut to_finish) = one_at_a_time(&jobs, options.jobs).await?;
     jobs.shutdown().await;
-    let (start_p50, start_p99) = percentiles(&mut to_start);
-    let (finish_p50, finish_p99) = percentiles(&mut to_finish);
-    out!(
-        "scenario=latency backend=memory jobs={} concurrency={} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
-        options.jobs,
-        options.concurrency,
-        finish_p50.as_micros(),
-        finish_p99.as_micros(),
-        start_p50.as_micros(),
-        start_p99.as_micros()
-    );
-    out!(
-        "  submit→finish p50 {:?}, p99 {:?}; submit→start p50 {:?}, p99 {:?} (over {} jobs, one at a time)",
-        finish_p50, finish_p99, start_p50, start_p99, options.jobs
-    );
+    report_latency("memory", options.concurrency, &mut to_start, &mut to_finish);
     Ok(())
 }
 
@@ -257,6 +243,28 @@ async fn one_at_a_time(
         to_start.push(started.duration_since(done.created_at));
     }
     Ok((to_start, to_finish))
+}
+
+/// Prints the latency result line and its summary.
+fn report_latency(
+    backend: &str,
+    concurrency: usize,
+    to_start: &mut [Duration],
+    to_finish: &mut [Duration],
+) {
+    let count = to_finish.len();
+    let (start_p50, start_p99) = percentiles(to_start);
+    let (finish_p50, finish_p99) = percentiles(to_finish);
+    out!(
+        "scenario=latency backend={backend} jobs={count} concurrency={concurrency} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
+        finish_p50.as_micros(),
+        finish_p99.as_micros(),
+        start_p50.as_micros(),
+        start_p99.as_micros()
+    );
+    out!(
+        "  submit→finish p50 {finish_p50:?}, p99 {finish_p99:?}; submit→start p50 {start_p50:?}, p99 {start_p99:?} (over {count} jobs, one at a time)"
+    );
 }
 
 fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
@@ -489,19 +497,11 @@ async fn pg_latency(options: &Options) -> Result<(), String> {
     let (mut to_start, mut to_finish) = one_at_a_time(&jobs, count).await?;
     jobs.shutdown().await;
     drop_schema(&backend, &schema).await;
-    let (start_p50, start_p99) = percentiles(&mut to_start);
-    let (finish_p50, finish_p99) = percentiles(&mut to_finish);
-    out!(
-        "scenario=latency backend=postgres jobs={} concurrency={} p50_us={} p99_us={} start_p50_us={} start_p99_us={}",
-        count,
+    report_latency(
+        "postgres",
         options.concurrency,
-        finish_p50.as_micros(),
-        finish_p99.as_micros(),
-        start_p50.as_micros(),
-        start_p99.as_micros()
-    );
-    out!(
-        "  submit→start p50 {start_p50:?}, p99 {start_p99:?}; submit→finish p50 {finish_p50:?}, p99 {finish_p99:?} (over {count} jobs, one at a time)"
+        &mut to_start,
+        &mut to_finish,
     );
     Ok(())
 }

@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use jobs::{Job, JobId, JobStatus, Jobs};
 
+/// The kind of an event, as its JSON names it.
+pub fn event_kind(event: &jobs::JobEvent) -> &'static str {
+    match event {
+        jobs::JobEvent::Submitted { .. } => "submitted",
+        jobs::JobEvent::Started { .. } => "started",
+        jobs::JobEvent::Progress { .. } => "progress",
+        jobs::JobEvent::CancelRequested { .. } => "cancelRequested",
+        jobs::JobEvent::Finished { .. } => "finished",
+        _ => "other",
+    }
+}
+
 /// How long any wait in the tests may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
