@@ -1,9 +1,9 @@
-//! The jobs HTTP API with example job types: in memory by default, on PostgreSQL when
-//! `DATABASE_URL` is set. `JOBS_API_TOKEN`, when set, is required as a bearer token, and
+//! The jobs HTTP API and dashboard with example job types: in memory by default, on
+//! PostgreSQL when `DATABASE_URL` is set. `JOBS_API_TOKEN`, when set, is required as a bearer token, and
 //! `JOBS_ADDR` changes the address (default 127.0.0.1:8080).
 //!
 //! ```sh
-//! cargo run --example server
+//! cargo run --example server        # then open http://127.0.0.1:8080/ for the dashboard
 //! curl -s -X POST localhost:8080/jobs -H 'content-type: application/json' \
 //!      -d '{"type": "Countdown", "payload": {"steps": 5}}'
 //! curl -s localhost:8080/jobs/<id>
@@ -13,11 +13,14 @@
 use std::time::Duration;
 
 use jobs::prelude::*;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+/// Counts down, a step a second.
+#[derive(Deserialize, JsonSchema)]
 struct CountdownArgs {
     /// How many one-second steps to take (1 to 100).
+    #[schemars(range(min = 1, max = 100))]
     steps: u8,
 }
 
@@ -59,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("JOBS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "jobs API on http://{} (storage: {storage}; job types: {})",
+        "jobs API and dashboard on http://{}/ (storage: {storage}; job types: {})",
         listener.local_addr()?,
         jobs.job_types().join(", ")
     );

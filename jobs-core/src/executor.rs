@@ -26,12 +26,32 @@ pub trait JobExecutor: Send + Sync + 'static {
 
     /// Runs one attempt of a job, returning its JSON result or an error message.
     fn execute(&self, ctx: JobContext) -> BoxFuture<'static, Result<Value, ExecutionError>>;
+
+    /// A JSON Schema of the payload this executor accepts, when it is known.
+    ///
+    /// `#[job_executor]` fills it in when the argument type implements
+    /// `schemars::JsonSchema` (schemars 1) and the `schemars` feature is on; the HTTP API
+    /// shows it in `GET /job-types` and the dashboard uses it to prefill its form. The
+    /// default knows none.
+    fn args_schema(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// An executor made from a closure; see [`executor_fn`].
 pub struct FnExecutor<F> {
     job_type: String,
     run: F,
+    args_schema: Option<Value>,
+}
+
+impl<F> FnExecutor<F> {
+    /// Declares the JSON Schema of the payload, shown by [`JobExecutor::args_schema`].
+    /// It documents the payload; it does not validate it.
+    pub fn with_args_schema(mut self, schema: Value) -> Self {
+        self.args_schema = Some(schema);
+        self
+    }
 }
 
 /// An executor for `job_type` that runs `run`, for registration at run time.
@@ -56,6 +76,7 @@ where
     FnExecutor {
         job_type: job_type.into(),
         run,
+        args_schema: None,
     }
 }
 
@@ -73,6 +94,10 @@ where
     fn execute(&self, ctx: JobContext) -> BoxFuture<'static, Result<Value, ExecutionError>> {
         let fut = (self.run)(ctx);
         Box::pin(async move { into_execution_result(fut.await) })
+    }
+
+    fn args_schema(&self) -> Option<Value> {
+        self.args_schema.clone()
     }
 }
 
@@ -157,6 +182,21 @@ impl<'de> Deserialize<'de> for NoArgs {
     }
 }
 
+#[cfg(feature = "schemars")]
+impl schemars::JsonSchema for NoArgs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NoArgs".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "This job type takes no arguments: null or {}.",
+            "type": ["null", "object"],
+            "maxProperties": 0
+        })
+    }
+}
+
 /// Deserializes a payload into `T`, borrowing it.
 pub fn deserialize_args<T: DeserializeOwned>(payload: &Value) -> Result<T, PayloadError> {
     T::deserialize(payload).map_err(PayloadError::new)
@@ -236,6 +276,44 @@ pub mod macro_support {
         E: JobFailure,
     {
         Box::pin(async move { into_execution_result(future.await) })
+    }
+
+    /// Looks up the JSON Schema of an argument type `T`: through
+    /// [`SchemaFromJsonSchema`] when `T: schemars::JsonSchema` (feature `schemars`),
+    /// otherwise through [`SchemaUnknown`], which knows none. Call as
+    /// `(&ArgsSchema::<T>::new()).args_schema()` with both traits in scope.
+    pub struct ArgsSchema<T: ?Sized>(core::marker::PhantomData<fn() -> Box<T>>);
+
+    impl<T: ?Sized> ArgsSchema<T> {
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            Self(core::marker::PhantomData)
+        }
+    }
+
+    /// The fallback: no schema is known for this argument type.
+    pub trait SchemaUnknown {
+        fn args_schema(&self) -> Option<Value> {
+            None
+        }
+    }
+    impl<T: ?Sized> SchemaUnknown for &ArgsSchema<T> {}
+
+    /// The schema of an argument type that implements `schemars::JsonSchema`. Method
+    /// lookup prefers this impl when the bound holds: on `&ArgsSchema<T>` it matches by
+    /// value, while the fallback needs one more reference.
+    pub trait SchemaFromJsonSchema {
+        fn args_schema(&self) -> Option<Value>;
+    }
+    #[cfg(feature = "schemars")]
+    impl<T: schemars::JsonSchema + ?Sized> SchemaFromJsonSchema for ArgsSchema<T> {
+        fn args_schema(&self) -> Option<Value> {
+            Some(
+                schemars::SchemaGenerator::default()
+                    .into_root_schema_for::<T>()
+                    .to_value(),
+            )
+        }
     }
 
     /// The execution of a job whose payload does not fit its arguments.

@@ -11,6 +11,7 @@
 //!
 //! | route | answer |
 //! | --- | --- |
+//! | `GET /` | the dashboard: a page that lists jobs live, submits, cancels and shows results; it asks for the token when one is required |
 //! | `GET /health` | `200 {"status":"ok"}`, without authentication |
 //! | `POST /jobs` `{"type": "...", "payload": ...}` | `201` and the job; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
 //! | `GET /jobs?status=&type=&limit=&cursor=` | `200 {"jobs": [...], "nextCursor": ...}`, newest first |
@@ -18,7 +19,7 @@
 //! | `GET /jobs/{id}/result` | `200 {"result": ...}` once succeeded; `409 not_succeeded` with the status |
 //! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
 //! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `started`, `progress`, `cancelRequested`, `finished`) |
-//! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ...}]}` |
+//! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ..., "argsSchema": ...}]}`; `argsSchema` is the JSON Schema of the payload where known ([`JobExecutor::args_schema`](jobs_runtime::JobExecutor::args_schema)), else `null` |
 //! | `GET /metrics` | Prometheus text: `jobs{type,status}`, `jobs_queue_depth`, `jobs_execution_duration_seconds` (histogram by type and outcome, this process) |
 //! | `GET /openapi.json` | the OpenAPI 3 description of these routes, without authentication |
 //!
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod dashboard;
 mod error;
 mod events;
 mod metrics;
@@ -119,6 +121,7 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
             auth::require_token,
         ));
     Router::new()
+        .route("/", get(dashboard::serve))
         .route("/health", get(routes::health))
         .route("/openapi.json", get(openapi::serve))
         .merge(api)

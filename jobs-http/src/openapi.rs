@@ -87,6 +87,10 @@ pub(crate) fn document() -> Value {
         },
         "security": [{ "bearer": [] }],
         "paths": {
+            "/": { "get": {
+                "summary": "the dashboard page; never needs the token (the page asks for it)", "security": [],
+                "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } }
+            } },
             "/health": { "get": {
                 "summary": "liveness; never needs the token", "security": [],
                 "responses": { "200": { "description": "up" } }
@@ -170,8 +174,15 @@ pub(crate) fn document() -> Value {
                     "200": { "description": "the catalog", "content": { "application/json": { "schema": {
                         "type": "object", "required": ["jobTypes"],
                         "properties": { "jobTypes": { "type": "array", "items": {
-                            "type": "object", "required": ["type", "declaredAt"],
-                            "properties": { "type": { "type": "string" }, "declaredAt": { "type": "string" } }
+                            "type": "object", "required": ["type", "declaredAt", "argsSchema"],
+                            "properties": {
+                                "type": { "type": "string" },
+                                "declaredAt": { "type": "string", "description": "file:line of the executor" },
+                                "argsSchema": {
+                                    "description": "JSON Schema of the payload when the argument type implements schemars::JsonSchema, else null",
+                                    "type": "object", "nullable": true
+                                }
+                            }
                         } } }
                     } } } },
                     "401": error("unauthorized")

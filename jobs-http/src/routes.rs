@@ -193,7 +193,13 @@ pub(crate) async fn job_types(State(state): State<AppState>) -> Json<Value> {
         .catalog()
         .entries()
         .into_iter()
-        .map(|(name, entry)| json!({ "type": name, "declaredAt": entry.location().to_string() }))
+        .map(|(name, entry)| {
+            json!({
+                "type": name,
+                "declaredAt": entry.location().to_string(),
+                "argsSchema": entry.executor().args_schema(),
+            })
+        })
         .collect();
     Json(json!({ "jobTypes": types }))
 }

@@ -43,9 +43,12 @@ fn jobs() -> Jobs {
             ctx.cancelled().await;
             ctx.check_cancelled()
         }))
-        .register(executor_fn("Fail", |_ctx| async {
-            Err::<(), _>(JobError::failed("no luck"))
-        }))
+        .register(
+            executor_fn("Fail", |_ctx| async {
+                Err::<(), _>(JobError::failed("no luck"))
+            })
+            .with_args_schema(json!({ "type": "null" })),
+        )
         .start()
         .unwrap()
 }
@@ -317,6 +320,48 @@ async fn a_bearer_token_guards_every_route_but_health() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["jobTypes"].as_array().unwrap().len(), 3);
     assert_eq!(body["jobTypes"][0]["type"], "Double");
+    assert_eq!(
+        body["jobTypes"][0]["argsSchema"],
+        Value::Null,
+        "none declared"
+    );
+    assert_eq!(body["jobTypes"][1]["type"], "Fail");
+    assert_eq!(body["jobTypes"][1]["argsSchema"], json!({ "type": "null" }));
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_is_one_self_contained_page_served_without_the_token() {
+    let jobs = jobs();
+    let app = router_with(jobs.clone(), HttpOptions::new().bearer_token("s3cret"));
+    let response = app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    // Nothing is loaded from elsewhere: no external scripts, styles or absolute URLs.
+    for needle in [
+        "<script src",
+        "stylesheet",
+        "http://",
+        "https://",
+        "//cdn",
+        "@import",
+    ] {
+        assert!(!page.contains(needle), "the page contains `{needle}`");
+    }
+    // The data behind it still needs the token.
+    let (status, _) = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     jobs.shutdown().await;
 }
 
@@ -391,7 +436,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
             );
         }
     }
-    assert_eq!(described, 11, "every route is described");
+    assert_eq!(described, 12, "every route is described");
     jobs.shutdown().await;
 }
 

@@ -139,6 +139,12 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
                 #deserialize
                 #execution(#ident(#(#call_args),*))
             }
+
+            fn args_schema(&self) -> ::core::option::Option<#p::Value> {
+                #[allow(unused_imports)]
+                use #p::{SchemaFromJsonSchema as _, SchemaUnknown as _};
+                (&#p::ArgsSchema::<#args_ty>::new()).args_schema()
+            }
         }
 
         #p::inventory::submit! {
