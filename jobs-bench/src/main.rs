@@ -8,8 +8,14 @@
 //! - `bulk`: submit N no-op jobs up front, then start C workers and time the drain.
 //! - `latency`: submit N jobs one at a time, each waited for before the next;
 //!   submit→start and submit→finish percentiles.
+//! - `interleaved`: submitters and C workers at once (as many submitting tasks as
+//!   workers); jobs/second from the first submit until every job has succeeded.
+//! - `progress`: bulk, with every job reporting progress 100 times; jobs/second, and how
+//!   many progress writes reached the repository.
+//! - `memory`: RSS growth per queued no-op job, N queued (default 1,000,000), then drained.
 //! - `floor`: the same bulk workload through a bare tokio mpsc channel and a mutex-guarded
-//!   map, the least any in-memory job system could cost on this machine.
+//!   map, the least any in-memory job system could cost on this machine. `bulk` and
+//!   `interleaved` in memory measure it in the same run and print the fraction.
 //!
 //! `--backend postgres` (with `DATABASE_URL` set) runs `bulk` and `latency` on PostgreSQL,
 //! each run in a fresh schema. For `bulk`, `--processes P` starts P worker processes (this
@@ -43,6 +49,16 @@ async fn noop() -> Result<(), JobError> {
     Ok(())
 }
 
+/// Reports progress 100 times, yielding between reports as a job doing work would.
+#[job_executor("Progress100")]
+async fn progress_100(ctx: JobContext) -> Result<(), JobError> {
+    for percent in 1..=100 {
+        ctx.report_progress(percent, "working");
+        tokio::task::yield_now().await;
+    }
+    Ok(())
+}
+
 struct Options {
     scenario: String,
     jobs: usize,
@@ -56,7 +72,7 @@ fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args
         .next()
-        .ok_or("usage: jobs-bench <bulk|latency|floor> [--jobs N] [--concurrency C] [--backend memory|postgres] [--processes P]")?;
+        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor> [--jobs N] [--concurrency C] [--backend memory|postgres] [--processes P]")?;
     let mut options = Options {
         scenario,
         jobs: 0,
@@ -90,10 +106,10 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     if options.jobs == 0 {
-        options.jobs = if options.scenario == "latency" {
-            10_000
-        } else {
-            100_000
+        options.jobs = match options.scenario.as_str() {
+            "latency" => 10_000,
+            "memory" => 1_000_000,
+            _ => 100_000,
         };
     }
     Ok(options)
@@ -114,10 +130,13 @@ async fn main() -> ExitCode {
         "latency" if postgres => pg_latency(&options).await,
         "pg-worker" => pg_worker(&options).await,
         "bulk" => bulk(&options).await,
+        "interleaved" => interleaved(&options).await,
         "latency" => latency(&options).await,
-        "floor" => floor(&options).await,
+        "progress" => progress(&options).await,
+        "memory" => memory(&options).await,
+        "floor" => floor(&options).await.map(|rate| report_floor(&options, rate)),
         other => Err(format!(
-            "unknown scenario `{other}`; expected bulk, latency or floor"
+            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory or floor"
         )),
     };
     match outcome {
@@ -129,53 +148,258 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Submits every job through a service without workers, then starts a service with
-/// `concurrency` workers on the same repository and queue and times the drain.
-async fn bulk(options: &Options) -> Result<(), String> {
-    let repository = Arc::new(InMemoryRepository::new());
-    let queue = Arc::new(ChannelQueue::new());
-    let submitter = Jobs::builder()
-        .concurrency(0)
+/// A service on `repository` and `queue` with `workers` workers.
+fn service(
+    repository: &Arc<InMemoryRepository>,
+    queue: &Arc<ChannelQueue>,
+    workers: usize,
+) -> Result<Jobs, String> {
+    Jobs::builder()
+        .concurrency(workers)
         .repository(repository.clone() as Arc<dyn JobRepository>)
         .queue(queue.clone() as Arc<dyn JobQueue>)
         .start()
-        .map_err(|e| e.to_string())?;
-    let submit_started = Instant::now();
-    for _ in 0..options.jobs {
-        submitter
-            .submit_job("Noop")
-            .await
-            .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Submits `count` jobs of `job_type` through `jobs`.
+async fn submit_many(jobs: &Jobs, job_type: &str, count: usize) -> Result<(), String> {
+    for _ in 0..count {
+        jobs.submit_job(job_type).await.map_err(|e| e.to_string())?;
     }
+    Ok(())
+}
+
+/// Submits every job through a service without workers, then starts a service with
+/// `concurrency` workers on the same repository and queue and times the drain. Returns
+/// the drain's jobs per second and the submit rate.
+async fn drain(options: &Options, job_type: &str) -> Result<(f64, f64), String> {
+    let repository = Arc::new(InMemoryRepository::new());
+    let queue = Arc::new(ChannelQueue::new());
+    let submitter = service(&repository, &queue, 0)?;
+    let submit_started = Instant::now();
+    submit_many(&submitter, job_type, options.jobs).await?;
     let submit_elapsed = submit_started.elapsed();
 
     let drain_started = Instant::now();
-    let workers = Jobs::builder()
-        .concurrency(options.concurrency)
-        .repository(repository.clone() as Arc<dyn JobRepository>)
-        .queue(queue.clone() as Arc<dyn JobQueue>)
-        .start()
-        .map_err(|e| e.to_string())?;
+    let workers = service(&repository, &queue, options.concurrency)?;
     wait_until_done(&repository, options.jobs).await?;
     let drain_elapsed = drain_started.elapsed();
     workers.shutdown().await;
     submitter.shutdown().await;
     verify_all_succeeded(&repository, options.jobs)?;
+    Ok((
+        options.jobs as f64 / drain_elapsed.as_secs_f64(),
+        options.jobs as f64 / submit_elapsed.as_secs_f64(),
+    ))
+}
 
-    let drain_rate = options.jobs as f64 / drain_elapsed.as_secs_f64();
-    let submit_rate = options.jobs as f64 / submit_elapsed.as_secs_f64();
+async fn bulk(options: &Options) -> Result<(), String> {
+    let floor_rate = floor(options).await?;
+    let (rate, submit_rate) = drain(options, "Noop").await?;
     out!(
-        "scenario=bulk backend=memory jobs={} concurrency={} jobs_per_sec={:.0} submit_per_sec={:.0}",
-        options.jobs, options.concurrency, drain_rate, submit_rate
+        "scenario=bulk backend=memory jobs={} concurrency={} jobs_per_sec={:.0} submit_per_sec={:.0} floor_jobs_per_sec={:.0} of_floor={:.2}",
+        options.jobs, options.concurrency, rate, submit_rate, floor_rate, rate / floor_rate
     );
     out!(
-        "  drained {} no-op jobs with {} worker(s) in {:.3} s ({:.0} jobs/s); submitting took {:.3} s ({:.0} jobs/s)",
+        "  drained {} no-op jobs with {} worker(s): {:.0} jobs/s, {:.0} % of the floor measured in this run ({:.0}/s); submitting: {:.0} jobs/s",
         options.jobs,
         options.concurrency,
-        drain_elapsed.as_secs_f64(),
-        drain_rate,
-        submit_elapsed.as_secs_f64(),
+        rate,
+        100.0 * rate / floor_rate,
+        floor_rate,
         submit_rate
+    );
+    Ok(())
+}
+
+/// Submitters and workers at once: `concurrency` tasks submit `jobs` in all while
+/// `concurrency` workers run them; timed until every job has succeeded.
+async fn interleaved(options: &Options) -> Result<(), String> {
+    let floor_rate = floor(options).await?;
+    let repository = Arc::new(InMemoryRepository::new());
+    let queue = Arc::new(ChannelQueue::new());
+    let jobs = service(&repository, &queue, options.concurrency)?;
+    let started = Instant::now();
+    let submitters: Vec<_> = (0..options.concurrency)
+        .map(|i| {
+            let share = options.jobs / options.concurrency
+                + usize::from(i < options.jobs % options.concurrency);
+            let jobs = jobs.clone();
+            tokio::spawn(async move { submit_many(&jobs, "Noop", share).await })
+        })
+        .collect();
+    for submitter in submitters {
+        submitter.await.map_err(|e| e.to_string())??;
+    }
+    wait_until_done(&repository, options.jobs).await?;
+    let elapsed = started.elapsed();
+    jobs.shutdown().await;
+    verify_all_succeeded(&repository, options.jobs)?;
+    let rate = options.jobs as f64 / elapsed.as_secs_f64();
+    out!(
+        "scenario=interleaved backend=memory jobs={} concurrency={} jobs_per_sec={:.0} floor_jobs_per_sec={:.0} of_floor={:.2}",
+        options.jobs, options.concurrency, rate, floor_rate, rate / floor_rate
+    );
+    out!(
+        "  {} submitting task(s) and {} worker(s) at once moved {} jobs from submit to Succeeded: {:.0} jobs/s ({:.0} % of the floor's drain rate)",
+        options.concurrency,
+        options.concurrency,
+        options.jobs,
+        rate,
+        100.0 * rate / floor_rate
+    );
+    Ok(())
+}
+
+/// Counts the progress writes that reach the repository.
+struct CountingRepository {
+    inner: Arc<InMemoryRepository>,
+    progress_writes: std::sync::atomic::AtomicU64,
+}
+
+impl JobRepository for CountingRepository {
+    fn insert(&self, job: Job) -> jobs::BoxFuture<'_, Result<(), jobs::StorageError>> {
+        self.inner.insert(job)
+    }
+    fn get(&self, id: JobId) -> jobs::BoxFuture<'_, Result<Option<Job>, jobs::StorageError>> {
+        self.inner.get(id)
+    }
+    fn list(
+        &self,
+        query: JobQuery,
+    ) -> jobs::BoxFuture<'_, Result<jobs::JobPage, jobs::StorageError>> {
+        self.inner.list(query)
+    }
+    fn transition(
+        &self,
+        id: JobId,
+        expected: jobs::Expected,
+        transition: jobs::Transition,
+    ) -> jobs::BoxFuture<'_, Result<jobs::TransitionOutcome, jobs::StorageError>> {
+        self.inner.transition(id, expected, transition)
+    }
+    fn update_progress(
+        &self,
+        id: JobId,
+        attempt: u32,
+        progress: jobs::Progress,
+    ) -> jobs::BoxFuture<'_, Result<jobs::ProgressAck, jobs::StorageError>> {
+        self.progress_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.update_progress(id, attempt, progress)
+    }
+    fn request_cancel(
+        &self,
+        id: JobId,
+    ) -> jobs::BoxFuture<'_, Result<jobs::CancelOutcome, jobs::StorageError>> {
+        self.inner.request_cancel(id)
+    }
+    fn get_result(
+        &self,
+        id: JobId,
+    ) -> jobs::BoxFuture<'_, Result<Option<jobs::serde_json::Value>, jobs::StorageError>> {
+        self.inner.get_result(id)
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<jobs::JobEvent> {
+        self.inner.subscribe()
+    }
+    fn subscribe_cancellations(&self) -> tokio::sync::broadcast::Receiver<JobId> {
+        self.inner.subscribe_cancellations()
+    }
+}
+
+/// Bulk with jobs that report progress 100 times each: throughput, and the progress
+/// writes the repository received.
+async fn progress(options: &Options) -> Result<(), String> {
+    let repository = Arc::new(InMemoryRepository::new());
+    let counting = Arc::new(CountingRepository {
+        inner: repository.clone(),
+        progress_writes: Default::default(),
+    });
+    let queue = Arc::new(ChannelQueue::new());
+    let build = |workers: usize| {
+        Jobs::builder()
+            .concurrency(workers)
+            .repository(counting.clone() as Arc<dyn JobRepository>)
+            .queue(queue.clone() as Arc<dyn JobQueue>)
+            .start()
+            .map_err(|e| e.to_string())
+    };
+    let submitter = build(0)?;
+    submit_many(&submitter, "Progress100", options.jobs).await?;
+    let started = Instant::now();
+    let workers = build(options.concurrency)?;
+    wait_until_done(&repository, options.jobs).await?;
+    let elapsed = started.elapsed();
+    workers.shutdown().await;
+    submitter.shutdown().await;
+    verify_all_succeeded(&repository, options.jobs)?;
+    let last = repository
+        .list(JobQuery::new().limit(1))
+        .await
+        .map_err(|e| e.to_string())?;
+    let shown = last.jobs[0].progress.as_ref().map(|p| p.percent);
+    if shown != Some(100) {
+        return Err(format!("the last job shows progress {shown:?}, not 100"));
+    }
+    let writes = counting
+        .progress_writes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let rate = options.jobs as f64 / elapsed.as_secs_f64();
+    let per_job = writes as f64 / options.jobs as f64;
+    out!(
+        "scenario=progress backend=memory jobs={} concurrency={} jobs_per_sec={:.0} progress_calls_per_job=100 progress_writes={writes} writes_per_job={per_job:.2}",
+        options.jobs, options.concurrency, rate
+    );
+    out!(
+        "  {} jobs reporting progress 100 times each: {:.0} jobs/s; the repository received {:.2} progress writes per job",
+        options.jobs, rate, per_job
+    );
+    Ok(())
+}
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> Result<u64, String> {
+    let statm = std::fs::read_to_string("/proc/self/statm")
+        .map_err(|e| format!("cannot read /proc/self/statm: {e}"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or("unexpected /proc/self/statm")?;
+    // The page size of x86-64 and most aarch64 Linux systems.
+    Ok(pages * 4096)
+}
+
+/// RSS growth per queued no-op job (payload `null`, which takes no heap), then a drain to
+/// check every job runs.
+async fn memory(options: &Options) -> Result<(), String> {
+    let repository = Arc::new(InMemoryRepository::new());
+    let queue = Arc::new(ChannelQueue::new());
+    let submitter = service(&repository, &queue, 0)?;
+    let before = rss_bytes()?;
+    submit_many(&submitter, "Noop", options.jobs).await?;
+    let after = rss_bytes()?;
+    let queued = repository.count(JobStatus::Queued);
+    if queued != options.jobs {
+        return Err(format!("{queued} of {} jobs are queued", options.jobs));
+    }
+    let per_job = after.saturating_sub(before) as f64 / options.jobs as f64;
+    let workers = service(&repository, &queue, options.concurrency)?;
+    wait_until_done(&repository, options.jobs).await?;
+    workers.shutdown().await;
+    submitter.shutdown().await;
+    verify_all_succeeded(&repository, options.jobs)?;
+    out!(
+        "scenario=memory backend=memory jobs={} bytes_per_queued_job={per_job:.0} rss_growth_mib={:.1}",
+        options.jobs,
+        after.saturating_sub(before) as f64 / (1 << 20) as f64
+    );
+    out!(
+        "  {} queued no-op jobs grew the resident set by {:.1} MiB: {per_job:.0} bytes per job (all then drained to Succeeded)",
+        options.jobs,
+        after.saturating_sub(before) as f64 / (1 << 20) as f64
     );
     Ok(())
 }
@@ -273,8 +497,9 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     (at(0.50), at(0.99))
 }
 
-/// The bulk workload with nothing but a channel of ids and a map of statuses.
-async fn floor(options: &Options) -> Result<(), String> {
+/// The bulk workload with nothing but a channel of ids and a map of statuses; returns
+/// its drain rate.
+async fn floor(options: &Options) -> Result<f64, String> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         Queued,
@@ -320,7 +545,10 @@ async fn floor(options: &Options) -> Result<(), String> {
             options.jobs
         ));
     }
-    let rate = options.jobs as f64 / elapsed.as_secs_f64();
+    Ok(options.jobs as f64 / elapsed.as_secs_f64())
+}
+
+fn report_floor(options: &Options, rate: f64) {
     out!(
         "scenario=floor backend=memory jobs={} concurrency={} jobs_per_sec={:.0}",
         options.jobs,
@@ -328,12 +556,9 @@ async fn floor(options: &Options) -> Result<(), String> {
         rate
     );
     out!(
-        "  a bare channel and mutex-guarded map move {} ids through two status writes each in {:.3} s ({:.0} per s)",
-        options.jobs,
-        elapsed.as_secs_f64(),
-        rate
+        "  a bare channel and a mutex-guarded map move {} ids through two status writes each: {:.0} per s",
+        options.jobs, rate
     );
-    Ok(())
 }
 
 fn database_url() -> Result<String, String> {
