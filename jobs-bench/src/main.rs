@@ -435,15 +435,34 @@ fn verify_all_succeeded(repository: &InMemoryRepository, expected: usize) -> Res
     Ok(())
 }
 
-/// One job at a time: how soon a submitted job starts and finishes.
+/// One job at a time: how soon a submitted job starts and finishes. Measured twice: with
+/// the caller a task of the runtime (as a request handler or another job is), and with
+/// the caller outside it (a thread blocked on the runtime), where every job crosses threads.
 async fn latency(options: &Options) -> Result<(), String> {
     let jobs = Jobs::builder()
         .concurrency(options.concurrency)
         .start()
         .map_err(|e| e.to_string())?;
+    let caller = jobs.clone();
+    let count = options.jobs;
+    let (mut to_start, mut to_finish) =
+        tokio::spawn(async move { one_at_a_time(&caller, count).await })
+            .await
+            .map_err(|e| e.to_string())??;
+    report_latency(
+        "memory caller=task",
+        options.concurrency,
+        &mut to_start,
+        &mut to_finish,
+    );
     let (mut to_start, mut to_finish) = one_at_a_time(&jobs, options.jobs).await?;
+    report_latency(
+        "memory caller=outside",
+        options.concurrency,
+        &mut to_start,
+        &mut to_finish,
+    );
     jobs.shutdown().await;
-    report_latency("memory", options.concurrency, &mut to_start, &mut to_finish);
     Ok(())
 }
 

@@ -29,16 +29,16 @@ use crate::{JobError, JobId, Progress};
 /// ```
 #[derive(Clone)]
 pub struct JobContext {
-    id: JobId,
-    job_type: Arc<str>,
-    attempt: u32,
-    payload: Arc<Value>,
-    token: CancellationToken,
-    progress: Arc<ProgressSlot>,
+    inner: Arc<Shared>,
 }
 
-#[derive(Default)]
-struct ProgressSlot {
+/// What a context, its clones and its progress receiver share: one allocation per run.
+struct Shared {
+    id: JobId,
+    job_type: String,
+    attempt: u32,
+    payload: Value,
+    token: CancellationToken,
     latest: Mutex<Option<Progress>>,
     changed: Notify,
 }
@@ -48,7 +48,7 @@ struct ProgressSlot {
 /// Reports overwrite each other, so a chatty executor costs one slot, and the runtime
 /// decides how often to store what is there.
 pub struct ProgressReceiver {
-    slot: Arc<ProgressSlot>,
+    slot: Arc<Shared>,
 }
 
 impl ProgressReceiver {
@@ -72,41 +72,42 @@ impl JobContext {
     /// receiver on which the runtime reads progress reports.
     pub fn new(
         id: JobId,
-        job_type: impl Into<Arc<str>>,
+        job_type: impl Into<String>,
         attempt: u32,
         payload: Value,
         token: CancellationToken,
     ) -> (Self, ProgressReceiver) {
-        let slot = Arc::new(ProgressSlot::default());
-        let ctx = Self {
+        let inner = Arc::new(Shared {
             id,
             job_type: job_type.into(),
             attempt,
-            payload: Arc::new(payload),
+            payload,
             token,
-            progress: slot.clone(),
-        };
-        (ctx, ProgressReceiver { slot })
+            latest: Mutex::new(None),
+            changed: Notify::new(),
+        });
+        let slot = inner.clone();
+        (Self { inner }, ProgressReceiver { slot })
     }
 
     /// The job's id.
     pub fn job_id(&self) -> JobId {
-        self.id
+        self.inner.id
     }
 
     /// The job's type.
     pub fn job_type(&self) -> &str {
-        &self.job_type
+        &self.inner.job_type
     }
 
     /// The attempt being run, from 1.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.inner.attempt
     }
 
     /// The payload the job was submitted with, as JSON.
     pub fn payload(&self) -> &Value {
-        &self.payload
+        &self.inner.payload
     }
 
     /// Reports progress: `percent` (clamped to 100) and what the job is doing.
@@ -116,22 +117,22 @@ impl JobContext {
     pub fn report_progress(&self, percent: u8, message: impl Into<String>) {
         let progress = Progress::new(percent, message);
         *self
-            .progress
+            .inner
             .latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(progress);
-        self.progress.changed.notify_one();
+        self.inner.changed.notify_one();
     }
 
     /// Whether the job has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.inner.token.is_cancelled()
     }
 
     /// `Err(JobError::Canceled)` once the job has been asked to stop, for an early return
     /// with `?`.
     pub fn check_cancelled(&self) -> Result<(), JobError> {
-        if self.token.is_cancelled() {
+        if self.inner.token.is_cancelled() {
             Err(JobError::Canceled)
         } else {
             Ok(())
@@ -141,22 +142,22 @@ impl JobContext {
     /// Completes when the job is asked to stop; use it in `tokio::select!` to interrupt a
     /// long wait.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+        self.inner.token.cancelled()
     }
 
     /// The job's cancellation token, to hand to code that takes one.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.token
+        &self.inner.token
     }
 }
 
 impl std::fmt::Debug for JobContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
-            .field("id", &self.id)
-            .field("job_type", &self.job_type)
-            .field("attempt", &self.attempt)
-            .field("cancelled", &self.token.is_cancelled())
+            .field("id", &self.inner.id)
+            .field("job_type", &self.inner.job_type)
+            .field("attempt", &self.inner.attempt)
+            .field("cancelled", &self.inner.token.is_cancelled())
             .finish_non_exhaustive()
     }
 }

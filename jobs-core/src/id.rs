@@ -60,9 +60,29 @@ fn random_u64() -> u64 {
 /// assert_eq!(id, parsed);
 /// assert!("not-a-uuid".parse::<JobId>().is_err());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(Uuid);
+
+// Ordered and hashed as one 128-bit number: the same order as the bytes (big-endian), in
+// one comparison rather than a byte-slice compare.
+impl Ord for JobId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_u128().cmp(&other.0.as_u128())
+    }
+}
+
+impl PartialOrd for JobId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for JobId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(self.0.as_u128());
+    }
+}
 
 impl JobId {
     /// A fresh, time-ordered identifier.
@@ -153,6 +173,27 @@ impl FromStr for JobId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_order_like_their_bytes() {
+        let ids: Vec<JobId> = [
+            0u128,
+            1,
+            0xff,
+            1 << 64,
+            (1 << 64) + 1,
+            u128::MAX >> 1,
+            u128::MAX,
+        ]
+        .into_iter()
+        .map(|n| JobId::from_uuid(Uuid::from_u128(n)))
+        .collect();
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.as_uuid().as_bytes().cmp(b.as_uuid().as_bytes()));
+            }
+        }
+    }
 
     #[test]
     fn the_layout_is_uuid_version_7() {

@@ -7,6 +7,7 @@
 mod builder;
 mod catalog;
 mod events;
+mod id_hash;
 pub mod memory;
 mod metrics;
 mod panic;

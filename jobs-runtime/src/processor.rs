@@ -1,8 +1,8 @@
 //! The worker pool: takes job ids from the queue and runs their executors.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -10,44 +10,85 @@ use jobs_core::{
     BoxFuture, Delivery, Expected, JobContext, JobId, JobStatus, ProgressAck, ProgressReceiver,
     StorageError, Transition, TransitionOutcome,
 };
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::id_hash::IdMap;
 use crate::panic::{panic_message, CatchUnwind};
 use crate::service::Inner;
 
 /// The jobs this service is running, so that a cancel can reach their tokens.
 #[derive(Default)]
 pub(crate) struct RunningJobs {
-    jobs: Mutex<HashMap<JobId, RunningJob>>,
+    jobs: Mutex<IdMap<RunningJob>>,
 }
 
+/// One running job as the registry and its worker share it: one allocation per job.
 #[derive(Clone)]
-pub(crate) struct RunningJob {
-    pub(crate) token: CancellationToken,
-    pub(crate) attempt: u32,
-    canceled_by_user: Arc<AtomicBool>,
-    /// Fired when the worker running it is done with it.
-    ended: CancellationToken,
+pub(crate) struct RunningJob(Arc<RunningState>);
+
+struct RunningState {
+    token: CancellationToken,
+    attempt: AtomicU32,
+    canceled_by_user: AtomicBool,
+    /// Set, and `ended` notified, when the worker running it is done with it.
+    done: AtomicBool,
+    ended: Notify,
 }
 
 impl RunningJob {
+    fn new() -> Self {
+        Self(Arc::new(RunningState {
+            token: CancellationToken::new(),
+            attempt: AtomicU32::new(0),
+            canceled_by_user: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            ended: Notify::new(),
+        }))
+    }
+
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.0.token
+    }
+
+    pub(crate) fn attempt(&self) -> u32 {
+        self.0.attempt.load(Ordering::Acquire)
+    }
+
     fn canceled_by_user(&self) -> bool {
-        self.canceled_by_user.load(Ordering::Acquire)
+        self.0.canceled_by_user.load(Ordering::Acquire)
     }
 
     /// Fires the token because someone asked the job to stop.
     fn cancel_by_user(&self) {
-        self.canceled_by_user.store(true, Ordering::Release);
-        self.token.cancel();
+        self.0.canceled_by_user.store(true, Ordering::Release);
+        self.0.token.cancel();
+    }
+
+    /// Tells whoever waits in [`RunningJob::ended`] that its worker is done with it.
+    fn end(&self) {
+        self.0.done.store(true, Ordering::Release);
+        self.0.ended.notify_waiters();
+    }
+
+    /// Completes once its worker is done with it.
+    async fn ended(&self) {
+        loop {
+            let notified = self.0.ended.notified();
+            if self.0.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
 impl RunningJobs {
-    fn lock(&self) -> MutexGuard<'_, HashMap<JobId, RunningJob>> {
+    fn lock(&self) -> MutexGuard<'_, IdMap<RunningJob>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -56,26 +97,13 @@ impl RunningJobs {
     fn register(&self, id: JobId) -> Result<RunningJob, RunningJob> {
         match self.lock().entry(id) {
             Entry::Occupied(existing) => Err(existing.get().clone()),
-            Entry::Vacant(slot) => Ok(slot
-                .insert(RunningJob {
-                    token: CancellationToken::new(),
-                    attempt: 0,
-                    canceled_by_user: Arc::new(AtomicBool::new(false)),
-                    ended: CancellationToken::new(),
-                })
-                .clone()),
-        }
-    }
-
-    fn set_attempt(&self, id: JobId, attempt: u32) {
-        if let Some(job) = self.lock().get_mut(&id) {
-            job.attempt = attempt;
+            Entry::Vacant(slot) => Ok(slot.insert(RunningJob::new()).clone()),
         }
     }
 
     fn remove(&self, id: JobId) {
         if let Some(job) = self.lock().remove(&id) {
-            job.ended.cancel();
+            job.end();
         }
     }
 
@@ -93,7 +121,7 @@ impl RunningJobs {
     /// Fires every token (the shutdown grace period ran out).
     pub(crate) fn interrupt_all(&self) {
         for job in self.lock().values() {
-            job.token.cancel();
+            job.0.token.cancel();
         }
     }
 
@@ -101,7 +129,7 @@ impl RunningJobs {
     pub(crate) fn drain(&self) -> Vec<(JobId, RunningJob)> {
         let drained: Vec<(JobId, RunningJob)> = self.lock().drain().collect();
         for (_, job) in &drained {
-            job.ended.cancel();
+            job.end();
         }
         drained
     }
@@ -187,9 +215,9 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                 // The older attempt's outcome would be refused: stop it, then run this
                 // one. If it does not stop in time (or the service stops), give the claim
                 // back rather than hold it unrun.
-                older.token.cancel();
+                older.token().cancel();
                 let stopped = tokio::select! {
-                    _ = older.ended.cancelled() => true,
+                    _ = older.ended() => true,
                     _ = inner.intake.cancelled() => false,
                     _ = tokio::time::sleep(inner.config.shutdown_grace) => false,
                 };
@@ -233,10 +261,16 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
             }
         },
     };
-    inner.running.set_attempt(id, job.attempt);
+    running.0.attempt.store(job.attempt, Ordering::Release);
     let attempt = job.attempt;
     let span =
         tracing::info_span!("job", job.id = %id, job.r#type = %job.job_type, job.attempt = attempt);
+    // Without a subscriber that wants it, a span still costs its bookkeeping on every poll.
+    let span = if span.is_disabled() {
+        tracing::Span::none()
+    } else {
+        span
+    };
 
     let transition = match inner.catalog.get(&job.job_type) {
         None => Transition::Fail {
@@ -249,10 +283,10 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
             let executor = entry.executor().clone();
             let (ctx, progress) = JobContext::new(
                 id,
-                job.job_type.as_str(),
+                job.job_type,
                 attempt,
                 job.payload,
-                running.token.clone(),
+                running.token().clone(),
             );
             let started = std::time::Instant::now();
             // `execute` itself may panic before it returns a future (a hand-written
@@ -270,7 +304,9 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
             let transition = match outcome {
                 Ok(Ok(result)) => Transition::Succeed { result },
                 Ok(Err(_)) if running.canceled_by_user() => Transition::Cancel,
-                Ok(Err(error)) if running.token.is_cancelled() && inner.abandon.is_cancelled() => {
+                Ok(Err(error))
+                    if running.token().is_cancelled() && inner.abandon.is_cancelled() =>
+                {
                     Transition::Fail {
                         error: format!("interrupted because the service shut down: {error}"),
                     }
@@ -328,10 +364,14 @@ async fn drive<F: std::future::Future + Unpin>(
     progress: &ProgressReceiver,
 ) -> F::Output {
     let interval = inner.config.progress_interval;
-    // The first report is stored at once; read the clock only once there is one.
-    let mut next_write: Option<Instant> = None;
+    // The first report is stored at once; the timer exists from the first write on and is
+    // reset, not remade, after each one.
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut pending = false;
     let mut write: Option<BoxFuture<'_, Result<ProgressAck, StorageError>>> = None;
+    // Made once: a fresh `cancelled()` future per turn of the loop would register anew.
+    let abandon = inner.abandon.cancelled();
+    tokio::pin!(abandon);
     let output = loop {
         tokio::select! {
             biased;
@@ -341,14 +381,18 @@ async fn drive<F: std::future::Future + Unpin>(
                 handle_ack(id, running, ack);
             }
             _ = progress.changed(), if !pending => pending = true,
-            _ = sleep_until(next_write), if pending && write.is_none() => {
+            _ = elapsed(&mut timer), if pending && write.is_none() => {
                 pending = false;
                 if let Some(report) = progress.take() {
                     write = Some(inner.repository.update_progress(id, attempt, report));
-                    next_write = Some(Instant::now() + interval);
+                    let next = Instant::now() + interval;
+                    match timer.as_mut() {
+                        Some(timer) => timer.as_mut().reset(next),
+                        None => timer = Some(Box::pin(tokio::time::sleep_until(next))),
+                    }
                 }
             }
-            _ = inner.abandon.cancelled(), if !running.token.is_cancelled() => running.token.cancel(),
+            _ = &mut abandon, if !running.token().is_cancelled() => running.token().cancel(),
         }
     };
     if let Some(write) = write {
@@ -357,10 +401,10 @@ async fn drive<F: std::future::Future + Unpin>(
     output
 }
 
-/// Sleeps until `deadline`, or not at all when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline).await;
+/// Completes when `timer` has elapsed, or at once when there is none yet.
+async fn elapsed(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    if let Some(timer) = timer {
+        timer.as_mut().await;
     }
 }
 
@@ -384,7 +428,7 @@ fn handle_ack(id: JobId, running: &RunningJob, ack: Result<ProgressAck, StorageE
     match ack {
         Ok(ProgressAck::Stored {
             cancel_requested: true,
-        }) if !running.token.is_cancelled() => running.cancel_by_user(),
+        }) if !running.token().is_cancelled() => running.cancel_by_user(),
         Ok(_) => {}
         Err(error) => tracing::warn!(job.id = %id, %error, "could not store progress"),
     }

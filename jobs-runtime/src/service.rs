@@ -383,7 +383,7 @@ impl Jobs {
         // These were running on the aborted workers; the compare-and-set leaves alone any
         // that finished after all.
         for (id, job) in abandoned {
-            let expected = jobs_core::Expected::new(JobStatus::Running, job.attempt);
+            let expected = jobs_core::Expected::new(JobStatus::Running, job.attempt());
             let transition = jobs_core::Transition::Fail {
                 error: "abandoned: the job did not stop within the shutdown grace period".into(),
             };

@@ -1,6 +1,6 @@
 //! An in-memory job repository.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jobs_core::{
@@ -10,6 +10,8 @@ use jobs_core::{
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+use crate::id_hash::IdMap;
 
 /// Job metadata and results in this process's memory.
 ///
@@ -27,13 +29,24 @@ pub struct InMemoryRepository {
 
 #[derive(Default)]
 struct State {
-    // Ordered by id, which is time-ordered (UUID v7): listing newest first is a reverse range.
-    jobs: BTreeMap<JobId, Job>,
-    results: HashMap<JobId, Value>,
+    // Every job with its result, in the order stored; `index` finds one by id.
+    entries: Vec<Entry>,
+    index: IdMap<u32>,
+    // Ids in order, which is time order (UUID v7): listing newest first is a reverse range.
+    order: BTreeSet<JobId>,
     // Jobs per status, indexed like `JobStatus::ALL`, kept up to date on every change.
     counts: [usize; JobStatus::ALL.len()],
-    // The same per job type.
-    counts_by_type: HashMap<String, [usize; JobStatus::ALL.len()]>,
+    // The same per job type; an entry keeps the slot of its type, so a change updates
+    // these without hashing the type's name.
+    types: Vec<(String, [usize; JobStatus::ALL.len()])>,
+    type_slots: HashMap<String, u32>,
+}
+
+struct Entry {
+    job: Job,
+    // Stored apart from the job's metadata: only `get_result` reads it.
+    result: Option<Value>,
+    type_slot: u32,
 }
 
 fn slot(status: JobStatus) -> usize {
@@ -44,25 +57,38 @@ fn slot(status: JobStatus) -> usize {
 }
 
 impl State {
-    fn added(&mut self, job_type: &str, status: JobStatus) {
-        self.counts[slot(status)] += 1;
-        match self.counts_by_type.get_mut(job_type) {
-            Some(counts) => counts[slot(status)] += 1,
-            None => {
-                let mut counts = [0; JobStatus::ALL.len()];
-                counts[slot(status)] = 1;
-                self.counts_by_type.insert(job_type.to_owned(), counts);
-            }
-        }
+    fn get(&self, id: &JobId) -> Option<&Entry> {
+        self.index.get(id).map(|at| &self.entries[*at as usize])
     }
 
-    fn moved(&mut self, job_type: &str, from: JobStatus, to: JobStatus) {
+    fn get_mut(&mut self, id: &JobId) -> Option<&mut Entry> {
+        self.index.get(id).map(|at| &mut self.entries[*at as usize])
+    }
+
+    /// The slot of `job_type`, made on first sight.
+    fn type_slot(&mut self, job_type: &str) -> u32 {
+        // Jobs come in runs of one type: try the newest entry's type before hashing.
+        if let Some(last) = self.entries.last() {
+            if self.types[last.type_slot as usize].0 == job_type {
+                return last.type_slot;
+            }
+        }
+        if let Some(slot) = self.type_slots.get(job_type) {
+            return *slot;
+        }
+        let slot = self.types.len() as u32;
+        self.types
+            .push((job_type.to_owned(), [0; JobStatus::ALL.len()]));
+        self.type_slots.insert(job_type.to_owned(), slot);
+        slot
+    }
+
+    fn moved(&mut self, type_slot: u32, from: JobStatus, to: JobStatus) {
         self.counts[slot(from)] -= 1;
         self.counts[slot(to)] += 1;
-        if let Some(counts) = self.counts_by_type.get_mut(job_type) {
-            counts[slot(from)] -= 1;
-            counts[slot(to)] += 1;
-        }
+        let counts = &mut self.types[type_slot as usize].1;
+        counts[slot(from)] -= 1;
+        counts[slot(to)] += 1;
     }
 }
 
@@ -92,7 +118,7 @@ impl InMemoryRepository {
 
     /// How many jobs are stored.
     pub fn len(&self) -> usize {
-        self.lock().jobs.len()
+        self.lock().entries.len()
     }
 
     /// Whether no job is stored.
@@ -115,16 +141,32 @@ impl InMemoryRepository {
 
     fn insert_now(&self, job: Job) -> Result<(), StorageError> {
         let mut state = self.lock();
-        if state.jobs.contains_key(&job.id) {
-            return Err(StorageError::new(format!(
-                "a job with id {} is already stored",
-                job.id
-            )));
+        let at = u32::try_from(state.entries.len())
+            .map_err(|_| StorageError::new("the in-memory repository is full"))?;
+        let id = job.id;
+        match state.index.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                return Err(StorageError::new(format!(
+                    "a job with id {id} is already stored"
+                )))
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
         }
-        let (id, job_type) = (job.id, job.job_type.clone());
-        state.added(&job.job_type, job.status);
-        state.jobs.insert(id, job);
-        self.publish(|| JobEvent::Submitted { id, job_type });
+        let type_slot = state.type_slot(&job.job_type);
+        state.counts[slot(job.status)] += 1;
+        state.types[type_slot as usize].1[slot(job.status)] += 1;
+        state.order.insert(id);
+        self.publish(|| JobEvent::Submitted {
+            id,
+            job_type: job.job_type.clone(),
+        });
+        state.entries.push(Entry {
+            job,
+            result: None,
+            type_slot,
+        });
         Ok(())
     }
 
@@ -135,9 +177,10 @@ impl InMemoryRepository {
         transition: Transition,
     ) -> TransitionOutcome {
         let mut state = self.lock();
-        let Some(job) = state.jobs.get_mut(&id) else {
+        let Some(entry) = state.get_mut(&id) else {
             return TransitionOutcome::NotFound;
         };
+        let job = &mut entry.job;
         let from = job.status;
         if let Err(error) = job.apply(expected, &transition) {
             let current = match error {
@@ -150,18 +193,20 @@ impl InMemoryRepository {
             };
         }
         let job = job.clone();
-        state.moved(&job.job_type, from, job.status);
+        let type_slot = entry.type_slot;
         match transition {
             Transition::Start => self.publish(|| JobEvent::Started {
                 id,
                 attempt: job.attempt,
             }),
             Transition::Succeed { result } => {
-                state.results.insert(id, result);
+                // `null` is what `get_result` answers for a succeeded job without one.
+                entry.result = Some(result).filter(|result| !result.is_null());
                 self.publish_finished(&job);
             }
             _ => self.publish_finished(&job),
         }
+        state.moved(type_slot, from, job.status);
         TransitionOutcome::Applied(job)
     }
 
@@ -175,7 +220,7 @@ impl InMemoryRepository {
 
     fn update_progress_now(&self, id: JobId, attempt: u32, progress: Progress) -> ProgressAck {
         let mut state = self.lock();
-        match state.jobs.get_mut(&id) {
+        match state.get_mut(&id).map(|entry| &mut entry.job) {
             Some(job) if job.status == JobStatus::Running && job.attempt == attempt => {
                 let cancel_requested = job.cancel_requested;
                 self.publish(|| JobEvent::Progress {
@@ -191,9 +236,11 @@ impl InMemoryRepository {
 
     fn request_cancel_now(&self, id: JobId) -> CancelOutcome {
         let mut state = self.lock();
-        let Some(job) = state.jobs.get_mut(&id) else {
+        let Some(entry) = state.get_mut(&id) else {
             return CancelOutcome::NotFound;
         };
+        let type_slot = entry.type_slot;
+        let job = &mut entry.job;
         match job.status {
             JobStatus::Queued => {
                 let expected = Expected::new(JobStatus::Queued, job.attempt);
@@ -201,7 +248,7 @@ impl InMemoryRepository {
                     return CancelOutcome::AlreadyFinished(job.status);
                 }
                 let job = job.clone();
-                state.moved(&job.job_type, JobStatus::Queued, JobStatus::Canceled);
+                state.moved(type_slot, JobStatus::Queued, JobStatus::Canceled);
                 self.publish_finished(&job);
                 CancelOutcome::CanceledQueued(job)
             }
@@ -223,14 +270,14 @@ impl InMemoryRepository {
         let state = self.lock();
         let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
         let range = match query.cursor {
-            Some(cursor) => state.jobs.range(..cursor),
-            None => state.jobs.range(..),
+            Some(cursor) => state.order.range(..cursor),
+            None => state.order.range(..),
         };
         let mut jobs: Vec<Job> = Vec::with_capacity(limit.min(64));
         let mut more = false;
         for job in range
             .rev()
-            .map(|(_, job)| job)
+            .filter_map(|id| state.get(id).map(|entry| &entry.job))
             .filter(|job| query.matches(job))
         {
             if jobs.len() == limit {
@@ -269,7 +316,7 @@ impl JobRepository for InMemoryRepository {
     }
 
     fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
-        let job = self.lock().jobs.get(&id).cloned();
+        let job = self.lock().get(&id).map(|entry| entry.job.clone());
         Box::pin(async move { Ok(job) })
     }
 
@@ -305,8 +352,10 @@ impl JobRepository for InMemoryRepository {
 
     fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>> {
         let state = self.lock();
-        let result = match state.jobs.get(&id) {
-            Some(job) if job.status == JobStatus::Succeeded => state.results.get(&id).cloned(),
+        let result = match state.get(&id) {
+            Some(entry) if entry.job.status == JobStatus::Succeeded => {
+                Some(entry.result.clone().unwrap_or(Value::Null))
+            }
             _ => None,
         };
         drop(state);
@@ -320,7 +369,7 @@ impl JobRepository for InMemoryRepository {
     fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
         let state = self.lock();
         let mut counts: Vec<JobCount> = state
-            .counts_by_type
+            .types
             .iter()
             .flat_map(|(job_type, counts)| {
                 JobStatus::ALL
@@ -393,7 +442,11 @@ mod tests {
             },
         );
         assert_eq!(result(job.id), Some(serde_json::json!({"ok": true})));
-        assert_eq!(repo.lock().results.len(), 1, "kept in its own map");
+        assert_eq!(
+            repo.lock().get(&job.id).unwrap().result,
+            Some(serde_json::json!({"ok": true})),
+            "kept beside the job, not in it"
+        );
 
         let failed = queued(&repo, "T");
         repo.transition_now(
@@ -497,7 +550,7 @@ mod tests {
             repo.update_progress_now(job.id, 2, Progress::new(60, "")),
             ProgressAck::NotRunning
         );
-        let stored = repo.lock().jobs[&job.id].clone();
+        let stored = repo.lock().get(&job.id).unwrap().job.clone();
         assert_eq!(stored.progress, Some(Progress::new(50, "half")));
         assert_eq!(
             stored.status,
