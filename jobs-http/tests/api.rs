@@ -1,6 +1,7 @@
 //! Every route and error code of the HTTP API, with authentication on and off, SSE
 //! delivery, and malformed input.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -71,6 +72,23 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, value)
+}
+
+/// Reads an event stream's text until `done` holds, with a deadline.
+async fn read_stream_until(body: &mut Body, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done(&text) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("the awaited events did not arrive; got:\n{text}"))
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    text
 }
 
 /// Reads the job until `done` holds, with a deadline.
@@ -388,21 +406,45 @@ async fn events_of_a_job_arrive_as_server_sent_events() {
     let mut body = response.into_body();
     until(&app, &id, |job| job["status"] == "Running").await;
     call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !text.contains("event: finished") {
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .expect("the finish event arrives")
-            .expect("the stream stays open")
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            text.push_str(std::str::from_utf8(&data).unwrap());
-        }
-    }
+    let text = read_stream_until(&mut body, |text| text.contains("event: finished")).await;
     assert!(text.contains("event: cancelRequested"), "{text}");
     assert!(text.contains(&format!("\"id\":\"{id}\"")), "{text}");
     assert!(text.contains("\"status\":\"Canceled\""), "{text}");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_is_told_it_missed_events() {
+    // Room for two events only, and no workers: the submits below overflow it.
+    let repository = Arc::new(jobs_runtime::memory::InMemoryRepository::with_event_capacity(2));
+    let jobs = Jobs::builder()
+        .discover(false)
+        .concurrency(0)
+        .repository(repository)
+        .register(Double)
+        .start()
+        .unwrap();
+    let app = router(jobs.clone());
+    let response = app
+        .clone()
+        .oneshot(Request::get("/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    for n in 0..10 {
+        jobs.submit_job_with("Double", json!({ "n": n }))
+            .await
+            .unwrap();
+    }
+    let text = read_stream_until(&mut body, |text| {
+        text.matches("event: submitted").count() >= 2
+    })
+    .await;
+    // The notice comes first, with how many were skipped, then the events still held.
+    let lagged = text
+        .find("event: lagged\ndata: {\"missed\":8}")
+        .expect(&text);
+    assert!(lagged < text.find("event: submitted").unwrap(), "{text}");
     jobs.shutdown().await;
 }
 

@@ -1,8 +1,9 @@
 //! The dashboard end to end in headless Chromium: a person's path through the page —
 //! give the token, submit a job and watch its progress reach 100 %, read its result,
-//! cancel a running job, see a failing job's error, be told about a bad payload, filter
-//! by status — driven by `tests/e2e/dashboard.mjs` (playwright-core) against a real
-//! server, and then checked against the job store.
+//! cancel a running job, see a failing job's error (markup in it shown as text), be told
+//! about a bad payload, filter by status — driven by `tests/e2e/dashboard.mjs`
+//! (playwright-core) against a real server with the router mounted under a prefix, and
+//! then checked against the job store.
 //!
 //! Needs Debian's `chromium` and `npm ci --prefix jobs-http/tests/e2e`. Without them the
 //! test says so and passes locally; with `CI` set it fails.
@@ -19,6 +20,9 @@ use jobs_runtime::{
 use serde_json::{json, Value};
 
 const TOKEN: &str = "dashboard-secret";
+
+/// The error message of the failing job: markup that must be shown, never run.
+const HOSTILE: &str = "disk on fire <img src=x onerror=\"window.pwned=1\">";
 
 /// `{"steps": n, "delayMs": ms}`: n steps of ms each, reporting progress after each.
 struct Steps;
@@ -82,8 +86,10 @@ fn jobs() -> Jobs {
             ctx.cancelled().await;
             ctx.check_cancelled()
         }))
-        .register(executor_fn("Explode", |_ctx| async {
-            Err::<(), _>(JobError::failed("disk on fire"))
+        .register(executor_fn("Explode", |ctx| async move {
+            // The message comes from the payload: the page must show it as text.
+            let message = ctx.payload()["message"].as_str().unwrap_or("disk on fire");
+            Err::<(), _>(JobError::failed(message))
         }))
         .start()
         .unwrap()
@@ -131,9 +137,13 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
         }
     };
     let jobs = jobs();
-    let app = router_with(jobs.clone(), HttpOptions::new().bearer_token(TOKEN));
+    // Mounted under a prefix, as an application would next to its own routes.
+    let app = axum::Router::new().nest(
+        "/ops",
+        router_with(jobs.clone(), HttpOptions::new().bearer_token(TOKEN)),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let url = format!("http://{}/ops", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let screenshot = std::env::var_os("DASHBOARD_SCREENSHOT");
@@ -143,7 +153,8 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
             .arg(script)
             .arg(url)
             .env("CHROMIUM", chromium)
-            .env("JOBS_TOKEN", TOKEN);
+            .env("JOBS_TOKEN", TOKEN)
+            .env("HOSTILE", HOSTILE);
         if let Some(path) = screenshot {
             command.env("SCREENSHOT", path);
         }
@@ -178,7 +189,7 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
     );
     assert_eq!(
         status_of(&jobs, ids["failed"].as_str().unwrap()).await,
-        (JobStatus::Failed, Some("disk on fire".to_owned()))
+        (JobStatus::Failed, Some(HOSTILE.to_owned()))
     );
     let all = jobs.list_jobs(jobs_runtime::JobQuery::new()).await.unwrap();
     assert_eq!(all.jobs.len(), 3, "the refused submissions stored nothing");

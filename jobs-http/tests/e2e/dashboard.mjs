@@ -1,7 +1,8 @@
 // Drives the dashboard in headless Chromium; run by jobs-http/tests/dashboard.rs, which
 // starts the server with the job types used here and checks the store afterwards.
 //
-//   node dashboard.mjs <url>   (env: CHROMIUM = the browser, JOBS_TOKEN, SCREENSHOT = a .png path)
+//   node dashboard.mjs <url>   (env: CHROMIUM = the browser, JOBS_TOKEN, HOSTILE = an error
+//                               message with markup, SCREENSHOT = a .png path)
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -115,10 +116,16 @@ try {
   await waitForStatus(canceled, "Canceled");
   ok("the cancel button stopped a running job, which showed as Canceled");
 
-  const failed = await submitJob("Explode", "null");
+  const hostile = process.env.HOSTILE || "disk on fire";
+  const failed = await submitJob("Explode", JSON.stringify({ message: hostile }));
   await waitForStatus(failed, "Failed");
   await page.locator(`tr.job[data-id="${failed}"] .job-error`).filter({ hasText: "disk on fire" }).waitFor();
-  ok("a failing job showed as Failed with its error message");
+  const shown = await page.locator(`tr.job[data-id="${failed}"] .job-error`).textContent();
+  if (shown !== hostile) throw new Error(`the error shows as ${JSON.stringify(shown)}`);
+  if (await page.evaluate(() => window.pwned !== undefined || document.querySelector("tr.job img") !== null)) {
+    throw new Error("markup in a job's error was run as HTML");
+  }
+  ok("a failing job showed as Failed with its error message, markup in it shown as text");
 
   await submit("Steps", '{"steps": "many"}');
   await page.locator("#submit-message.error").filter({ hasText: "invalid" }).waitFor();
