@@ -295,7 +295,10 @@ impl PostgresBackend {
         let (finishes, finish_queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(crate::batch::write_finishes(
             pool.clone(),
-            sql.finish_many.clone(),
+            crate::batch::FinishSql {
+                finish_many: sql.finish_many.clone(),
+                notify: sql.notify.clone(),
+            },
             finish_queue,
             stop.clone(),
         ));
@@ -432,6 +435,7 @@ impl PostgresBackend {
         let (tx, rx) = oneshot::channel();
         let pool = self.pool.clone();
         let claim = self.sql.claim.clone();
+        let notify = self.sql.notify.clone();
         let worker_id = self.worker_id.clone();
         let lease_ms = self.options.lease.as_millis() as i64;
         let shared = self.shared.clone();
@@ -445,6 +449,11 @@ impl PostgresBackend {
                 .await
                 .map_err(storage("could not claim jobs"))
                 .and_then(|rows| rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>());
+            if let Ok(jobs) = &claimed {
+                // Announced before the jobs run, so `started` comes before `finished`.
+                let events: Vec<JobEvent> = jobs.iter().map(crate::batch::event_of).collect();
+                crate::batch::announce(&pool, &notify, &events).await;
+            }
             let answer = claimed.map(|jobs| {
                 let count = jobs.len();
                 for job in &jobs {
@@ -510,9 +519,9 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
             received = listener.try_recv() => received,
         };
         match received {
-            Ok(Some(notification)) => {
-                match serde_json::from_str::<JobEvent>(notification.payload()) {
-                    Ok(event) => {
+            Ok(Some(notification)) => match events_in(notification.payload()) {
+                Ok(events) => {
+                    for event in events {
                         match &event {
                             JobEvent::Submitted { .. } => shared.wake.notify_one(),
                             JobEvent::CancelRequested { id } => {
@@ -524,11 +533,11 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
                             let _ = shared.events.send(event);
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, payload = notification.payload(), "unreadable job notification")
-                    }
                 }
-            }
+                Err(error) => {
+                    tracing::warn!(%error, payload = notification.payload(), "unreadable job notification")
+                }
+            },
             Ok(None) => {
                 tracing::warn!("lost the notification connection; reconnecting");
                 shared.wake.notify_waiters();
@@ -542,6 +551,16 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
                 }
             }
         }
+    }
+}
+
+/// The events of one notification: a single event, or an array of them (statements that
+/// change many rows announce them together).
+fn events_in(payload: &str) -> Result<Vec<JobEvent>, serde_json::Error> {
+    if payload.starts_with('[') {
+        serde_json::from_str(payload)
+    } else {
+        serde_json::from_str(payload).map(|event| vec![event])
     }
 }
 
@@ -904,5 +923,26 @@ impl JobQueue for PostgresBackend {
             let _no_claim_in_flight = self.claim_lock.lock().await;
             self.release(self.shared.claimed.drain()).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_carries_one_event_or_an_array_of_them() {
+        let id = JobId::new();
+        let one = format!(r#"{{"event":"started","id":"{id}","attempt":1}}"#);
+        assert_eq!(
+            events_in(&one).unwrap(),
+            vec![JobEvent::Started { id, attempt: 1 }]
+        );
+        let many =
+            format!(r#"[{one},{{"event":"finished","id":"{id}","status":"Failed","error":"no"}}]"#);
+        let events = events_in(&many).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].job_id(), id);
+        assert!(events_in("not json").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use jobs_core::{CancellationToken, Job, JobId, JobStatus, StorageError};
+use jobs_core::{CancellationToken, Job, JobEvent, JobId, JobStatus, StorageError};
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::PgPool;
@@ -85,6 +85,67 @@ pub(crate) struct Finish {
     pub(crate) reply: oneshot::Sender<Result<Option<Job>, StorageError>>,
 }
 
+/// The largest notification payload sent (PostgreSQL refuses 8,000 bytes and more).
+const MAX_NOTIFICATION_BYTES: usize = 7_500;
+
+/// The longest error message an event carries; `get_job` has it whole.
+const MAX_EVENT_TEXT_CHARS: usize = 500;
+
+/// The event of a job a batch statement changed: `started` after a claim, `finished`
+/// after a finish.
+pub(crate) fn event_of(job: &Job) -> JobEvent {
+    if job.status == JobStatus::Running {
+        JobEvent::Started {
+            id: job.id,
+            attempt: job.attempt,
+        }
+    } else {
+        JobEvent::Finished {
+            id: job.id,
+            status: job.status,
+            error: job
+                .error
+                .as_ref()
+                .map(|error| error.chars().take(MAX_EVENT_TEXT_CHARS).collect()),
+        }
+    }
+}
+
+/// Announces `events` on the backend's channel, as JSON arrays of at most
+/// `MAX_NOTIFICATION_BYTES` each. The changes are committed already: a failure here only
+/// costs listeners the events (workers poll, waiters re-read), so it is logged.
+pub(crate) async fn announce(pool: &PgPool, notify_sql: &str, events: &[JobEvent]) {
+    for payload in payloads(events) {
+        if let Err(error) = sqlx::query(notify_sql).bind(&payload).execute(pool).await {
+            tracing::warn!(%error, "could not announce job events");
+        }
+    }
+}
+
+/// The events as JSON arrays that each fit in a notification.
+fn payloads(events: &[JobEvent]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::from("[");
+    for event in events {
+        let Ok(json) = serde_json::to_string(event) else {
+            continue;
+        };
+        if current.len() > 1 && current.len() + json.len() + 2 > MAX_NOTIFICATION_BYTES {
+            current.push(']');
+            payloads.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&json);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        payloads.push(current);
+    }
+    payloads
+}
+
 /// The most finishes written in one statement.
 const MAX_FINISHES: usize = 500;
 
@@ -92,7 +153,7 @@ const MAX_FINISHES: usize = 500;
 /// is empty.
 pub(crate) async fn write_finishes(
     pool: PgPool,
-    sql: String,
+    sql: FinishSql,
     mut queue: mpsc::UnboundedReceiver<Finish>,
     stop: CancellationToken,
 ) {
@@ -116,9 +177,17 @@ pub(crate) async fn write_finishes(
     }
 }
 
+/// The statements of the finish writer.
+pub(crate) struct FinishSql {
+    /// Writes many finishes.
+    pub(crate) finish_many: String,
+    /// Announces events.
+    pub(crate) notify: String,
+}
+
 /// Writes a batch; if the statement fails, writes each finish on its own, so that one
 /// bad row (one the database refuses) cannot fail the others.
-async fn write(pool: &PgPool, sql: &str, batch: Vec<Finish>) {
+async fn write(pool: &PgPool, sql: &FinishSql, batch: Vec<Finish>) {
     // One finish per job in a statement: a second one for the same job (an abandoned
     // attempt's failure racing its own success at shutdown) is answered "not applied".
     let mut seen = std::collections::HashSet::new();
@@ -163,7 +232,7 @@ fn outcome_error(error: sqlx::Error) -> StorageError {
 
 async fn write_once(
     pool: &PgPool,
-    sql: &str,
+    sql: &FinishSql,
     batch: &[Finish],
 ) -> Result<HashMap<JobId, Result<Job, StorageError>>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|f| *f.id.as_uuid()).collect();
@@ -172,7 +241,7 @@ async fn write_once(
     let errors: Vec<Option<&str>> = batch.iter().map(|f| f.error.as_deref()).collect();
     let results: Vec<Option<Json<&Value>>> =
         batch.iter().map(|f| f.result.as_ref().map(Json)).collect();
-    let rows = sqlx::query(sql)
+    let rows = sqlx::query(&sql.finish_many)
         .bind(ids)
         .bind(attempts)
         .bind(statuses)
@@ -180,13 +249,13 @@ async fn write_once(
         .bind(results)
         .fetch_all(pool)
         .await?;
-    let mut applied = HashMap::new();
-    for row in rows {
-        if let Ok(job) = job_from_row(&row) {
-            applied.insert(job.id, Ok(job));
-        }
-    }
-    Ok(applied)
+    let jobs: Vec<Job> = rows
+        .iter()
+        .filter_map(|row| job_from_row(row).ok())
+        .collect();
+    let events: Vec<JobEvent> = jobs.iter().map(event_of).collect();
+    announce(pool, &sql.notify, &events).await;
+    Ok(jobs.into_iter().map(|job| (job.id, Ok(job))).collect())
 }
 
 /// Whether any string in `value` (keys included) holds a NUL character, which PostgreSQL
@@ -213,3 +282,47 @@ pub(crate) fn without_nul(text: String) -> String {
 
 /// The sending side, shared by the backend's callers.
 pub(crate) type FinishQueue = Arc<mpsc::UnboundedSender<Finish>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_into_payloads_under_the_limit() {
+        // 300 failures with the longest messages an event carries (500 three-byte chars).
+        let events: Vec<JobEvent> = (0..300)
+            .map(|_| {
+                let mut job = Job::new("T", Value::Null);
+                job.status = JobStatus::Failed;
+                job.error = Some("€".repeat(2_000));
+                event_of(&job)
+            })
+            .collect();
+        let split = payloads(&events);
+        assert!(split.len() > 1);
+        let mut parsed = 0;
+        for payload in &split {
+            assert!(
+                payload.len() <= MAX_NOTIFICATION_BYTES,
+                "{} bytes",
+                payload.len()
+            );
+            let batch: Vec<JobEvent> = serde_json::from_str(payload).unwrap();
+            for event in &batch {
+                let JobEvent::Finished {
+                    error: Some(error), ..
+                } = event
+                else {
+                    panic!("a finished event with its error");
+                };
+                assert_eq!(error.chars().count(), MAX_EVENT_TEXT_CHARS);
+            }
+            parsed += batch.len();
+        }
+        assert_eq!(parsed, 300, "every event, once");
+        assert!(
+            payloads(&[]).is_empty(),
+            "nothing to announce, no notification"
+        );
+    }
+}

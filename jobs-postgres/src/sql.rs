@@ -32,6 +32,7 @@ pub(crate) struct Statements {
     pub(crate) heartbeat: String,
     pub(crate) rescue_lock: String,
     pub(crate) rescue: String,
+    pub(crate) notify: String,
 }
 
 impl Statements {
@@ -92,7 +93,7 @@ impl Statements {
                     &format!("CASE WHEN status = 'Running' THEN {started_event} ELSE {finished_event} END")
                 )
             ),
-            // Many finishes in one statement: $1 ids, $2 attempts, $3 statuses, $4 errors,
+            // Many finishes in one statement (announced after the commit by `notify`): $1 ids, $2 attempts, $3 statuses, $4 errors,
             // $5 results. Only rows still `Running` at their attempt change.
             finish_many: format!(
                 "WITH input AS (
@@ -109,8 +110,7 @@ impl Statements {
                      INSERT INTO {results} (job_id, result)
                      SELECT i.id, i.result FROM input i JOIN updated u ON u.id = i.id
                      WHERE u.status = 'Succeeded' AND i.result <> 'null'::jsonb)
-                 SELECT {COLUMNS}, {} FROM updated",
-                notify(channel, finished_event)
+                 SELECT {COLUMNS} FROM updated"
             ),
             current: format!("SELECT status, attempt FROM {jobs} WHERE id = $1"),
             progress: format!(
@@ -146,7 +146,8 @@ impl Statements {
                  LEFT JOIN {results} r ON r.job_id = j.id
                  WHERE j.id = $1 AND j.status = 'Succeeded'"
             ),
-            // $1 worker id, $2 lease in ms, $3 how many.
+            // $1 worker id, $2 lease in ms, $3 how many. Announced after the commit by
+            // `notify`.
             claim: format!(
                 "WITH picked AS MATERIALIZED (
                      SELECT id FROM {jobs} WHERE status = 'Queued'
@@ -157,8 +158,7 @@ impl Statements {
                          worker_id = $1, lease_expires_at = now() + $2 * interval '1 millisecond'
                      FROM picked p WHERE j.id = p.id
                      RETURNING j.*)
-                 SELECT {COLUMNS}, {} FROM claimed ORDER BY id",
-                notify(channel, started_event)
+                 SELECT {COLUMNS} FROM claimed ORDER BY id"
             ),
             // Gives back jobs claimed but never started ($1 ids, $2 attempts): queued again,
             // or canceled if a cancel was requested meanwhile.
@@ -212,6 +212,12 @@ impl Statements {
                  SELECT status, {} FROM rescued",
                 notify(channel, &requeued_or_finished)
             ),
+            // $1 a JSON array of events. The batch statements (claim, finishes) announce
+            // their changes with this, after their commit: a transaction that notifies
+            // holds PostgreSQL's notification-queue lock through its commit, WAL flush
+            // included, so notifying inside them would serialize their commits. This one
+            // writes no data, so it holds that lock only for a moment.
+            notify: format!("SELECT pg_notify('{channel}', $1)"),
         }
     }
 }
