@@ -7,7 +7,8 @@
 //! Scenarios:
 //! - `bulk`: submit N no-op jobs up front, then start C workers and time the drain.
 //! - `latency`: submit N jobs one at a time, each waited for before the next;
-//!   submit→start and submit→finish percentiles.
+//!   submit→start and submit→finish percentiles, with the caller a task of the runtime
+//!   and with the caller outside it.
 //! - `interleaved`: submitters and C workers at once (as many submitting tasks as
 //!   workers); jobs/second from the first submit until every job has succeeded.
 //! - `progress`: bulk, with every job reporting progress 100 times; jobs/second, and how
