@@ -433,8 +433,10 @@ async fn concurrency_n_runs_n_jobs_at_the_same_time(env: Env) {
 
 async fn progress_is_visible_while_running(env: Env) {
     let jobs = env.start(1);
-    let job = jobs.submit_job("Blocker").await.unwrap();
+    // Subscribed before the submit: the first report is stored at once, and may come
+    // before the submit call returns.
     let mut events = jobs.subscribe();
+    let job = jobs.submit_job("Blocker").await.unwrap();
     wait_for_status(&jobs, job.id, JobStatus::Running).await;
     until(
         &jobs,
