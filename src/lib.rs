@@ -123,7 +123,7 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
         job_executor, Job, JobContext, JobError, JobHandle, JobId, JobQuery, JobStatus, Jobs,
-        JobsError, SubmitError,
+        JobsError, SubmitError, SubmitOptions,
     };
 }
 
@@ -133,8 +133,8 @@ pub mod __private {
     pub use jobs_core::inventory;
     pub use jobs_core::macro_support::*;
     pub use jobs_core::{
-        BoxFuture, ExecutionError, ExecutorRegistration, JobContext, JobExecutor, JobType, NoArgs,
-        PayloadError, SourceLocation,
+        Backoff, BoxFuture, ExecutionError, ExecutorRegistration, JobContext, JobExecutor,
+        JobPolicy, JobType, NoArgs, PayloadError, SourceLocation,
     };
     pub use serde_json::Value;
     pub use std::sync::Arc;

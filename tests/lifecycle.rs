@@ -732,7 +732,7 @@ async fn a_repeated_delivery_of_a_running_job_does_not_hide_it_from_cancel(env: 
     wait_for_status(&jobs, job.id, JobStatus::Running).await;
     // The second worker receives the same id again, then a sentinel: once the sentinel
     // has run, the repeated delivery has been dealt with.
-    jobs.queue().enqueue(job.id).await.unwrap();
+    jobs.queue().enqueue(&job).await.unwrap();
     let sentinel = jobs.submit_job_with("Echo", json!("after")).await.unwrap();
     assert_eq!(
         finished(&jobs, sentinel.id).await.status,

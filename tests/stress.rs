@@ -45,7 +45,7 @@ async fn ten_thousand_jobs_on_four_services_each_run_exactly_once() {
             .await
             .unwrap();
         // Deliver every id a second time: the compare-and-set claim must reject it.
-        queue.enqueue(job.id).await.unwrap();
+        queue.enqueue(&job).await.unwrap();
         ids.push(job.id);
     }
 

@@ -86,6 +86,14 @@ pub enum SubmitError {
         /// The limit, in bytes of compact JSON.
         limit: usize,
     },
+    /// The submission's options cannot be honoured (a zero timeout, say).
+    #[error("invalid options for job type `{job_type}`: {reason}")]
+    InvalidOptions {
+        /// The job type.
+        job_type: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The service has been shut down; start a new one to submit again.
     #[error("the job service has shut down: start a new one to submit jobs")]
     ShutDown,
@@ -145,19 +153,62 @@ pub enum JobsError {
 #[error("{message}")]
 pub struct ExecutionError {
     message: String,
+    kind: ErrorKind,
+}
+
+/// What an [`ExecutionError`] asks of the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A failure, tried again if the job's policy allows.
+    Retryable,
+    /// A failure that is final.
+    Permanent,
+    /// Run again after this long; not a failure.
+    Snooze(std::time::Duration),
 }
 
 impl ExecutionError {
-    /// An error with the given message.
+    /// A failure with the given message, retried if the job's policy allows. A
+    /// [`JobError`] keeps its kind: use [`ExecutionError::from_job_error`] (or
+    /// [`into_execution_result`](crate::into_execution_result), which does).
     pub fn new(message: impl fmt::Display) -> Self {
         Self {
             message: message.to_string(),
+            kind: ErrorKind::Retryable,
+        }
+    }
+
+    /// A failure that is final, whatever retries remain.
+    pub fn permanent(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+            kind: ErrorKind::Permanent,
+        }
+    }
+
+    /// The error of a [`JobError`], with its kind: `Permanent` stays final, `Snooze`
+    /// asks for a later run.
+    pub fn from_job_error(error: &JobError) -> Self {
+        let kind = match error {
+            JobError::Permanent(_) => ErrorKind::Permanent,
+            JobError::Snooze(delay) => ErrorKind::Snooze(*delay),
+            JobError::Failed(_) | JobError::Canceled => ErrorKind::Retryable,
+        };
+        Self {
+            message: error.to_string(),
+            kind,
         }
     }
 
     /// The message stored on the failed job.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// What the error asks of the runtime.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 }
 
@@ -181,15 +232,33 @@ pub enum JobError {
     /// The job was asked to stop (canceled, or the service is shutting down).
     #[error("the job was canceled")]
     Canceled,
-    /// The job failed with this message.
+    /// The job failed with this message; it is tried again if its policy allows.
     #[error("{0}")]
     Failed(String),
+    /// The job failed in a way another attempt cannot fix (bad input, a record that is
+    /// gone): it is `Failed` at once, whatever retries remain.
+    #[error("{0}")]
+    Permanent(String),
+    /// Not a failure: run the job again after this long (the resource it needs is busy,
+    /// its input is not ready). The attempt does not count against its retries.
+    #[error("snoozed for {0:?}")]
+    Snooze(std::time::Duration),
 }
 
 impl JobError {
-    /// A failure with the message of `error`.
+    /// A failure with the message of `error`, retried if the job's policy allows.
     pub fn failed(error: impl fmt::Display) -> Self {
         JobError::Failed(error.to_string())
+    }
+
+    /// A failure that is final, whatever retries remain.
+    pub fn permanent(error: impl fmt::Display) -> Self {
+        JobError::Permanent(error.to_string())
+    }
+
+    /// Asks to run the job again after `delay`, without counting a failure.
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        JobError::Snooze(delay)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{JobId, JobStatus, Progress};
+use crate::{JobId, JobStatus, Progress, Timestamp};
 
 /// Something that happened to a job. Repositories publish these as they apply changes, so
 /// a subscriber sees the changes of every process that shares the repository.
@@ -40,6 +40,19 @@ pub enum JobEvent {
         /// The job.
         id: JobId,
     },
+    /// A running job went back to the queue: a failed attempt to be tried again (with
+    /// its error), or a snooze (without one). It waits until `run_at`.
+    #[serde(rename_all = "camelCase")]
+    Requeued {
+        /// The job.
+        id: JobId,
+        /// The attempt that ended.
+        attempt: u32,
+        /// When the next attempt may start.
+        run_at: Timestamp,
+        /// The failed attempt's error; `None` for a snooze.
+        error: Option<String>,
+    },
     /// The job reached a terminal state.
     #[serde(rename_all = "camelCase")]
     Finished {
@@ -60,6 +73,7 @@ impl JobEvent {
             | JobEvent::Started { id, .. }
             | JobEvent::Progress { id, .. }
             | JobEvent::CancelRequested { id }
+            | JobEvent::Requeued { id, .. }
             | JobEvent::Finished { id, .. } => *id,
         }
     }

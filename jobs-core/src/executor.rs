@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{BoxFuture, ExecutionError, JobContext, PayloadError};
+use crate::{BoxFuture, ExecutionError, JobContext, JobPolicy, PayloadError};
 
 /// Runs the jobs of one type.
 ///
@@ -36,6 +36,12 @@ pub trait JobExecutor: Send + Sync + 'static {
     fn args_schema(&self) -> Option<Value> {
         None
     }
+
+    /// The type's retries, time limit, priority and backoff. `#[job_executor]` fills it
+    /// from its options; the default is no retries, no limit, priority 0.
+    fn policy(&self) -> JobPolicy {
+        JobPolicy::new()
+    }
 }
 
 /// An executor made from a closure; see [`executor_fn`].
@@ -43,6 +49,7 @@ pub struct FnExecutor<F> {
     job_type: String,
     run: F,
     args_schema: Option<Value>,
+    policy: JobPolicy,
 }
 
 impl<F> FnExecutor<F> {
@@ -50,6 +57,12 @@ impl<F> FnExecutor<F> {
     /// It documents the payload; it does not validate it.
     pub fn with_args_schema(mut self, schema: Value) -> Self {
         self.args_schema = Some(schema);
+        self
+    }
+
+    /// Sets the type's retries, time limit, priority and backoff.
+    pub fn with_policy(mut self, policy: JobPolicy) -> Self {
+        self.policy = policy;
         self
     }
 }
@@ -71,12 +84,13 @@ where
     F: Fn(JobContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Serialize,
-    E: fmt::Display,
+    E: fmt::Display + 'static,
 {
     FnExecutor {
         job_type: job_type.into(),
         run,
         args_schema: None,
+        policy: JobPolicy::new(),
     }
 }
 
@@ -85,7 +99,7 @@ where
     F: Fn(JobContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Serialize,
-    E: fmt::Display,
+    E: fmt::Display + 'static,
 {
     fn job_type(&self) -> &str {
         &self.job_type
@@ -98,6 +112,10 @@ where
 
     fn args_schema(&self) -> Option<Value> {
         self.args_schema.clone()
+    }
+
+    fn policy(&self) -> JobPolicy {
+        self.policy
     }
 }
 
@@ -202,14 +220,21 @@ pub fn deserialize_args<T: DeserializeOwned>(payload: &Value) -> Result<T, Paylo
     T::deserialize(payload).map_err(PayloadError::new)
 }
 
-/// Turns an executor's typed outcome into what the processor stores.
-pub fn into_execution_result<T: Serialize, E: fmt::Display>(
+/// Turns an executor's typed outcome into what the processor stores. A [`JobError`]
+/// keeps its kind (`Permanent`, `Snooze`); any other error is a retryable failure with
+/// its `Display` text.
+pub fn into_execution_result<T: Serialize, E: fmt::Display + 'static>(
     outcome: Result<T, E>,
 ) -> Result<Value, ExecutionError> {
     match outcome {
         Ok(value) => serde_json::to_value(value)
             .map_err(|e| ExecutionError::new(format!("could not serialize the job's result: {e}"))),
-        Err(error) => Err(ExecutionError::new(error)),
+        Err(error) => Err(
+            match (&error as &dyn std::any::Any).downcast_ref::<crate::JobError>() {
+                Some(job_error) => ExecutionError::from_job_error(job_error),
+                None => ExecutionError::new(error),
+            },
+        ),
     }
 }
 
@@ -259,8 +284,8 @@ pub mod macro_support {
         label = "the job's error message is this type's `Display` output",
         note = "use a type that implements `Display`, such as `JobError`, `anyhow::Error` or a `thiserror` enum"
     )]
-    pub trait JobFailure: fmt::Display {}
-    impl<T: fmt::Display> JobFailure for T {}
+    pub trait JobFailure: fmt::Display + 'static {}
+    impl<T: fmt::Display + 'static> JobFailure for T {}
 
     /// Deserializes the payload into the executor's arguments.
     pub fn args<T: JobArgs>(payload: &Value) -> Result<T, PayloadError> {

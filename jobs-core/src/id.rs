@@ -35,7 +35,7 @@ fn encode(stamp: u64, random: u64) -> Uuid {
 }
 
 /// xorshift64*: fast, and plenty for the random part of an id (not for secrets).
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     RNG.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{JobId, JobStatus, Timestamp};
+use crate::{AttemptError, JobId, JobStatus, Timestamp};
 
 /// How far a running job has got, as reported by its executor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +52,25 @@ pub struct Job {
     pub started_at: Option<Timestamp>,
     /// When it reached a terminal state.
     pub finished_at: Option<Timestamp>,
+    /// Not started before this time: the submit time, a requested later time, or the end
+    /// of a retry's backoff. A `Queued` job with a future `run_at` is scheduled.
+    pub run_at: Timestamp,
+    /// Among jobs that are due, higher runs first.
+    #[serde(default)]
+    pub priority: i16,
+    /// How many attempts may fail before the job is `Failed`: 1 + its retries.
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    /// How long one attempt may run, in milliseconds; `None` is no limit.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The error of every failed attempt, oldest first.
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Job {
@@ -81,7 +100,18 @@ impl Job {
             created_at,
             started_at: None,
             finished_at: None,
+            run_at: created_at,
+            priority: 0,
+            max_attempts: 1,
+            timeout_ms: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// Whether another attempt may follow a failure of the current one.
+    pub fn may_retry(&self) -> bool {
+        // The failure being decided on is not in `errors` yet.
+        (self.errors.len() as u32).saturating_add(1) < self.max_attempts
     }
 
     /// Applies `transition` if the job is in the `expected` status and attempt.
@@ -129,8 +159,26 @@ impl Job {
             }
             Transition::Succeed { .. } | Transition::Cancel => self.finished_at = Some(now),
             Transition::Fail { error } => {
+                self.errors.push(AttemptError {
+                    attempt: self.attempt,
+                    message: error.clone(),
+                    at: now,
+                });
                 self.error = Some(error.clone());
                 self.finished_at = Some(now);
+            }
+            Transition::Retry { error, run_at } => {
+                self.errors.push(AttemptError {
+                    attempt: self.attempt,
+                    message: error.clone(),
+                    at: now,
+                });
+                self.run_at = *run_at;
+                self.progress = None;
+            }
+            Transition::Snooze { run_at } => {
+                self.run_at = *run_at;
+                self.progress = None;
             }
         }
         Ok(())
@@ -184,6 +232,19 @@ pub enum Transition {
     },
     /// `Queued → Canceled` or `Running → Canceled`.
     Cancel,
+    /// `Running → Queued` after a failed attempt that may be tried again: the error is
+    /// kept in [`Job::errors`] and the job waits until `run_at`.
+    Retry {
+        /// What went wrong in this attempt.
+        error: String,
+        /// When the next attempt may start (the end of the backoff).
+        run_at: Timestamp,
+    },
+    /// `Running → Queued` because the executor asked to run again later; not a failure.
+    Snooze {
+        /// When the next attempt may start.
+        run_at: Timestamp,
+    },
 }
 
 impl Transition {
@@ -194,6 +255,7 @@ impl Transition {
             Transition::Succeed { .. } => JobStatus::Succeeded,
             Transition::Fail { .. } => JobStatus::Failed,
             Transition::Cancel => JobStatus::Canceled,
+            Transition::Retry { .. } | Transition::Snooze { .. } => JobStatus::Queued,
         }
     }
 }

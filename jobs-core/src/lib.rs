@@ -13,13 +13,16 @@ mod event;
 mod executor;
 mod id;
 mod job;
+mod policy;
 mod queue;
 mod repository;
 mod status;
 mod time;
 
 pub use context::{JobContext, ProgressReceiver};
-pub use error::{ExecutionError, JobError, JobsError, PayloadError, StorageError, SubmitError};
+pub use error::{
+    ErrorKind, ExecutionError, JobError, JobsError, PayloadError, StorageError, SubmitError,
+};
 pub use event::JobEvent;
 pub use executor::{
     deserialize_args, executor_fn, into_execution_result, macro_support, ExecutorRegistration,
@@ -27,6 +30,7 @@ pub use executor::{
 };
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Expected, Job, Progress, Transition, TransitionError};
+pub use policy::{AttemptError, Backoff, JobPolicy, SubmitOptions};
 pub use queue::{Delivery, JobQueue};
 pub use repository::{
     BoxFuture, CancelOutcome, JobCount, JobPage, JobQuery, JobRepository, ProgressAck,

@@ -1,4 +1,4 @@
-//! The delivery contract: a FIFO of job ids.
+//! The delivery contract: due jobs by priority, first in first out within one.
 
 use crate::{BoxFuture, Job, JobId, StorageError};
 
@@ -38,14 +38,16 @@ impl Delivery {
     }
 }
 
-/// First-in, first-out delivery of job ids to workers.
+/// Delivery of jobs to workers: among the jobs that are due ([`Job::run_at`] reached),
+/// higher [`Job::priority`] first, and first in, first out within a priority.
 ///
 /// Delivery is at least once: a durable queue may deliver an id again after a worker died
 /// holding it. Workers claim each delivery with a compare-and-set `Queued → Running` in the
 /// repository, which makes a repeated delivery harmless.
 pub trait JobQueue: Send + Sync + 'static {
-    /// Appends `id` to the back of the queue.
-    fn enqueue(&self, id: JobId) -> BoxFuture<'_, Result<(), StorageError>>;
+    /// Queues `job` (stored, `Queued`): delivered once its `run_at` has come, in the order
+    /// of its priority.
+    fn enqueue(&self, job: &Job) -> BoxFuture<'_, Result<(), StorageError>>;
 
     /// Waits for the id at the front of the queue and hands it out. Cancel-safe: dropping
     /// the future before it completes loses no id.

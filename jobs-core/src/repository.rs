@@ -102,6 +102,8 @@ pub trait JobRepository: Send + Sync + 'static {
 }
 
 /// The answer to a [`JobRepository::transition`].
+// The job is moved out once per transition; boxing it would cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum TransitionOutcome {

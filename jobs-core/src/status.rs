@@ -66,6 +66,7 @@ impl JobStatus {
                 | (JobStatus::Running, JobStatus::Succeeded)
                 | (JobStatus::Running, JobStatus::Failed)
                 | (JobStatus::Running, JobStatus::Canceled)
+                | (JobStatus::Running, JobStatus::Queued)
         )
     }
 

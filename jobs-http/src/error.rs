@@ -83,6 +83,9 @@ impl From<SubmitError> for ApiError {
             SubmitError::InvalidPayload { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_payload", message)
             }
+            SubmitError::InvalidOptions { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_options", message)
+            }
             SubmitError::PayloadTooLarge { limit, .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
                     .with("limitBytes", json!(limit))

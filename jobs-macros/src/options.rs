@@ -6,7 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Lit, LitStr, Path, Token};
 
 /// The options the attribute accepts, as listed in error messages.
-const KNOWN_OPTIONS: &str = "`crate`";
+const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `crate`";
 
 /// What the attribute's arguments say.
 pub struct Options {
@@ -14,6 +14,24 @@ pub struct Options {
     pub job_type: LitStr,
     /// The path of the `jobs` crate (`::jobs` unless `crate = ...` is given).
     pub crate_path: Option<Path>,
+    /// `retries = n`: how often a failed job is tried again.
+    pub retries: Option<u32>,
+    /// `timeout = "30s"`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `backoff = "2s"`: the first retry's wait, in milliseconds.
+    pub backoff_ms: Option<u64>,
+    /// `priority = n`.
+    pub priority: Option<i16>,
+}
+
+impl Options {
+    /// Whether any run policy option was given.
+    pub fn has_policy(&self) -> bool {
+        self.retries.is_some()
+            || self.timeout_ms.is_some()
+            || self.backoff_ms.is_some()
+            || self.priority.is_some()
+    }
 }
 
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
@@ -28,7 +46,15 @@ pub fn parse(attr: TokenStream) -> syn::Result<Options> {
 
 fn parse_options(input: ParseStream) -> syn::Result<Options> {
     let job_type = parse_job_type(input)?;
-    let mut crate_path: Option<Path> = None;
+    let mut options = Options {
+        job_type,
+        crate_path: None,
+        retries: None,
+        timeout_ms: None,
+        backoff_ms: None,
+        priority: None,
+    };
+    let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
         input.parse::<Token![,]>()?;
         if input.is_empty() {
@@ -37,39 +63,149 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         let key = Ident::parse_any(input).map_err(|e| {
             syn::Error::new(
                 e.span(),
-                format!(
-                    "expected an option such as `crate = jobs`; known options: {KNOWN_OPTIONS}"
-                ),
+                format!("expected an option such as `retries = 3`; known options: {KNOWN_OPTIONS}"),
             )
         })?;
-        match key.to_string().as_str() {
-            "crate" => {
-                if crate_path.is_some() {
-                    return Err(syn::Error::new(
-                        key.span(),
-                        "option `crate` is given twice: keep one",
-                    ));
-                }
-                input.parse::<Token![=]>().map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected `=` after `crate`: write `crate = path::to::jobs`",
-                    )
-                })?;
-                crate_path = Some(parse_path_value(input)?);
-            }
+        let name = key.to_string();
+        let example = match name.as_str() {
+            "crate" => "crate = path::to::jobs",
+            "retries" => "retries = 3",
+            "timeout" => "timeout = \"30s\"",
+            "backoff" => "backoff = \"2s\"",
+            "priority" => "priority = 10",
             other => {
+                let hint = match other {
+                    "retry" | "max_retries" | "attempts" => " (did you mean `retries`?)",
+                    "timeout_ms" | "time_limit" => " (did you mean `timeout`?)",
+                    _ => "",
+                };
                 return Err(syn::Error::new(
                     key.span(),
-                    format!("unknown option `{other}`; expected one of: {KNOWN_OPTIONS}"),
+                    format!("unknown option `{other}`{hint}; expected one of: {KNOWN_OPTIONS}"),
                 ));
             }
+        };
+        if seen.contains(&name) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("option `{name}` is given twice: keep one"),
+            ));
+        }
+        seen.push(name.clone());
+        input.parse::<Token![=]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                format!("expected `=` after `{name}`: write `{example}`"),
+            )
+        })?;
+        match name.as_str() {
+            "crate" => options.crate_path = Some(parse_path_value(input)?),
+            "retries" => {
+                options.retries = Some(parse_whole::<u32>(input, "retries", "retries = 3")?)
+            }
+            "priority" => {
+                options.priority = Some(parse_whole::<i16>(input, "priority", "priority = 10")?)
+            }
+            "timeout" => options.timeout_ms = Some(parse_duration_value(input, "timeout")?),
+            "backoff" => options.backoff_ms = Some(parse_duration_value(input, "backoff")?),
+            _ => unreachable!("every known option is matched above"),
         }
     }
-    Ok(Options {
-        job_type,
-        crate_path,
+    Ok(options)
+}
+
+/// A whole number literal, possibly negative, that fits `T`.
+fn parse_whole<T>(input: ParseStream, name: &str, example: &str) -> syn::Result<T>
+where
+    T: std::str::FromStr + TryFrom<i128>,
+{
+    let negative = input.peek(Token![-]);
+    let minus = if negative {
+        Some(input.parse::<Token![-]>()?)
+    } else {
+        None
+    };
+    let lit: syn::LitInt = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{name}` takes a whole number: write `{example}`"),
+        )
+    })?;
+    let span = minus.map_or(lit.span(), |m| m.span);
+    let value: i128 = lit.base10_parse::<i128>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!("`{name}` takes a whole number: write `{example}`"),
+        )
+    })?;
+    let value = if negative { -value } else { value };
+    T::try_from(value).map_err(|_| {
+        let range = match name {
+            "retries" => "a whole number from 0 to 4294967295 (0: a failure is final)",
+            _ => "a whole number from -32768 to 32767 (higher runs first)",
+        };
+        syn::Error::new(
+            span,
+            format!("`{name} = {value}` is out of range: `{name}` is {range}"),
+        )
     })
+}
+
+/// A duration written as a string literal, such as `"30s"`, in milliseconds.
+fn parse_duration_value(input: ParseStream, name: &str) -> syn::Result<u64> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{name}` takes a duration as a string, such as `{name} = \"30s\"`"),
+        )
+    })?;
+    match parse_duration(&lit.value()) {
+        Ok(0) => Err(syn::Error::new(
+            lit.span(),
+            format!("`{name}` must be longer than zero"),
+        )),
+        Ok(ms) => Ok(ms),
+        Err(message) => Err(syn::Error::new(lit.span(), message)),
+    }
+}
+
+/// Parses `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"2d"` and sums such as `"1h30m"`, into
+/// milliseconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let help = "write a whole number and a unit (ms, s, m, h, d), such as \"500ms\", \"30s\", \"5m\" or \"1h30m\"";
+    let bad = || format!("`{text}` is not a duration: {help}");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        total = number
+            .checked_mul(scale)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
+    }
+    Ok(total)
 }
 
 fn parse_job_type(input: ParseStream) -> syn::Result<LitStr> {
@@ -155,7 +291,44 @@ mod tests {
         assert!(err(quote!(Export)).contains("string literal"));
         assert!(err(quote!(42)).contains("string literal"));
         assert!(err(quote!(crate = jobs)).contains("missing job type"));
-        assert!(err(quote!("X", retries = 3)).contains("unknown option `retries`"));
+        assert!(err(quote!("X", retry = 3))
+            .contains("unknown option `retry` (did you mean `retries`?)"));
         assert!(err(quote!("X", crate = a, crate = b)).contains("given twice"));
+        assert!(err(quote!("X", retries = -1)).contains("out of range"));
+        assert!(err(quote!("X", retries = "3")).contains("whole number"));
+        assert!(err(quote!("X", priority = 40000)).contains("out of range"));
+        assert!(err(quote!("X", timeout = "5 parsecs")).contains("is not a duration"));
+        assert!(err(quote!("X", timeout = "0s")).contains("longer than zero"));
+        assert!(err(quote!("X", timeout = 30)).contains("duration as a string"));
+        assert!(err(quote!("X", timeout = "1s", timeout = "2s")).contains("given twice"));
+    }
+
+    #[test]
+    fn reads_the_run_policy() {
+        let options = parse(quote!(
+            "X",
+            retries = 5,
+            timeout = "1m30s",
+            backoff = "250ms",
+            priority = -3
+        ))
+        .unwrap();
+        assert_eq!(options.retries, Some(5));
+        assert_eq!(options.timeout_ms, Some(90_000));
+        assert_eq!(options.backoff_ms, Some(250));
+        assert_eq!(options.priority, Some(-3));
+        assert!(options.has_policy());
+        assert!(!parse(quote!("X")).unwrap().has_policy());
+    }
+
+    #[test]
+    fn durations_take_whole_numbers_and_units() {
+        assert_eq!(parse_duration("500ms"), Ok(500));
+        assert_eq!(parse_duration("30s"), Ok(30_000));
+        assert_eq!(parse_duration("2d"), Ok(172_800_000));
+        assert_eq!(parse_duration(" 1h30m "), Ok(5_400_000));
+        for bad in ["", "5", "s", "5 parsecs", "1.5s", "-1s", "5sec", "1h 30m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

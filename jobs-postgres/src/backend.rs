@@ -191,6 +191,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Wakes idle workers once `run_at` has come, to claim a job that falls due then
+    /// (without this they would find it at their next poll).
+    fn wake_at(self: &Arc<Self>, run_at: Timestamp) {
+        let wait = run_at.duration_since(Timestamp::now());
+        let shared = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(shared) = shared.upgrade() {
+                shared.wake.notify_waiters();
+            }
+        });
+    }
+
     /// Marks attempt `attempt` of `id` as held (its lease renewed) or not.
     fn hold(&self, id: JobId, attempt: u32, held: bool) {
         let mut set = self
@@ -362,11 +375,19 @@ impl PostgresBackend {
             .iter()
             .map(|job| job.created_at.as_unix_micros())
             .collect();
+        let run_at: Vec<i64> = jobs.iter().map(|job| job.run_at.as_unix_micros()).collect();
+        let priorities: Vec<i16> = jobs.iter().map(|job| job.priority).collect();
+        let max_attempts: Vec<i32> = jobs.iter().map(max_attempts).collect();
+        let timeouts: Vec<Option<i64>> = jobs.iter().map(timeout_ms).collect();
         sqlx::query(&self.sql.insert_many)
             .bind(ids)
             .bind(types)
             .bind(payloads)
             .bind(created)
+            .bind(run_at)
+            .bind(priorities)
+            .bind(max_attempts)
+            .bind(timeouts)
             .execute(connection)
             .await
             .map_err(storage("could not store the jobs"))?;
@@ -398,6 +419,10 @@ impl PostgresBackend {
             .bind(&job.job_type)
             .bind(Json(&job.payload))
             .bind(job.created_at.as_unix_micros())
+            .bind(job.run_at.as_unix_micros())
+            .bind(job.priority)
+            .bind(max_attempts(job))
+            .bind(timeout_ms(job))
             .execute(connection)
             .await
             .map_err(storage("could not store the job"))?;
@@ -524,6 +549,7 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
                     for event in events {
                         match &event {
                             JobEvent::Submitted { .. } => shared.wake.notify_one(),
+                            JobEvent::Requeued { run_at, .. } => shared.wake_at(*run_at),
                             JobEvent::CancelRequested { id } => {
                                 let _ = shared.cancellations.send(*id);
                             }
@@ -564,6 +590,17 @@ fn events_in(payload: &str) -> Result<Vec<JobEvent>, serde_json::Error> {
     }
 }
 
+/// A job's attempt limit as the `integer` column holds it.
+fn max_attempts(job: &Job) -> i32 {
+    i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX)
+}
+
+/// A job's time limit as the `bigint` column holds it.
+fn timeout_ms(job: &Job) -> Option<i64> {
+    job.timeout_ms
+        .map(|ms| i64::try_from(ms.max(1)).unwrap_or(i64::MAX))
+}
+
 pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
     let bad = |error: sqlx::Error| {
         StorageError::with_source(format!("unreadable job row: {error}"), error)
@@ -594,6 +631,17 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
         .try_get::<Option<i64>, _>("finished_us")
         .map_err(bad)?
         .map(Timestamp::from_unix_micros);
+    job.run_at = Timestamp::from_unix_micros(row.try_get("run_at_us").map_err(bad)?);
+    job.priority = row.try_get("priority").map_err(bad)?;
+    job.max_attempts = row.try_get::<i32, _>("max_attempts").map_err(bad)?.max(1) as u32;
+    job.timeout_ms = row
+        .try_get::<Option<i64>, _>("timeout_ms")
+        .map_err(bad)?
+        .map(|ms| ms.max(1) as u64);
+    job.errors = row
+        .try_get::<Json<Vec<jobs_core::AttemptError>>, _>("errors")
+        .map_err(bad)?
+        .0;
     Ok(job)
 }
 
@@ -724,6 +772,30 @@ impl JobRepository for PostgresBackend {
                     }
                 } else {
                     return Err(StorageError::new("the backend is shutting down"));
+                }
+            } else if let (
+                Transition::Retry { .. } | Transition::Snooze { .. },
+                JobStatus::Running,
+                Some(attempt),
+            ) = (&transition, expected.status, expected.attempt)
+            {
+                // Whatever comes of this write, this worker is done with that attempt.
+                self.shared.hold(id, attempt, false);
+                let (run_at, error) = match transition {
+                    Transition::Retry { error, run_at } => (run_at, Some(without_nul(error))),
+                    Transition::Snooze { run_at } => (run_at, None),
+                    _ => unreachable!("matched above"),
+                };
+                let row = sqlx::query(&self.sql.requeue)
+                    .bind(id.as_uuid())
+                    .bind(attempt as i32)
+                    .bind(run_at.as_unix_micros())
+                    .bind(error)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(storage("could not queue the job again"))?;
+                if let Some(row) = row {
+                    return Ok(TransitionOutcome::Applied(job_from_row(&row)?));
                 }
             } else if expected.status.can_transition_to(target) {
                 let (error, result) = match transition {
@@ -887,7 +959,7 @@ impl JobRepository for PostgresBackend {
 impl JobQueue for PostgresBackend {
     /// Nothing to do: a stored `Queued` row is already in the queue, and its insert
     /// notified the workers.
-    fn enqueue(&self, _id: JobId) -> BoxFuture<'_, Result<(), StorageError>> {
+    fn enqueue(&self, _job: &Job) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async { Ok(()) })
     }
 

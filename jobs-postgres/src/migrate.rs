@@ -5,8 +5,14 @@ use sqlx::{Executor, PgPool, Row};
 use crate::ConnectError;
 
 /// The migrations, in order: version, name, SQL (with `{schema}` to replace).
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "jobs", include_str!("../migrations/0001_jobs.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "jobs", include_str!("../migrations/0001_jobs.sql")),
+    (
+        2,
+        "policies",
+        include_str!("../migrations/0002_policies.sql"),
+    ),
+];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.
 const LOCK_KEY: i64 = 0x6a6f_6273_6d69_6772; // "jobsmigr"

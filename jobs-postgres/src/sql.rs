@@ -5,7 +5,18 @@ const COLUMNS: &str = "id, job_type, status, payload, progress_percent, progress
      attempt, cancel_requested, \
      (extract(epoch FROM created_at) * 1000000)::int8 AS created_us, \
      (extract(epoch FROM started_at) * 1000000)::int8 AS started_us, \
-     (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us";
+     (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us, \
+     (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us, \
+     priority, max_attempts, timeout_ms, errors";
+
+/// The `AttemptError` (JSON) of the current attempt failing with `message`, its time in
+/// the format `Timestamp` reads.
+fn attempt_error(attempt: &str, message: &str) -> String {
+    format!(
+        "jsonb_build_object('attempt', {attempt}, 'message', {message}, 'at', \
+         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+    )
+}
 
 /// A JSON object in the shape of `JobEvent` (serde's tag `event`, camelCase fields), built
 /// in the statement that makes the change, so the notification leaves with its commit.
@@ -33,11 +44,14 @@ pub(crate) struct Statements {
     pub(crate) rescue_lock: String,
     pub(crate) rescue: String,
     pub(crate) notify: String,
+    pub(crate) requeue: String,
 }
 
 impl Statements {
     pub(crate) fn new(schema: &str, channel: &str) -> Self {
         let jobs = format!("{schema}.jobs");
+        let fail_entry = attempt_error("attempt", "$5");
+        let finish_entry = attempt_error("j.attempt", "i.error");
         let results = format!("{schema}.job_results");
         let finished_event = "json_build_object('event', 'finished', 'id', id, 'status', status, 'error', left(error, 500))";
         let started_event = "json_build_object('event', 'started', 'id', id, 'attempt', attempt)";
@@ -50,19 +64,26 @@ impl Statements {
         Self {
             insert: format!(
                 "WITH inserted AS (
-                     INSERT INTO {jobs} (id, job_type, status, payload, created_at)
-                     VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond')
+                     INSERT INTO {jobs} (id, job_type, status, payload, created_at,
+                                         run_at, priority, max_attempts, timeout_ms)
+                     VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
+                             'epoch'::timestamptz + $5 * interval '1 microsecond', $6, $7, $8)
                      RETURNING id, job_type)
                  SELECT {} FROM inserted",
                 notify(channel, submitted_event)
             ),
             insert_many: format!(
                 "WITH inserted AS (
-                     INSERT INTO {jobs} (id, job_type, status, payload, created_at)
+                     INSERT INTO {jobs} (id, job_type, status, payload, created_at,
+                                         run_at, priority, max_attempts, timeout_ms)
                      SELECT id, job_type, 'Queued', payload,
-                            'epoch'::timestamptz + created_us * interval '1 microsecond'
-                     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[])
-                          AS t(id, job_type, payload, created_us)
+                            'epoch'::timestamptz + created_us * interval '1 microsecond',
+                            'epoch'::timestamptz + run_at_us * interval '1 microsecond',
+                            priority, max_attempts, timeout_ms
+                     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
+                                 $6::int2[], $7::int4[], $8::int8[])
+                          AS t(id, job_type, payload, created_us, run_at_us, priority,
+                               max_attempts, timeout_ms)
                      RETURNING id, job_type)
                  SELECT count({}) FROM inserted",
                 notify(channel, submitted_event)
@@ -78,6 +99,8 @@ impl Statements {
                          started_at = CASE WHEN $4 = 'Running' THEN now() ELSE started_at END,
                          finished_at = CASE WHEN $4 = 'Running' THEN NULL ELSE now() END,
                          error = CASE WHEN $4 = 'Failed' THEN $5 ELSE error END,
+                         errors = CASE WHEN $4 = 'Failed'
+                             THEN errors || jsonb_build_array({fail_entry}) ELSE errors END,
                          worker_id = CASE WHEN $4 = 'Running' THEN $8 ELSE worker_id END,
                          lease_expires_at = CASE WHEN $4 = 'Running'
                              THEN now() + $7 * interval '1 millisecond' ELSE NULL END
@@ -102,7 +125,9 @@ impl Statements {
                  updated AS (
                      UPDATE {jobs} j SET
                          status = i.status, finished_at = now(), lease_expires_at = NULL,
-                         error = CASE WHEN i.status = 'Failed' THEN i.error ELSE j.error END
+                         error = CASE WHEN i.status = 'Failed' THEN i.error ELSE j.error END,
+                         errors = CASE WHEN i.status = 'Failed'
+                             THEN j.errors || jsonb_build_array({finish_entry}) ELSE j.errors END
                      FROM input i
                      WHERE j.id = i.id AND j.status = 'Running' AND j.attempt = i.attempt
                      RETURNING j.*),
@@ -150,8 +175,8 @@ impl Statements {
             // `notify`.
             claim: format!(
                 "WITH picked AS MATERIALIZED (
-                     SELECT id FROM {jobs} WHERE status = 'Queued'
-                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                     SELECT id FROM {jobs} WHERE status = 'Queued' AND run_at <= now()
+                     ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
                  claimed AS (
                      UPDATE {jobs} j SET
                          status = 'Running', attempt = j.attempt + 1, started_at = now(),
@@ -218,6 +243,28 @@ impl Statements {
             // included, so notifying inside them would serialize their commits. This one
             // writes no data, so it holds that lock only for a moment.
             notify: format!("SELECT pg_notify('{channel}', $1)"),
+            // A running attempt goes back to the queue, due at $3 (µs): a retry ($4 its
+            // error, kept in `errors`) or a snooze ($4 NULL). $1 id, $2 attempt.
+            requeue: format!(
+                "WITH updated AS (
+                     UPDATE {jobs} SET
+                         status = 'Queued',
+                         run_at = 'epoch'::timestamptz + $3 * interval '1 microsecond',
+                         errors = CASE WHEN $4::text IS NULL THEN errors
+                             ELSE errors || jsonb_build_array({}) END,
+                         progress_percent = NULL, progress_message = NULL,
+                         worker_id = NULL, lease_expires_at = NULL
+                     WHERE id = $1 AND status = 'Running' AND attempt = $2
+                     RETURNING *)
+                 SELECT {COLUMNS}, {} FROM updated",
+                attempt_error("attempt", "$4::text"),
+                notify(
+                    channel,
+                    "json_build_object('event', 'requeued', 'id', id, 'attempt', attempt, \
+                     'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                     'error', left($4::text, 500))"
+                )
+            ),
         }
     }
 }

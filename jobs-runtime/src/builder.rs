@@ -52,9 +52,12 @@ pub struct JobsBuilder {
     discover: bool,
     shutdown_grace: Duration,
     progress_interval: Duration,
+    timeout_grace: Duration,
 }
 
 impl JobsBuilder {
+    /// The default time a job past its timeout has to stop once told.
+    pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(5);
     /// The default shutdown grace period.
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
     /// The default minimum time between two stored progress reports of one job.
@@ -69,6 +72,7 @@ impl JobsBuilder {
             discover: true,
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
             progress_interval: Self::DEFAULT_PROGRESS_INTERVAL,
+            timeout_grace: Self::DEFAULT_TIMEOUT_GRACE,
         }
     }
 
@@ -140,6 +144,14 @@ impl JobsBuilder {
         self
     }
 
+    /// How long an attempt that ran past its timeout has, once its cancellation token
+    /// fired, to stop by itself before it is abandoned (default: 5 s). Either way the
+    /// attempt fails with a timeout error (and is retried if its policy allows).
+    pub fn timeout_grace(mut self, grace: Duration) -> Self {
+        self.timeout_grace = grace;
+        self
+    }
+
     /// Builds the catalog and starts the workers.
     ///
     /// Fails if two executors claim one job type (naming both), or outside a Tokio runtime.
@@ -163,6 +175,7 @@ impl JobsBuilder {
                 concurrency: self.concurrency,
                 shutdown_grace: self.shutdown_grace,
                 progress_interval: self.progress_interval,
+                timeout_grace: self.timeout_grace,
             },
             running: RunningJobs::default(),
             waiters: Arc::new(Waiters::default()),
@@ -195,6 +208,7 @@ impl std::fmt::Debug for JobsBuilder {
             .field("executors", &self.executors.len())
             .field("shutdown_grace", &self.shutdown_grace)
             .field("progress_interval", &self.progress_interval)
+            .field("timeout_grace", &self.timeout_grace)
             .finish_non_exhaustive()
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use jobs_core::{
-    BoxFuture, Delivery, Expected, JobContext, JobId, JobStatus, ProgressAck, ProgressReceiver,
-    StorageError, Transition, TransitionOutcome,
+    BoxFuture, Delivery, ErrorKind, Expected, JobContext, JobId, JobStatus, ProgressAck,
+    ProgressReceiver, StorageError, Timestamp, Transition, TransitionOutcome,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -35,6 +35,7 @@ struct RunningState {
     token: CancellationToken,
     attempt: AtomicU32,
     canceled_by_user: AtomicBool,
+    timed_out: AtomicBool,
     /// Set, and `ended` notified, when the worker running it is done with it.
     done: AtomicBool,
     ended: Notify,
@@ -46,6 +47,7 @@ impl RunningJob {
             token: CancellationToken::new(),
             attempt: AtomicU32::new(0),
             canceled_by_user: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
             done: AtomicBool::new(false),
             ended: Notify::new(),
         }))
@@ -61,6 +63,16 @@ impl RunningJob {
 
     fn canceled_by_user(&self) -> bool {
         self.0.canceled_by_user.load(Ordering::Acquire)
+    }
+
+    fn timed_out(&self) -> bool {
+        self.0.timed_out.load(Ordering::Acquire)
+    }
+
+    /// Fires the token because the attempt ran past its time limit.
+    fn time_out(&self) {
+        self.0.timed_out.store(true, Ordering::Release);
+        self.0.token.cancel();
     }
 
     /// Fires the token because someone asked the job to stop.
@@ -281,6 +293,10 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
         },
         Some(entry) => {
             let executor = entry.executor().clone();
+            let policy = executor.policy();
+            let may_retry = job.may_retry();
+            let failures = job.errors.len() as u32 + 1;
+            let timeout = job.timeout_ms.map(Duration::from_millis);
             let (ctx, progress) = JobContext::new(
                 id,
                 job.job_type,
@@ -294,36 +310,69 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
             let outcome = match catch_unwind(AssertUnwindSafe(|| executor.execute(ctx))) {
                 Ok(future) => {
                     let execution = CatchUnwind::new(future).instrument(span.clone());
-                    drive(inner, id, attempt, &running, execution, &progress).await
+                    drive(inner, id, attempt, &running, execution, &progress, timeout).await
                 }
-                Err(payload) => Err(panic_message(payload.as_ref())),
+                Err(payload) => Driven::Ended(Err(panic_message(payload.as_ref()))),
             };
             // The last report, if it came after the last write.
             store_progress(inner, id, attempt, &running, &progress).await;
             let _enter = span.enter();
+            // A failure is tried again while the job's attempts allow, after a backoff.
+            let failed = |error: String| {
+                if may_retry {
+                    let wait = policy.backoff.delay(failures);
+                    Transition::Retry {
+                        error,
+                        run_at: later(wait),
+                    }
+                } else {
+                    Transition::Fail { error }
+                }
+            };
+            let timed_out = || {
+                format!(
+                    "timed out after {:?}",
+                    timeout.expect("only jobs with a timeout time out")
+                )
+            };
             let transition = match outcome {
-                Ok(Ok(result)) => Transition::Succeed { result },
-                Ok(Err(_)) if running.canceled_by_user() => Transition::Cancel,
-                Ok(Err(error))
+                Driven::Abandoned => failed(format!(
+                    "{}; abandoned after it did not stop within {:?} of being told",
+                    timed_out(),
+                    inner.config.timeout_grace
+                )),
+                Driven::Ended(Ok(Ok(result))) => Transition::Succeed { result },
+                Driven::Ended(Ok(Err(_))) if running.canceled_by_user() => Transition::Cancel,
+                Driven::Ended(Ok(Err(_))) if running.timed_out() => failed(timed_out()),
+                Driven::Ended(Ok(Err(error)))
                     if running.token().is_cancelled() && inner.abandon.is_cancelled() =>
                 {
-                    Transition::Fail {
-                        error: format!("interrupted because the service shut down: {error}"),
-                    }
+                    failed(format!(
+                        "interrupted because the service shut down: {error}"
+                    ))
                 }
-                Ok(Err(error)) => Transition::Fail {
-                    error: error.message().to_owned(),
+                Driven::Ended(Ok(Err(error))) => match error.kind() {
+                    ErrorKind::Permanent => Transition::Fail {
+                        error: error.message().to_owned(),
+                    },
+                    ErrorKind::Snooze(wait) => Transition::Snooze {
+                        run_at: later(wait),
+                    },
+                    _ => failed(error.message().to_owned()),
                 },
-                Err(panic) => Transition::Fail {
-                    error: format!("the executor panicked: {panic}"),
-                },
+                Driven::Ended(Err(panic)) => failed(format!("the executor panicked: {panic}")),
             };
             let elapsed = started.elapsed();
-            entry.stats().record(transition.target(), elapsed);
+            // A retried attempt failed; a snooze is no outcome.
+            let recorded = match &transition {
+                Transition::Retry { .. } => JobStatus::Failed,
+                other => other.target(),
+            };
+            entry.stats().record(recorded, elapsed);
             tracing::debug!(
                 status = %transition.target(),
                 elapsed_us = elapsed.as_micros() as u64,
-                "job finished"
+                "attempt ended"
             );
             transition
         }
@@ -334,7 +383,14 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
         .transition(id, Expected::new(JobStatus::Running, attempt), transition)
         .await
     {
-        Ok(TransitionOutcome::Applied(_)) => {}
+        Ok(TransitionOutcome::Applied(job)) => {
+            if job.status == JobStatus::Queued {
+                // Retried or snoozed: back in the queue, due at its `run_at`.
+                if let Err(error) = inner.queue.enqueue(&job).await {
+                    tracing::error!(parent: &span, %error, "could not queue the job again");
+                }
+            }
+        }
         Ok(other) => {
             tracing::warn!(parent: &span, outcome = ?other, "the job was moved by someone else; its outcome was not stored")
         }
@@ -355,6 +411,21 @@ async fn ack(inner: &Inner, delivery: Delivery) {
 ///
 /// A progress write runs next to the execution, never in its way: a slow repository delays
 /// the next write, not the job.
+/// How a drive ended.
+enum Driven<T> {
+    /// The execution returned.
+    Ended(T),
+    /// It ran past its timeout and did not stop within the grace period after its token
+    /// fired; it was dropped.
+    Abandoned,
+}
+
+/// `wait` from now.
+fn later(wait: Duration) -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_unix_micros(now.as_unix_micros().saturating_add(wait.as_micros() as i64))
+}
+
 async fn drive<F: std::future::Future + Unpin>(
     inner: &Inner,
     id: JobId,
@@ -362,7 +433,8 @@ async fn drive<F: std::future::Future + Unpin>(
     running: &RunningJob,
     mut execution: F,
     progress: &ProgressReceiver,
-) -> F::Output {
+    timeout: Option<Duration>,
+) -> Driven<F::Output> {
     let interval = inner.config.progress_interval;
     // The first report is stored at once; the timer exists from the first write on and is
     // reset, not remade, after each one.
@@ -372,10 +444,23 @@ async fn drive<F: std::future::Future + Unpin>(
     // Made once: a fresh `cancelled()` future per turn of the loop would register anew.
     let abandon = inner.abandon.cancelled();
     tokio::pin!(abandon);
+    // The time limit: when it passes the token fires; when the grace after it passes too,
+    // the execution is dropped.
+    let mut limit: Option<Pin<Box<tokio::time::Sleep>>> =
+        timeout.map(|timeout| Box::pin(tokio::time::sleep(timeout)));
     let output = loop {
         tokio::select! {
             biased;
-            output = &mut execution => break output,
+            output = &mut execution => break Driven::Ended(output),
+            _ = elapsed(&mut limit), if limit.is_some() => {
+                if running.timed_out() {
+                    break Driven::Abandoned;
+                }
+                running.time_out();
+                if let Some(limit) = limit.as_mut() {
+                    limit.as_mut().reset(Instant::now() + inner.config.timeout_grace);
+                }
+            }
             ack = async { write.as_mut().expect("guarded by the condition").await }, if write.is_some() => {
                 write = None;
                 handle_ack(id, running, ack);

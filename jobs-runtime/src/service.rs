@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jobs_core::{
-    CancelOutcome, Job, JobId, JobPage, JobQuery, JobQueue, JobRepository, JobStatus, JobType,
-    JobsError, SubmitError,
+    CancelOutcome, Job, JobId, JobPage, JobPolicy, JobQuery, JobQueue, JobRepository, JobStatus,
+    JobType, JobsError, SubmitError, SubmitOptions, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,6 +26,7 @@ pub(crate) struct Config {
     pub(crate) concurrency: usize,
     pub(crate) shutdown_grace: Duration,
     pub(crate) progress_interval: Duration,
+    pub(crate) timeout_grace: Duration,
 }
 
 pub(crate) struct Inner {
@@ -131,7 +132,25 @@ impl Jobs {
         job_type: &str,
         payload: Value,
     ) -> Result<Job, SubmitError> {
-        let job = self.prepare_job(job_type, payload)?;
+        self.submit_job_with_options(job_type, payload, &SubmitOptions::new())
+            .await
+    }
+
+    /// Submits a job as [`Jobs::submit_job_with`] does, with `options`: a later start,
+    /// another priority, retries or time limit than its type's.
+    ///
+    /// ```ignore
+    /// let job = jobs
+    ///     .submit_job_with_options("Export", payload, &SubmitOptions::new().delay(Duration::from_secs(60)))
+    ///     .await?; // Queued, with `run_at` a minute from now
+    /// ```
+    pub async fn submit_job_with_options(
+        &self,
+        job_type: &str,
+        payload: Value,
+        options: &SubmitOptions,
+    ) -> Result<Job, SubmitError> {
+        let job = self.prepare_job_with_options(job_type, payload, options)?;
         self.store_and_enqueue(job).await
     }
 
@@ -139,6 +158,16 @@ impl Jobs {
     /// without storing it: for backends that store it inside the application's own
     /// transaction (see the PostgreSQL backend's `submit_in`).
     pub fn prepare_job(&self, job_type: &str, payload: Value) -> Result<Job, SubmitError> {
+        self.prepare_job_with_options(job_type, payload, &SubmitOptions::new())
+    }
+
+    /// [`Jobs::prepare_job`] with `options`.
+    pub fn prepare_job_with_options(
+        &self,
+        job_type: &str,
+        payload: Value,
+        options: &SubmitOptions,
+    ) -> Result<Job, SubmitError> {
         let inner = self.inner();
         let Some(entry) = inner.catalog.get(job_type) else {
             return Err(SubmitError::UnknownJobType {
@@ -153,7 +182,11 @@ impl Jobs {
                 job_type: job_type.to_owned(),
                 reason: error.message().to_owned(),
             })?;
-        let job = Job::new(job_type, payload);
+        let job = with_policy(
+            Job::new(job_type, payload),
+            entry.executor().policy(),
+            options,
+        )?;
         check_payload_size(&job, inner.repository.max_payload_bytes())?;
         Ok(job)
     }
@@ -169,6 +202,18 @@ impl Jobs {
     /// let report: ExportReport = jobs.wait_for_output(&handle).await?;
     /// ```
     pub async fn submit<J: JobType>(&self, args: J::Args) -> Result<JobHandle<J>, SubmitError>
+    where
+        J::Args: Serialize,
+    {
+        self.submit_with::<J>(args, &SubmitOptions::new()).await
+    }
+
+    /// [`Jobs::submit`] with `options`.
+    pub async fn submit_with<J: JobType>(
+        &self,
+        args: J::Args,
+        options: &SubmitOptions,
+    ) -> Result<JobHandle<J>, SubmitError>
     where
         J::Args: Serialize,
     {
@@ -190,7 +235,12 @@ impl Jobs {
             .executor()
             .validate(&payload)
             .map_err(|error| invalid(error.message().to_owned()))?;
-        let job = self.store_and_enqueue(Job::new(J::NAME, payload)).await?;
+        let job = with_policy(
+            Job::new(J::NAME, payload),
+            entry.executor().policy(),
+            options,
+        )?;
+        let job = self.store_and_enqueue(job).await?;
         Ok(JobHandle::new(job))
     }
 
@@ -201,7 +251,7 @@ impl Jobs {
         }
         check_payload_size(&job, inner.repository.max_payload_bytes())?;
         inner.repository.insert(job.clone()).await?;
-        if let Err(error) = inner.queue.enqueue(job.id).await {
+        if let Err(error) = inner.queue.enqueue(&job).await {
             // Stored but not queued, it would never run: cancel it rather than leave it.
             let _ = inner.repository.request_cancel(job.id).await;
             return Err(error.into());
@@ -407,6 +457,37 @@ async fn join_within(tasks: &mut Vec<JoinHandle<()>>, limit: Duration) -> bool {
         }
     };
     tokio::time::timeout(limit, all).await.is_ok()
+}
+
+/// The job with its type's policy and the submission's options applied.
+fn with_policy(
+    mut job: Job,
+    policy: JobPolicy,
+    options: &SubmitOptions,
+) -> Result<Job, SubmitError> {
+    let invalid = |reason: &str| SubmitError::InvalidOptions {
+        job_type: job.job_type.clone(),
+        reason: reason.to_owned(),
+    };
+    let timeout = options.timeout.or(policy.timeout);
+    if timeout.is_some_and(|timeout| timeout.is_zero()) {
+        return Err(invalid("the timeout must be longer than zero"));
+    }
+    let retries = options.retries.unwrap_or(policy.retries);
+    job.max_attempts = retries
+        .checked_add(1)
+        .ok_or_else(|| invalid("too many retries"))?;
+    job.priority = options.priority.unwrap_or(policy.priority);
+    job.timeout_ms = timeout.map(|timeout| timeout.as_millis().max(1) as u64);
+    if let Some(run_at) = options.run_at {
+        job.run_at = run_at.max(job.created_at);
+    } else if let Some(delay) = options.delay {
+        let micros =
+            i64::try_from(delay.as_micros()).map_err(|_| invalid("the delay is too long"))?;
+        job.run_at =
+            Timestamp::from_unix_micros(job.created_at.as_unix_micros().saturating_add(micros));
+    }
+    Ok(job)
 }
 
 /// Refuses a payload whose compact JSON is longer than `limit`, stopping the count as soon

@@ -204,6 +204,18 @@ impl InMemoryRepository {
                 entry.result = Some(result).filter(|result| !result.is_null());
                 self.publish_finished(&job);
             }
+            Transition::Retry { error, run_at } => self.publish(|| JobEvent::Requeued {
+                id,
+                attempt: job.attempt,
+                run_at,
+                error: Some(error),
+            }),
+            Transition::Snooze { run_at } => self.publish(|| JobEvent::Requeued {
+                id,
+                attempt: job.attempt,
+                run_at,
+                error: None,
+            }),
             _ => self.publish_finished(&job),
         }
         state.moved(type_slot, from, job.status);

@@ -1,6 +1,6 @@
 use jobs::prelude::*;
 
-#[job_executor("Export", retries = 3)]
+#[job_executor("Export", retry = 3)]
 async fn export() -> Result<(), JobError> {
     Ok(())
 }

@@ -16,6 +16,18 @@ mod tasks {
         Ok(())
     }
 
+    #[job_executor(
+        "WithPolicy",
+        retries = 5,
+        timeout = "1m30s",
+        backoff = "250ms",
+        priority = -3,
+        crate = jobs,
+    )]
+    pub async fn with_policy() -> Result<(), JobError> {
+        Ok(())
+    }
+
     pub fn uses_private() {
         let _ = crate_path_string();
     }
@@ -28,6 +40,12 @@ async fn submit_typed(jobs: &jobs::Jobs) -> Result<i64, Box<dyn std::error::Erro
 }
 
 fn main() {
+    use jobs::JobExecutor;
+    let policy = tasks::with_policy {}.policy();
+    assert_eq!(policy.retries, 5);
+    assert_eq!(policy.timeout, Some(std::time::Duration::from_secs(90)));
+    assert_eq!(policy.priority, -3);
+    assert_eq!(policy.backoff.base, std::time::Duration::from_millis(250));
     tasks::uses_private();
     let _ = tasks::crate_path();
     let _ = submit_typed;

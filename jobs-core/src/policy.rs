@@ -1,0 +1,230 @@
+//! How a job is run beyond its executor: retries and their backoff, a time limit, a
+//! priority, and when it may start.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// A job type's defaults: how often a failed job is tried again, how long an attempt may
+/// run, and how urgent its jobs are. `#[job_executor("T", retries = 3, timeout = "30s",
+/// priority = 5, backoff = "2s")]` declares them; a submission can override each
+/// ([`SubmitOptions`]).
+///
+/// The default is the original contract: no retries, no time limit, priority 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobPolicy {
+    /// How many times a failed attempt is tried again (0: a failure is final).
+    pub retries: u32,
+    /// How long one attempt may run; `None` is no limit.
+    pub timeout: Option<Duration>,
+    /// Higher runs first among jobs that are due; 0 by default.
+    pub priority: i16,
+    /// The wait before each retry.
+    pub backoff: Backoff,
+}
+
+impl JobPolicy {
+    /// No retries, no time limit, priority 0, the default backoff.
+    pub const fn new() -> Self {
+        Self {
+            retries: 0,
+            timeout: None,
+            priority: 0,
+            backoff: Backoff::DEFAULT,
+        }
+    }
+
+    /// Tries a failed job again up to `retries` times.
+    pub const fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Limits each attempt to `timeout`.
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the priority of the type's jobs.
+    pub const fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the backoff between retries.
+    pub const fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
+impl Default for JobPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Exponential backoff with jitter and a cap: after the `n`th failure the job waits
+/// between half and all of `base × 2ⁿ⁻¹`, never more than `max`.
+///
+/// The jitter spreads retries of jobs that failed together (say, while a service they call
+/// was down), so they do not all come back at the same moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first failure (before jitter).
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 1 second, doubling, at most 1 hour.
+    pub const DEFAULT: Backoff = Backoff {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(3_600),
+    };
+
+    /// A backoff starting at `base`, at most `max`.
+    pub const fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max }
+    }
+
+    /// The wait before the retry that follows failure number `failures` (from 1).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doubling = 1u32 << failures.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(doubling).min(self.max);
+        // Equal jitter: half fixed, half random.
+        let half = full / 2;
+        let spread = half.as_nanos() as u64;
+        let random = if spread == 0 {
+            0
+        } else {
+            crate::id::random_u64() % (spread + 1)
+        };
+        half + Duration::from_nanos(random)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The error of one failed attempt, kept on the job ([`Job::errors`](crate::Job::errors)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AttemptError {
+    /// The attempt that failed, from 1.
+    pub attempt: u32,
+    /// Its error message.
+    pub message: String,
+    /// When it failed.
+    pub at: Timestamp,
+}
+
+impl AttemptError {
+    /// The failure of `attempt` with `message`, now.
+    pub fn new(attempt: u32, message: impl Into<String>) -> Self {
+        Self {
+            attempt,
+            message: message.into(),
+            at: Timestamp::now(),
+        }
+    }
+}
+
+/// How one submission departs from its type's [`JobPolicy`], and when it may start.
+///
+/// ```
+/// use std::time::Duration;
+/// use jobs_core::SubmitOptions;
+///
+/// let options = SubmitOptions::new()
+///     .delay(Duration::from_secs(60))   // not before a minute from now
+///     .priority(10)                    // ahead of priority 0
+///     .retries(5)                      // up to 6 attempts
+///     .timeout(Duration::from_secs(30));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubmitOptions {
+    /// Not before this time (`None`: at once). Overrides `delay`.
+    pub run_at: Option<Timestamp>,
+    /// Not before this long after the submit.
+    pub delay: Option<Duration>,
+    /// The priority, instead of the type's.
+    pub priority: Option<i16>,
+    /// The retries, instead of the type's.
+    pub retries: Option<u32>,
+    /// The time limit of each attempt, instead of the type's.
+    pub timeout: Option<Duration>,
+}
+
+impl SubmitOptions {
+    /// The type's policy as it is, to run at once.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs the job no earlier than `time`.
+    pub fn run_at(mut self, time: Timestamp) -> Self {
+        self.run_at = Some(time);
+        self
+    }
+
+    /// Runs the job no earlier than `delay` from now.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Sets the job's priority (higher runs first).
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Tries the job again up to `retries` times after failures.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// Limits each attempt to `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_its_cap() {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        for _ in 0..200 {
+            let first = backoff.delay(1);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+            let third = backoff.delay(3);
+            assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
+            let late = backoff.delay(40);
+            assert!(late >= Duration::from_secs(5) && late <= Duration::from_secs(10));
+        }
+        let spread: std::collections::HashSet<Duration> =
+            (0..50).map(|_| backoff.delay(2)).collect();
+        assert!(spread.len() > 10, "the jitter varies the wait");
+        assert_eq!(
+            Backoff::new(Duration::ZERO, Duration::ZERO).delay(3),
+            Duration::ZERO
+        );
+    }
+}
