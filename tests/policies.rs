@@ -1,0 +1,307 @@
+//! Run policies, on every backend: retries with backoff and the error of every attempt,
+//! permanent failures, snoozes, time limits, scheduled starts and priorities.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{finished, Env};
+use jobs::prelude::*;
+use jobs::{JobEvent, Timestamp};
+use serde_json::{json, Value};
+
+/// Fails its first two attempts, then succeeds with the attempt number.
+#[job_executor("FlakyTwice", retries = 3, backoff = "10ms")]
+async fn flaky_twice(ctx: JobContext) -> Result<u32, JobError> {
+    if ctx.attempt() < 3 {
+        return Err(JobError::failed(format!("flaky {}", ctx.attempt())));
+    }
+    Ok(ctx.attempt())
+}
+
+/// Always fails.
+#[job_executor("AlwaysFlaky", retries = 2, backoff = "10ms")]
+async fn always_flaky(ctx: JobContext) -> Result<(), JobError> {
+    Err(JobError::failed(format!("nope {}", ctx.attempt())))
+}
+
+/// Fails in a way no retry can fix.
+#[job_executor("Broken", retries = 5, backoff = "10ms")]
+async fn broken() -> Result<(), JobError> {
+    Err(JobError::permanent("bad input"))
+}
+
+/// Snoozes its first two attempts; it has no retries, so snoozes must not count.
+#[job_executor("Sleepy")]
+async fn sleepy(ctx: JobContext) -> Result<u32, JobError> {
+    if ctx.attempt() < 3 {
+        return Err(JobError::snooze(Duration::from_millis(20)));
+    }
+    Ok(ctx.attempt())
+}
+
+/// Ignores its cancellation token: only abandoning it stops it.
+#[job_executor("Stubborn", timeout = "100ms")]
+async fn stubborn() -> Result<(), JobError> {
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Stops as soon as its token fires.
+#[job_executor("Polite", timeout = "100ms")]
+async fn polite(ctx: JobContext) -> Result<(), JobError> {
+    ctx.cancelled().await;
+    ctx.check_cancelled()
+}
+
+/// Records the order in which jobs run, per test run.
+#[job_executor("Record")]
+async fn record(args: Value) -> Result<(), JobError> {
+    let run = args["run"].as_str().unwrap_or_default().to_owned();
+    let label = args["label"].as_str().unwrap_or_default().to_owned();
+    ORDER.lock().unwrap().push((run, label));
+    Ok(())
+}
+
+/// (run, label) of every `Record` job, in the order they ran.
+static ORDER: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+for_each_backend!(
+    a_failing_job_is_retried_with_backoff_and_keeps_every_error,
+    a_job_that_keeps_failing_ends_failed_after_its_last_attempt,
+    a_permanent_failure_is_not_retried,
+    a_snooze_runs_the_job_again_without_counting_a_failure,
+    a_submission_can_change_the_retries_of_its_type,
+    a_job_past_its_time_limit_is_told_to_stop_and_fails,
+    a_job_that_ignores_its_time_limit_is_abandoned,
+    a_delayed_job_does_not_start_before_its_time,
+    due_jobs_run_by_priority,
+    options_that_cannot_be_honoured_are_refused_and_nothing_is_stored,
+);
+
+async fn a_failing_job_is_retried_with_backoff_and_keeps_every_error(env: Env) {
+    let jobs = env.start(2);
+    let mut events = jobs.subscribe();
+    let job = jobs.submit_job("FlakyTwice").await.unwrap();
+    assert_eq!(job.max_attempts, 4, "retries = 3 allow 4 attempts");
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.attempt, 3);
+    let errors: Vec<(u32, &str)> = done
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.message.as_str()))
+        .collect();
+    assert_eq!(errors, vec![(1, "flaky 1"), (2, "flaky 2")]);
+    assert!(done.errors[0].at <= done.errors[1].at);
+    assert_eq!(done.error, None, "a job that succeeded has no error");
+    assert_eq!(jobs.get_job_result(job.id).await.unwrap(), Some(json!(3)));
+    // The last retry waited out its backoff: at least half of 20 ms (10 ms doubled).
+    let waited = done.started_at.unwrap().duration_since(done.errors[1].at);
+    assert!(waited >= Duration::from_millis(10), "{waited:?}");
+    let mut requeued = Vec::new();
+    while let Some(event) = events.try_recv() {
+        if let JobEvent::Requeued {
+            id, attempt, error, ..
+        } = event
+        {
+            if id == job.id {
+                requeued.push((attempt, error));
+            }
+        }
+    }
+    assert_eq!(
+        requeued,
+        vec![
+            (1, Some("flaky 1".to_owned())),
+            (2, Some("flaky 2".to_owned()))
+        ]
+    );
+    jobs.shutdown().await;
+}
+
+async fn a_job_that_keeps_failing_ends_failed_after_its_last_attempt(env: Env) {
+    let jobs = env.start(2);
+    let job = jobs.submit_job("AlwaysFlaky").await.unwrap();
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(done.attempt, 3, "retries = 2: three attempts");
+    assert_eq!(done.error.as_deref(), Some("nope 3"));
+    let attempts: Vec<u32> = done.errors.iter().map(|e| e.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    jobs.shutdown().await;
+}
+
+async fn a_permanent_failure_is_not_retried(env: Env) {
+    let jobs = env.start(2);
+    let job = jobs.submit_job("Broken").await.unwrap();
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    assert_eq!(
+        done.attempt, 1,
+        "retries remained, but the failure was permanent"
+    );
+    assert_eq!(done.error.as_deref(), Some("bad input"));
+    assert_eq!(done.errors.len(), 1);
+    jobs.shutdown().await;
+}
+
+async fn a_snooze_runs_the_job_again_without_counting_a_failure(env: Env) {
+    let jobs = env.start(2);
+    let job = jobs.submit_job("Sleepy").await.unwrap();
+    assert_eq!(job.max_attempts, 1, "no retries");
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!(done.attempt, 3);
+    assert!(done.errors.is_empty(), "a snooze is no failure");
+    jobs.shutdown().await;
+}
+
+async fn a_submission_can_change_the_retries_of_its_type(env: Env) {
+    let jobs = env.start(2);
+    let options = SubmitOptions::new().retries(0);
+    let job = jobs
+        .submit_job_with_options("AlwaysFlaky", Value::Null, &options)
+        .await
+        .unwrap();
+    assert_eq!(job.max_attempts, 1);
+    let done = finished(&jobs, job.id).await;
+    assert_eq!((done.status, done.attempt), (JobStatus::Failed, 1));
+    jobs.shutdown().await;
+}
+
+async fn a_job_past_its_time_limit_is_told_to_stop_and_fails(env: Env) {
+    let jobs = env.start(1);
+    let job = jobs.submit_job("Polite").await.unwrap();
+    assert_eq!(job.timeout_ms, Some(100));
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(
+        done.status,
+        JobStatus::Failed,
+        "a timeout is a failure, not a cancel"
+    );
+    assert_eq!(done.error.as_deref(), Some("timed out after 100ms"));
+    jobs.shutdown().await;
+}
+
+async fn a_job_that_ignores_its_time_limit_is_abandoned(env: Env) {
+    let jobs = env
+        .builder()
+        .concurrency(1)
+        .timeout_grace(Duration::from_millis(100))
+        .start()
+        .unwrap();
+    let job = jobs.submit_job("Stubborn").await.unwrap();
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let error = done.error.unwrap();
+    assert!(
+        error.starts_with("timed out after 100ms; abandoned"),
+        "{error}"
+    );
+    // The worker is free again: another job runs.
+    let next = jobs.submit_job("Sleepy").await.unwrap();
+    assert_eq!(finished(&jobs, next.id).await.status, JobStatus::Succeeded);
+    jobs.shutdown().await;
+}
+
+async fn a_delayed_job_does_not_start_before_its_time(env: Env) {
+    let jobs = env.start(2);
+    let run = jobs::JobId::new().to_string();
+    let payload = json!({ "run": run, "label": "late" });
+    let options = SubmitOptions::new().delay(Duration::from_millis(300));
+    let job = jobs
+        .submit_job_with_options("Record", payload, &options)
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(
+        job.run_at.as_unix_micros() - job.created_at.as_unix_micros(),
+        300_000
+    );
+    // A job submitted after it, without delay, runs first.
+    let now = jobs
+        .submit_job_with("Record", json!({ "run": run, "label": "now" }))
+        .await
+        .unwrap();
+    finished(&jobs, now.id).await;
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert!(done.started_at.unwrap() >= job.run_at, "{done:?}");
+    assert_eq!(order(&run), vec!["now", "late"]);
+
+    // A time in the past means at once.
+    let past = Timestamp::from_unix_micros(0);
+    let job = jobs
+        .submit_job_with_options(
+            "Record",
+            json!({ "run": run, "label": "past" }),
+            &SubmitOptions::new().run_at(past),
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.run_at, job.created_at);
+    assert_eq!(finished(&jobs, job.id).await.status, JobStatus::Succeeded);
+    jobs.shutdown().await;
+}
+
+async fn due_jobs_run_by_priority(env: Env) {
+    // Queued while nothing runs, then drained by one worker.
+    let submitter = env.start(0);
+    let run = jobs::JobId::new().to_string();
+    let mut ids = Vec::new();
+    for (label, priority) in [
+        ("low-1", 0),
+        ("high", 10),
+        ("low-2", 0),
+        ("mid", 5),
+        ("neg", -1),
+    ] {
+        let job = submitter
+            .submit_job_with_options(
+                "Record",
+                json!({ "run": run, "label": label }),
+                &SubmitOptions::new().priority(priority),
+            )
+            .await
+            .unwrap();
+        assert_eq!(job.priority, priority);
+        ids.push(job.id);
+    }
+    let worker = env.another().await.start(1);
+    for id in ids {
+        finished(&worker, id).await;
+    }
+    assert_eq!(order(&run), vec!["high", "mid", "low-1", "low-2", "neg"]);
+    worker.shutdown().await;
+    submitter.shutdown().await;
+}
+
+async fn options_that_cannot_be_honoured_are_refused_and_nothing_is_stored(env: Env) {
+    let jobs = env.start(1);
+    let options = SubmitOptions::new().timeout(Duration::ZERO);
+    let error = jobs
+        .submit_job_with_options("Record", json!({}), &options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SubmitError::InvalidOptions { ref reason, .. } if reason.contains("zero")),
+        "{error}"
+    );
+    let page = jobs.list_jobs(jobs::JobQuery::new()).await.unwrap();
+    assert!(page.jobs.is_empty(), "nothing stored");
+    jobs.shutdown().await;
+}
+
+/// The labels of the `Record` jobs of `run`, in the order they ran.
+fn order(run: &str) -> Vec<String> {
+    ORDER
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, _)| r == run)
+        .map(|(_, label)| label.clone())
+        .collect()
+}
