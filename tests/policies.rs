@@ -79,6 +79,10 @@ for_each_backend!(
     a_delayed_job_does_not_start_before_its_time,
     due_jobs_run_by_priority,
     options_that_cannot_be_honoured_are_refused_and_nothing_is_stored,
+    a_unique_key_admits_one_active_job_at_a_time,
+    racing_submits_with_one_key_store_one_job,
+    finished_jobs_are_pruned_and_active_ones_kept,
+    a_retention_period_prunes_by_itself,
 );
 
 async fn a_failing_job_is_retried_with_backoff_and_keeps_every_error(env: Env) {
@@ -292,6 +296,147 @@ async fn options_that_cannot_be_honoured_are_refused_and_nothing_is_stored(env: 
     );
     let page = jobs.list_jobs(jobs::JobQuery::new()).await.unwrap();
     assert!(page.jobs.is_empty(), "nothing stored");
+    jobs.shutdown().await;
+}
+
+async fn a_unique_key_admits_one_active_job_at_a_time(env: Env) {
+    // No workers yet: the first job stays Queued.
+    let submitter = env.start(0);
+    let unique = SubmitOptions::new().unique_key("report-42");
+    let first = submitter
+        .submit_job_with_options("Record", json!({}), &unique)
+        .await
+        .unwrap();
+    assert_eq!(first.unique_key.as_deref(), Some("report-42"));
+    let again = submitter
+        .submit_job_with_options("Record", json!({ "other": "payload" }), &unique)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id, "the active job is returned");
+    assert_eq!(
+        again.payload,
+        json!({}),
+        "and it is the first one, unchanged"
+    );
+    let other_key = submitter
+        .submit_job_with_options(
+            "Record",
+            json!({}),
+            &SubmitOptions::new().unique_key("report-43"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(other_key.id, first.id);
+    let all = submitter.list_jobs(jobs::JobQuery::new()).await.unwrap();
+    assert_eq!(all.jobs.len(), 2);
+
+    // Once it has finished, the key is free.
+    let worker = env.another().await.start(1);
+    finished(&worker, first.id).await;
+    let next = submitter
+        .submit_job_with_options("Record", json!({}), &unique)
+        .await
+        .unwrap();
+    assert_ne!(next.id, first.id, "a finished job no longer holds its key");
+    finished(&worker, next.id).await;
+    worker.shutdown().await;
+    submitter.shutdown().await;
+}
+
+async fn racing_submits_with_one_key_store_one_job(env: Env) {
+    // Two services (two processes on PostgreSQL), eight submitters each, one key.
+    let here = env.start(0);
+    let there = env.another().await.start(0);
+    let unique = SubmitOptions::new().unique_key("nightly-export");
+    let mut racers = Vec::new();
+    for n in 0..16 {
+        let jobs = if n % 2 == 0 {
+            here.clone()
+        } else {
+            there.clone()
+        };
+        let unique = unique.clone();
+        racers.push(tokio::spawn(async move {
+            jobs.submit_job_with_options("Record", json!({ "n": n }), &unique)
+                .await
+                .unwrap()
+                .id
+        }));
+    }
+    let mut ids = Vec::new();
+    for racer in racers {
+        ids.push(racer.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every submit got the same job: {ids:?}");
+    let all = here.list_jobs(jobs::JobQuery::new()).await.unwrap();
+    assert_eq!(all.jobs.len(), 1, "one job stored");
+    there.shutdown().await;
+    here.shutdown().await;
+}
+
+async fn finished_jobs_are_pruned_and_active_ones_kept(env: Env) {
+    let jobs = env.start(2);
+    let mut done = Vec::new();
+    for n in 0..3 {
+        let job = jobs
+            .submit_job_with("Record", json!({ "n": n }))
+            .await
+            .unwrap();
+        done.push(job.id);
+    }
+    let failed = jobs.submit_job("Broken").await.unwrap();
+    done.push(failed.id);
+    for id in &done {
+        finished(&jobs, *id).await;
+    }
+    let later = jobs
+        .submit_job_with_options(
+            "Record",
+            json!({}),
+            &SubmitOptions::new().delay(Duration::from_secs(3_600)),
+        )
+        .await
+        .unwrap();
+    // Nothing has been finished for an hour yet.
+    assert_eq!(
+        jobs.prune_finished(Duration::from_secs(3_600))
+            .await
+            .unwrap(),
+        0
+    );
+    // Everything finished is older than zero seconds.
+    assert_eq!(jobs.prune_finished(Duration::ZERO).await.unwrap(), 4);
+    for id in &done {
+        assert_eq!(jobs.get_job(*id).await.unwrap(), None);
+        assert_eq!(jobs.get_job_result(*id).await.unwrap(), None);
+    }
+    let kept = jobs
+        .get_job(later.id)
+        .await
+        .unwrap()
+        .expect("a queued job is kept");
+    assert_eq!(kept.status, JobStatus::Queued);
+    let page = jobs.list_jobs(jobs::JobQuery::new()).await.unwrap();
+    assert_eq!(page.jobs.len(), 1);
+    jobs.shutdown().await;
+}
+
+async fn a_retention_period_prunes_by_itself(env: Env) {
+    let jobs = env
+        .builder()
+        .concurrency(1)
+        .retention(Duration::from_millis(50))
+        .start()
+        .unwrap();
+    let job = jobs.submit_job_with("Record", json!({})).await.unwrap();
+    finished(&jobs, job.id).await;
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    // No event says a job was deleted: look every 20 ms until it is gone.
+    while jobs.get_job(job.id).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     jobs.shutdown().await;
 }
 

@@ -67,6 +67,10 @@ pub struct Job {
     /// The error of every failed attempt, oldest first.
     #[serde(default)]
     pub errors: Vec<AttemptError>,
+    /// While this job is `Queued` or `Running`, a submission with the same key gets this
+    /// job instead of a new one.
+    #[serde(default)]
+    pub unique_key: Option<String>,
 }
 
 fn one() -> u32 {
@@ -105,6 +109,7 @@ impl Job {
             max_attempts: 1,
             timeout_ms: None,
             errors: Vec::new(),
+            unique_key: None,
         }
     }
 

@@ -33,7 +33,7 @@ pub use job::{Expected, Job, Progress, Transition, TransitionError};
 pub use policy::{AttemptError, Backoff, JobPolicy, SubmitOptions};
 pub use queue::{Delivery, JobQueue};
 pub use repository::{
-    BoxFuture, CancelOutcome, JobCount, JobPage, JobQuery, JobRepository, ProgressAck,
+    BoxFuture, CancelOutcome, Inserted, JobCount, JobPage, JobQuery, JobRepository, ProgressAck,
     TransitionOutcome,
 };
 pub use status::{JobStatus, ParseJobStatusError};

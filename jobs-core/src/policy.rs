@@ -165,6 +165,9 @@ pub struct SubmitOptions {
     pub retries: Option<u32>,
     /// The time limit of each attempt, instead of the type's.
     pub timeout: Option<Duration>,
+    /// While a job with this key is `Queued` or `Running`, submitting another with the
+    /// same key returns that job instead of storing a new one.
+    pub unique_key: Option<String>,
 }
 
 impl SubmitOptions {
@@ -200,6 +203,12 @@ impl SubmitOptions {
     /// Limits each attempt to `timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes the job unique by `key` while it is `Queued` or `Running`.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
         self
     }
 }

@@ -56,6 +56,37 @@ pub trait JobRepository: Send + Sync + 'static {
     /// The result of a `Succeeded` job; `None` for any other status or an unknown id.
     fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>>;
 
+    /// Stores a new job unless its [`Job::unique_key`] is held by a `Queued` or `Running`
+    /// job, in which case that job is returned and nothing is stored. Atomic: of racing
+    /// inserts with one key, exactly one stores its job. A job without a key is stored as
+    /// [`JobRepository::insert`] stores it.
+    ///
+    /// The default supports jobs without a key only (it cannot check atomically).
+    fn insert_unique(&self, job: Job) -> BoxFuture<'_, Result<Inserted, StorageError>> {
+        Box::pin(async move {
+            if job.unique_key.is_some() {
+                return Err(StorageError::new(
+                    "this repository does not support unique keys",
+                ));
+            }
+            self.insert(job).await.map(|()| Inserted::Stored)
+        })
+    }
+
+    /// Deletes up to `limit` finished jobs (and their results) that finished before
+    /// `before`, oldest first; returns how many it deleted. Jobs still `Queued` or
+    /// `Running` are never deleted.
+    ///
+    /// The default deletes nothing.
+    fn prune_finished(
+        &self,
+        before: crate::Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let _ = (before, limit);
+        Box::pin(async { Ok(0) })
+    }
+
     /// A receiver of every event published from now on. A receiver that falls more than
     /// the channel's capacity behind skips the oldest events (and is told how many).
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
@@ -99,6 +130,16 @@ pub trait JobRepository: Send + Sync + 'static {
     /// (the [`JobEvent::CancelRequested`] events alone, so that workers need not read every
     /// event).
     fn subscribe_cancellations(&self) -> broadcast::Receiver<JobId>;
+}
+
+/// The answer to a [`JobRepository::insert_unique`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Inserted {
+    /// The job was stored.
+    Stored,
+    /// An active job holds the key: this one, and nothing was stored.
+    Existing(Box<Job>),
 }
 
 /// The answer to a [`JobRepository::transition`].

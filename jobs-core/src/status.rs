@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```text
 /// Queued ──▶ Running ──▶ Succeeded | Failed | Canceled
-///    └─────────────────▶ Canceled   (canceled before it ran)
+///    ▲          │
+///    └──────────┘   (a retry after a failed attempt, or a snooze)
+/// Queued ──────────────▶ Canceled   (canceled before it ran)
 /// ```
 ///
 /// Terminal states never change. [`JobStatus::can_transition_to`] is the one place that
@@ -55,6 +57,7 @@ impl JobStatus {
     /// assert!(Queued.can_transition_to(Running));
     /// assert!(Queued.can_transition_to(Canceled));
     /// assert!(Running.can_transition_to(Succeeded));
+    /// assert!(Running.can_transition_to(Queued)); // retried or snoozed
     /// assert!(!Queued.can_transition_to(Succeeded)); // it must run first
     /// assert!(!Succeeded.can_transition_to(Canceled)); // terminal states never change
     /// ```
@@ -124,6 +127,8 @@ mod tests {
             (Running, Succeeded),
             (Running, Failed),
             (Running, Canceled),
+            // A retry or a snooze puts the job back in the queue.
+            (Running, Queued),
         ];
         for from in JobStatus::ALL {
             for to in JobStatus::ALL {

@@ -1,15 +1,24 @@
--- Run policies: when a job may start, its priority, its attempts and time limit, and the
--- errors of its failed attempts.
+-- Run policies: when a job may start, its priority, its attempts and time limit, the
+-- errors of its failed attempts, its unique key; and the index retention prunes by.
 
 ALTER TABLE {schema}.jobs
     ADD COLUMN run_at       timestamptz,
     ADD COLUMN priority     smallint    NOT NULL DEFAULT 0,
     ADD COLUMN max_attempts integer     NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     ADD COLUMN timeout_ms   bigint      CHECK (timeout_ms > 0),
-    ADD COLUMN errors       jsonb       NOT NULL DEFAULT '[]';
+    ADD COLUMN errors       jsonb       NOT NULL DEFAULT '[]',
+    ADD COLUMN unique_key   text;
 UPDATE {schema}.jobs SET run_at = created_at;
 ALTER TABLE {schema}.jobs ALTER COLUMN run_at SET NOT NULL;
 
 -- The claim: due jobs, higher priority first, then by the time they became due.
 DROP INDEX {schema}.jobs_queued;
 CREATE INDEX jobs_due ON {schema}.jobs (priority DESC, run_at, id) WHERE status = 'Queued';
+
+-- At most one active job per unique key: the index refuses the second insert atomically.
+CREATE UNIQUE INDEX jobs_unique_active ON {schema}.jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running');
+
+-- Retention: finished jobs, oldest first.
+CREATE INDEX jobs_finished ON {schema}.jobs (finished_at)
+    WHERE status IN ('Succeeded', 'Failed', 'Canceled');

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use jobs_core::CancellationToken as Token;
 use jobs_core::{
-    BoxFuture, CancelOutcome, Delivery, Expected, Job, JobCount, JobEvent, JobId, JobPage,
-    JobQuery, JobQueue, JobRepository, JobStatus, Progress, ProgressAck, StorageError, Timestamp,
-    Transition, TransitionOutcome,
+    BoxFuture, CancelOutcome, Delivery, Expected, Inserted, Job, JobCount, JobEvent, JobId,
+    JobPage, JobQuery, JobQueue, JobRepository, JobStatus, Progress, ProgressAck, StorageError,
+    Timestamp, Transition, TransitionOutcome,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -354,7 +354,11 @@ impl PostgresBackend {
         job: &Job,
     ) -> Result<(), StorageError> {
         self.check_size(job)?;
-        self.store(connection, job).await
+        if self.store(connection, job).await? {
+            Ok(())
+        } else {
+            Err(key_held(job))
+        }
     }
 
     /// Stores many jobs in one statement (built with `Jobs::prepare_job`), on any
@@ -379,6 +383,7 @@ impl PostgresBackend {
         let priorities: Vec<i16> = jobs.iter().map(|job| job.priority).collect();
         let max_attempts: Vec<i32> = jobs.iter().map(max_attempts).collect();
         let timeouts: Vec<Option<i64>> = jobs.iter().map(timeout_ms).collect();
+        let keys: Vec<Option<&str>> = jobs.iter().map(|job| job.unique_key.as_deref()).collect();
         sqlx::query(&self.sql.insert_many)
             .bind(ids)
             .bind(types)
@@ -388,6 +393,7 @@ impl PostgresBackend {
             .bind(priorities)
             .bind(max_attempts)
             .bind(timeouts)
+            .bind(keys)
             .execute(connection)
             .await
             .map_err(storage("could not store the jobs"))?;
@@ -408,13 +414,13 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// Inserts a checked job.
+    /// Inserts a checked job; `false` if an active job holds its unique key.
     async fn store(
         &self,
         connection: &mut sqlx::PgConnection,
         job: &Job,
-    ) -> Result<(), StorageError> {
-        sqlx::query(&self.sql.insert)
+    ) -> Result<bool, StorageError> {
+        let row = sqlx::query(&self.sql.insert)
             .bind(job.id.as_uuid())
             .bind(&job.job_type)
             .bind(Json(&job.payload))
@@ -423,10 +429,11 @@ impl PostgresBackend {
             .bind(job.priority)
             .bind(max_attempts(job))
             .bind(timeout_ms(job))
-            .execute(connection)
+            .bind(job.unique_key.as_deref())
+            .fetch_optional(connection)
             .await
             .map_err(storage("could not store the job"))?;
-        Ok(())
+        Ok(row.is_some())
     }
 
     /// The connection pool.
@@ -590,6 +597,14 @@ fn events_in(payload: &str) -> Result<Vec<JobEvent>, serde_json::Error> {
     }
 }
 
+/// The error of an insert refused because an active job holds the key.
+fn key_held(job: &Job) -> StorageError {
+    StorageError::new(format!(
+        "the unique key {:?} is held by an active job",
+        job.unique_key.as_deref().unwrap_or_default()
+    ))
+}
+
 /// A job's attempt limit as the `integer` column holds it.
 fn max_attempts(job: &Job) -> i32 {
     i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX)
@@ -642,19 +657,61 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
         .try_get::<Json<Vec<jobs_core::AttemptError>>, _>("errors")
         .map_err(bad)?
         .0;
+    job.unique_key = row.try_get("unique_key").map_err(bad)?;
     Ok(job)
 }
 
 impl JobRepository for PostgresBackend {
     fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
+            // The service checked the payload's size already.
+            match self.insert_unique(job).await? {
+                Inserted::Stored => Ok(()),
+                Inserted::Existing(holder) => Err(key_held(&holder)),
+                _ => Err(StorageError::new("unexpected insert outcome")),
+            }
+        })
+    }
+
+    fn insert_unique(&self, job: Job) -> BoxFuture<'_, Result<Inserted, StorageError>> {
+        Box::pin(async move {
             let mut connection = self
                 .pool
                 .acquire()
                 .await
                 .map_err(storage("could not store the job"))?;
-            // The service checked the payload's size already.
-            self.store(&mut connection, &job).await
+            // The insert and the look-up are two statements: if the holder finishes in
+            // between, the key is free again, so try again.
+            for _ in 0..5 {
+                if self.store(&mut connection, &job).await? {
+                    return Ok(Inserted::Stored);
+                }
+                let holder = sqlx::query(&self.sql.holder)
+                    .bind(job.unique_key.as_deref())
+                    .fetch_optional(&mut *connection)
+                    .await
+                    .map_err(storage("could not read the job holding the unique key"))?;
+                if let Some(row) = holder {
+                    return Ok(Inserted::Existing(Box::new(job_from_row(&row)?)));
+                }
+            }
+            Err(key_held(&job))
+        })
+    }
+
+    fn prune_finished(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, StorageError>> {
+        Box::pin(async move {
+            let done = sqlx::query(&self.sql.prune)
+                .bind(before.as_unix_micros())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await
+                .map_err(storage("could not delete finished jobs"))?;
+            Ok(done.rows_affected())
         })
     }
 

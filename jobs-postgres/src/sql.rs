@@ -7,7 +7,7 @@ const COLUMNS: &str = "id, job_type, status, payload, progress_percent, progress
      (extract(epoch FROM started_at) * 1000000)::int8 AS started_us, \
      (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us, \
      (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us, \
-     priority, max_attempts, timeout_ms, errors";
+     priority, max_attempts, timeout_ms, errors, unique_key";
 
 /// The `AttemptError` (JSON) of the current attempt failing with `message`, its time in
 /// the format `Timestamp` reads.
@@ -27,6 +27,8 @@ fn notify(channel: &str, event: &str) -> String {
 pub(crate) struct Statements {
     pub(crate) insert: String,
     pub(crate) insert_many: String,
+    pub(crate) holder: String,
+    pub(crate) prune: String,
     pub(crate) get: String,
     pub(crate) transition: String,
     pub(crate) finish_many: String,
@@ -65,25 +67,43 @@ impl Statements {
             insert: format!(
                 "WITH inserted AS (
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
-                                         run_at, priority, max_attempts, timeout_ms)
+                                         run_at, priority, max_attempts, timeout_ms, unique_key)
                      VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
-                             'epoch'::timestamptz + $5 * interval '1 microsecond', $6, $7, $8)
+                             'epoch'::timestamptz + $5 * interval '1 microsecond', $6, $7, $8, $9)
+                     ON CONFLICT (unique_key)
+                         WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running')
+                         DO NOTHING
                      RETURNING id, job_type)
-                 SELECT {} FROM inserted",
+                 SELECT id, {} FROM inserted",
                 notify(channel, submitted_event)
+            ),
+            // The active job holding a unique key.
+            holder: format!(
+                "SELECT {COLUMNS} FROM {jobs}
+                 WHERE unique_key = $1 AND status IN ('Queued', 'Running')"
+            ),
+            // Up to $2 jobs that finished before $1 (µs), oldest first; their results go
+            // with them (ON DELETE CASCADE).
+            prune: format!(
+                "DELETE FROM {jobs} WHERE id IN (
+                     SELECT id FROM {jobs}
+                     WHERE status IN ('Succeeded', 'Failed', 'Canceled')
+                       AND finished_at < 'epoch'::timestamptz + $1 * interval '1 microsecond'
+                     ORDER BY finished_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED)"
             ),
             insert_many: format!(
                 "WITH inserted AS (
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
-                                         run_at, priority, max_attempts, timeout_ms)
+                                         run_at, priority, max_attempts, timeout_ms, unique_key)
                      SELECT id, job_type, 'Queued', payload,
                             'epoch'::timestamptz + created_us * interval '1 microsecond',
                             'epoch'::timestamptz + run_at_us * interval '1 microsecond',
-                            priority, max_attempts, timeout_ms
+                            priority, max_attempts, timeout_ms, unique_key
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
-                                 $6::int2[], $7::int4[], $8::int8[])
+                                 $6::int2[], $7::int4[], $8::int8[], $9::text[])
                           AS t(id, job_type, payload, created_us, run_at_us, priority,
-                               max_attempts, timeout_ms)
+                               max_attempts, timeout_ms, unique_key)
                      RETURNING id, job_type)
                  SELECT count({}) FROM inserted",
                 notify(channel, submitted_event)

@@ -53,6 +53,7 @@ pub struct JobsBuilder {
     shutdown_grace: Duration,
     progress_interval: Duration,
     timeout_grace: Duration,
+    retention: Option<Duration>,
 }
 
 impl JobsBuilder {
@@ -73,6 +74,7 @@ impl JobsBuilder {
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
             progress_interval: Self::DEFAULT_PROGRESS_INTERVAL,
             timeout_grace: Self::DEFAULT_TIMEOUT_GRACE,
+            retention: None,
         }
     }
 
@@ -152,6 +154,16 @@ impl JobsBuilder {
         self
     }
 
+    /// Deletes finished jobs (and their results) once they have been finished for `age`
+    /// (default: kept for ever). A task of this service looks every quarter of `age`
+    /// (between 10 ms and one minute) and deletes in batches of 1,000, yielding between
+    /// batches, so workers are never held up. Several services on one store may all
+    /// prune; each job is deleted once. See also [`Jobs::prune_finished`].
+    pub fn retention(mut self, age: Duration) -> Self {
+        self.retention = Some(age);
+        self
+    }
+
     /// Builds the catalog and starts the workers.
     ///
     /// Fails if two executors claim one job type (naming both), or outside a Tokio runtime.
@@ -196,6 +208,10 @@ impl JobsBuilder {
             let listener = runtime.spawn(cancel_listener(inner.clone(), cancel_requests));
             inner.helpers.lock().expect("not shared yet").push(listener);
         }
+        if let Some(age) = self.retention {
+            let pruner = runtime.spawn(crate::service::prune_periodically(inner.clone(), age));
+            inner.helpers.lock().expect("not shared yet").push(pruner);
+        }
         Ok(Jobs::from_inner(inner))
     }
 }
@@ -209,6 +225,7 @@ impl std::fmt::Debug for JobsBuilder {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("progress_interval", &self.progress_interval)
             .field("timeout_grace", &self.timeout_grace)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }

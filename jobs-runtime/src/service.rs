@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jobs_core::{
-    CancelOutcome, Job, JobId, JobPage, JobPolicy, JobQuery, JobQueue, JobRepository, JobStatus,
-    JobType, JobsError, SubmitError, SubmitOptions, Timestamp,
+    CancelOutcome, Inserted, Job, JobId, JobPage, JobPolicy, JobQuery, JobQueue, JobRepository,
+    JobStatus, JobType, JobsError, SubmitError, SubmitOptions, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -250,13 +250,29 @@ impl Jobs {
             return Err(SubmitError::ShutDown);
         }
         check_payload_size(&job, inner.repository.max_payload_bytes())?;
-        inner.repository.insert(job.clone()).await?;
+        if job.unique_key.is_some() {
+            // An active job with the key answers instead; it is queued already.
+            if let Inserted::Existing(existing) =
+                inner.repository.insert_unique(job.clone()).await?
+            {
+                return Ok(*existing);
+            }
+        } else {
+            inner.repository.insert(job.clone()).await?;
+        }
         if let Err(error) = inner.queue.enqueue(&job).await {
             // Stored but not queued, it would never run: cancel it rather than leave it.
             let _ = inner.repository.request_cancel(job.id).await;
             return Err(error.into());
         }
         Ok(job)
+    }
+
+    /// Deletes every job (and its result) that finished more than `age` ago, in batches;
+    /// returns how many it deleted. Jobs still `Queued` or `Running` are never deleted.
+    /// [`JobsBuilder::retention`](crate::JobsBuilder::retention) does this periodically.
+    pub async fn prune_finished(&self, age: Duration) -> Result<u64, JobsError> {
+        prune(self.inner(), age).await
     }
 
     /// The job with this id, or `None`.
@@ -459,6 +475,40 @@ async fn join_within(tasks: &mut Vec<JoinHandle<()>>, limit: Duration) -> bool {
     tokio::time::timeout(limit, all).await.is_ok()
 }
 
+/// How many finished jobs one prune statement deletes at most.
+const PRUNE_BATCH: usize = 1_000;
+
+async fn prune(inner: &Inner, age: Duration) -> Result<u64, JobsError> {
+    let now = Timestamp::now().as_unix_micros();
+    let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+    let before = Timestamp::from_unix_micros(now.saturating_sub(age));
+    let mut total = 0;
+    loop {
+        let deleted = inner.repository.prune_finished(before, PRUNE_BATCH).await?;
+        total += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The retention task: prunes every quarter of `age` until the service stops.
+pub(crate) async fn prune_periodically(inner: Arc<Inner>, age: Duration) {
+    let every = (age / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = inner.stopped.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match prune(&inner, age).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "pruned finished jobs"),
+            Err(error) => tracing::warn!(%error, "could not prune finished jobs"),
+        }
+    }
+}
+
 /// The job with its type's policy and the submission's options applied.
 fn with_policy(
     mut job: Job,
@@ -478,6 +528,12 @@ fn with_policy(
         .checked_add(1)
         .ok_or_else(|| invalid("too many retries"))?;
     job.priority = options.priority.unwrap_or(policy.priority);
+    if let Some(key) = &options.unique_key {
+        if key.is_empty() || key.len() > 255 {
+            return Err(invalid("the unique key must be 1 to 255 bytes long"));
+        }
+        job.unique_key = Some(key.clone());
+    }
     job.timeout_ms = timeout.map(|timeout| timeout.as_millis().max(1) as u64);
     if let Some(run_at) = options.run_at {
         job.run_at = run_at.max(job.created_at);

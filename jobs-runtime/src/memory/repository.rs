@@ -4,9 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jobs_core::{
-    BoxFuture, CancelOutcome, Expected, Job, JobCount, JobEvent, JobId, JobPage, JobQuery,
-    JobRepository, JobStatus, Progress, ProgressAck, StorageError, Transition, TransitionError,
-    TransitionOutcome,
+    BoxFuture, CancelOutcome, Expected, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
+    JobQuery, JobRepository, JobStatus, Progress, ProgressAck, StorageError, Timestamp, Transition,
+    TransitionError, TransitionOutcome,
 };
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -40,6 +40,8 @@ struct State {
     // these without hashing the type's name.
     types: Vec<(String, [usize; JobStatus::ALL.len()])>,
     type_slots: HashMap<String, u32>,
+    // The unique keys of `Queued` and `Running` jobs.
+    unique: HashMap<String, JobId>,
 }
 
 struct Entry {
@@ -81,6 +83,37 @@ impl State {
             .push((job_type.to_owned(), [0; JobStatus::ALL.len()]));
         self.type_slots.insert(job_type.to_owned(), slot);
         slot
+    }
+
+    /// The active job holding `key`, if any.
+    fn holder(&self, key: &str) -> Option<&Job> {
+        let id = self.unique.get(key)?;
+        self.get(id)
+            .map(|entry| &entry.job)
+            .filter(|job| !job.status.is_terminal())
+    }
+
+    /// Frees the unique key of a job that has just finished.
+    fn release_key(&mut self, job: &Job) {
+        if let Some(key) = &job.unique_key {
+            if job.status.is_terminal() && self.unique.get(key) == Some(&job.id) {
+                self.unique.remove(key);
+            }
+        }
+    }
+
+    /// Deletes a finished job, moving the last entry into its place.
+    fn remove(&mut self, id: &JobId) {
+        let Some(at) = self.index.remove(id) else {
+            return;
+        };
+        let entry = self.entries.swap_remove(at as usize);
+        if let Some(moved) = self.entries.get(at as usize) {
+            self.index.insert(moved.job.id, at);
+        }
+        self.order.remove(id);
+        self.counts[slot(entry.job.status)] -= 1;
+        self.types[entry.type_slot as usize].1[slot(entry.job.status)] -= 1;
     }
 
     fn moved(&mut self, type_slot: u32, from: JobStatus, to: JobStatus) {
@@ -140,7 +173,23 @@ impl InMemoryRepository {
     }
 
     fn insert_now(&self, job: Job) -> Result<(), StorageError> {
+        match self.insert_unique_now(job)? {
+            Inserted::Stored => Ok(()),
+            Inserted::Existing(existing) => Err(StorageError::new(format!(
+                "the unique key of this job is held by job {}",
+                existing.id
+            ))),
+            _ => Err(StorageError::new("unexpected insert outcome")),
+        }
+    }
+
+    fn insert_unique_now(&self, job: Job) -> Result<Inserted, StorageError> {
         let mut state = self.lock();
+        if let Some(key) = &job.unique_key {
+            if let Some(holder) = state.holder(key) {
+                return Ok(Inserted::Existing(Box::new(holder.clone())));
+            }
+        }
         let at = u32::try_from(state.entries.len())
             .map_err(|_| StorageError::new("the in-memory repository is full"))?;
         let id = job.id;
@@ -153,6 +202,9 @@ impl InMemoryRepository {
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(at);
             }
+        }
+        if let Some(key) = &job.unique_key {
+            state.unique.insert(key.clone(), id);
         }
         let type_slot = state.type_slot(&job.job_type);
         state.counts[slot(job.status)] += 1;
@@ -167,7 +219,7 @@ impl InMemoryRepository {
             result: None,
             type_slot,
         });
-        Ok(())
+        Ok(Inserted::Stored)
     }
 
     fn transition_now(
@@ -219,6 +271,7 @@ impl InMemoryRepository {
             _ => self.publish_finished(&job),
         }
         state.moved(type_slot, from, job.status);
+        state.release_key(&job);
         TransitionOutcome::Applied(job)
     }
 
@@ -261,6 +314,7 @@ impl InMemoryRepository {
                 }
                 let job = job.clone();
                 state.moved(type_slot, JobStatus::Queued, JobStatus::Canceled);
+                state.release_key(&job);
                 self.publish_finished(&job);
                 CancelOutcome::CanceledQueued(job)
             }
@@ -325,6 +379,36 @@ impl JobRepository for InMemoryRepository {
     fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
         let result = self.insert_now(job);
         Box::pin(async move { result })
+    }
+
+    fn insert_unique(&self, job: Job) -> BoxFuture<'_, Result<Inserted, StorageError>> {
+        let result = self.insert_unique_now(job);
+        Box::pin(async move { result })
+    }
+
+    fn prune_finished(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let mut state = self.lock();
+        // Ids are in submit order and a job finishes after it is submitted: only jobs
+        // submitted before `before` can qualify.
+        let doomed: Vec<JobId> = state
+            .order
+            .iter()
+            .filter_map(|id| state.get(id))
+            .take_while(|entry| entry.job.created_at < before)
+            .filter(|entry| entry.job.finished_at.is_some_and(|at| at < before))
+            .filter(|entry| entry.job.status.is_terminal())
+            .map(|entry| entry.job.id)
+            .take(limit)
+            .collect();
+        for id in &doomed {
+            state.remove(id);
+        }
+        let pruned = doomed.len() as u64;
+        Box::pin(async move { Ok(pruned) })
     }
 
     fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
