@@ -25,7 +25,7 @@ struct CountdownArgs {
 }
 
 /// Counts down, a step a second, reporting progress; stops early when canceled.
-#[job_executor("Countdown")]
+#[job_executor("Countdown", timeout = "5m")]
 async fn countdown(args: CountdownArgs, ctx: JobContext) -> Result<serde_json::Value, JobError> {
     let steps = args.steps.clamp(1, 100);
     for step in 1..=steps {
@@ -37,6 +37,19 @@ async fn countdown(args: CountdownArgs, ctx: JobContext) -> Result<serde_json::V
         ctx.report_progress(percent, format!("step {step} of {steps}"));
     }
     Ok(serde_json::json!({ "message": "lift-off", "steps": steps }))
+}
+
+/// Fails its first two attempts, then succeeds: retries with backoff, and the errors of
+/// the failed attempts kept on the job.
+#[job_executor("Flaky", retries = 3, backoff = "1s")]
+async fn flaky(ctx: JobContext) -> Result<String, JobError> {
+    if ctx.attempt() < 3 {
+        return Err(JobError::failed(format!(
+            "the service it calls was down (attempt {})",
+            ctx.attempt()
+        )));
+    }
+    Ok(format!("done on attempt {}", ctx.attempt()))
 }
 
 /// Fails on purpose, to show an error in the API.

@@ -80,7 +80,20 @@ pub(crate) fn document() -> Value {
                         "cancelRequested": { "type": "boolean" },
                         "createdAt": { "type": "string", "format": "date-time" },
                         "startedAt": { "type": "string", "format": "date-time", "nullable": true },
-                        "finishedAt": { "type": "string", "format": "date-time", "nullable": true }
+                        "finishedAt": { "type": "string", "format": "date-time", "nullable": true },
+                        "runAt": { "type": "string", "format": "date-time" },
+                        "priority": { "type": "integer" },
+                        "maxAttempts": { "type": "integer", "minimum": 1 },
+                        "timeoutMs": { "type": "integer", "nullable": true },
+                        "errors": { "type": "array", "items": {
+                            "type": "object", "required": ["attempt", "message", "at"],
+                            "properties": {
+                                "attempt": { "type": "integer" },
+                                "message": { "type": "string" },
+                                "at": { "type": "string", "format": "date-time" }
+                            }
+                        } },
+                        "uniqueKey": { "type": "string", "nullable": true }
                     }
                 }
             }
@@ -100,11 +113,20 @@ pub(crate) fn document() -> Value {
                     "summary": "submit a job",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
                         "type": "object", "required": ["type"], "additionalProperties": false,
-                        "properties": { "type": { "type": "string" }, "payload": {} }
+                        "properties": {
+                            "type": { "type": "string" },
+                            "payload": {},
+                            "runAt": { "type": "string", "format": "date-time", "description": "not before this time" },
+                            "delayMs": { "type": "integer", "minimum": 0, "description": "not before this long from now" },
+                            "priority": { "type": "integer", "minimum": -32768, "maximum": 32767, "description": "higher runs first; the type's by default" },
+                            "retries": { "type": "integer", "minimum": 0, "description": "the type's by default" },
+                            "timeoutMs": { "type": "integer", "minimum": 1, "description": "per attempt; the type's by default" },
+                            "uniqueKey": { "type": "string", "minLength": 1, "maxLength": 255, "description": "while a job with this key is Queued or Running, that job is returned instead" }
+                        }
                     } } } },
                     "responses": {
-                        "201": job_response("the job, Queued"),
-                        "400": error("unknown_job_type, invalid_payload or invalid_body"),
+                        "201": job_response("the job, Queued (or, with a uniqueKey held by an active job, that job)"),
+                        "400": error("unknown_job_type, invalid_payload, invalid_options or invalid_body"),
                         "401": error("unauthorized"),
                         "413": error("body_too_large or payload_too_large"),
                         "415": error("unsupported_media_type"),

@@ -5,7 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use jobs_runtime::{CancelOutcome, JobId, JobQuery, JobStatus};
+use std::time::Duration;
+
+use jobs_runtime::{CancelOutcome, JobId, JobQuery, JobStatus, SubmitOptions, Timestamp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -23,11 +25,45 @@ pub(crate) async fn not_found() -> ApiError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct SubmitBody {
     #[serde(rename = "type")]
     job_type: String,
     #[serde(default)]
     payload: Value,
+    /// Not before this time (RFC 3339).
+    run_at: Option<Timestamp>,
+    /// Not before this many milliseconds from now.
+    delay_ms: Option<u64>,
+    priority: Option<i16>,
+    retries: Option<u32>,
+    timeout_ms: Option<u64>,
+    unique_key: Option<String>,
+}
+
+impl SubmitBody {
+    fn options(&self) -> SubmitOptions {
+        let mut options = SubmitOptions::new();
+        if let Some(run_at) = self.run_at {
+            options = options.run_at(run_at);
+        }
+        if let Some(ms) = self.delay_ms {
+            options = options.delay(Duration::from_millis(ms));
+        }
+        if let Some(priority) = self.priority {
+            options = options.priority(priority);
+        }
+        if let Some(retries) = self.retries {
+            options = options.retries(retries);
+        }
+        if let Some(ms) = self.timeout_ms {
+            options = options.timeout(Duration::from_millis(ms));
+        }
+        if let Some(key) = &self.unique_key {
+            options = options.unique_key(key.clone());
+        }
+        options
+    }
 }
 
 fn body_error(rejection: JsonRejection) -> ApiError {
@@ -53,9 +89,10 @@ pub(crate) async fn submit(
     body: Result<Json<SubmitBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(body_error)?;
+    let options = body.options();
     let job = state
         .jobs
-        .submit_job_with(&body.job_type, body.payload)
+        .submit_job_with_options(&body.job_type, body.payload, &options)
         .await?;
     Ok((StatusCode::CREATED, Json(job)))
 }

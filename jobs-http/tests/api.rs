@@ -139,6 +139,56 @@ async fn a_submitted_job_can_be_read_listed_and_its_result_fetched() {
 }
 
 #[tokio::test]
+async fn a_submission_can_carry_run_options() {
+    let jobs = Jobs::builder()
+        .discover(false)
+        .concurrency(0)
+        .register(Double)
+        .start()
+        .unwrap();
+    let app = router(jobs.clone());
+    let body = json!({
+        "type": "Double",
+        "payload": { "n": 1 },
+        "delayMs": 60_000,
+        "priority": 7,
+        "retries": 2,
+        "timeoutMs": 1_500,
+        "uniqueKey": "double-1"
+    });
+    let (status, job) = call(&app, "POST", "/jobs", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["priority"], 7);
+    assert_eq!(job["maxAttempts"], 3);
+    assert_eq!(job["timeoutMs"], 1_500);
+    assert_eq!(job["uniqueKey"], "double-1");
+    assert_ne!(job["runAt"], job["createdAt"], "scheduled a minute later");
+    let (_, again) = call(&app, "POST", "/jobs", Some(body)).await;
+    assert_eq!(again["id"], job["id"], "the key is held: the same job");
+
+    let at = json!({ "type": "Double", "payload": { "n": 2 }, "runAt": "2030-01-01T00:00:00Z" });
+    let (status, scheduled) = call(&app, "POST", "/jobs", Some(at)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(scheduled["runAt"], "2030-01-01T00:00:00.000000Z");
+
+    let zero = json!({ "type": "Double", "payload": { "n": 3 }, "timeoutMs": 0 });
+    let (status, error) = call(&app, "POST", "/jobs", Some(zero)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["code"], "invalid_options");
+    let bad_time = json!({ "type": "Double", "payload": { "n": 4 }, "runAt": "soon" });
+    let (status, error) = call(&app, "POST", "/jobs", Some(bad_time)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error["error"]["code"], "invalid_body");
+    let (_, page) = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(
+        page["jobs"].as_array().unwrap().len(),
+        2,
+        "refusals stored nothing"
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
 async fn submit_errors_carry_stable_codes_and_store_nothing() {
     let jobs = jobs();
     let app = router(jobs.clone());
