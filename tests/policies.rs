@@ -83,6 +83,9 @@ for_each_backend!(
     racing_submits_with_one_key_store_one_job,
     finished_jobs_are_pruned_and_active_ones_kept,
     a_retention_period_prunes_by_itself,
+    a_tick_gets_one_job_however_many_fire_it,
+    periodic_jobs_run_once_per_tick_across_services,
+    a_schedule_that_cannot_run_is_refused_at_start,
 );
 
 async fn a_failing_job_is_retried_with_backoff_and_keeps_every_error(env: Env) {
@@ -438,6 +441,143 @@ async fn a_retention_period_prunes_by_itself(env: Env) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     jobs.shutdown().await;
+}
+
+async fn a_tick_gets_one_job_however_many_fire_it(env: Env) {
+    let here = env.start(0);
+    let there = env.another().await.start(0);
+    let tick = Timestamp::from_unix_micros(1_900_000_000_000_000);
+    let mut racers = Vec::new();
+    for n in 0..10 {
+        let jobs = if n % 2 == 0 {
+            here.clone()
+        } else {
+            there.clone()
+        };
+        racers.push(tokio::spawn(async move {
+            let job = jobs.prepare_job("Record", json!({ "n": n })).unwrap();
+            jobs.repository()
+                .insert_scheduled(job, "Record nightly", tick)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut stored = 0;
+    for racer in racers {
+        stored += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(stored, 1, "one of ten stored the tick's job");
+    let repository = here.repository();
+    let job = || here.prepare_job("Record", json!({})).unwrap();
+    assert!(!repository
+        .insert_scheduled(job(), "Record nightly", tick)
+        .await
+        .unwrap());
+    let earlier = Timestamp::from_unix_micros(tick.as_unix_micros() - 60_000_000);
+    assert!(
+        !repository
+            .insert_scheduled(job(), "Record nightly", earlier)
+            .await
+            .unwrap(),
+        "the past is done"
+    );
+    let later = Timestamp::from_unix_micros(tick.as_unix_micros() + 60_000_000);
+    assert!(repository
+        .insert_scheduled(job(), "Record nightly", later)
+        .await
+        .unwrap());
+    assert!(
+        repository
+            .insert_scheduled(job(), "Record hourly", tick)
+            .await
+            .unwrap(),
+        "schedules are apart"
+    );
+    let page = here.list_jobs(jobs::JobQuery::new()).await.unwrap();
+    assert_eq!(page.jobs.len(), 3);
+    there.shutdown().await;
+    here.shutdown().await;
+}
+
+async fn periodic_jobs_run_once_per_tick_across_services(env: Env) {
+    // Two services (two processes on PostgreSQL) declare the same every-second schedule.
+    let run = jobs::JobId::new().to_string();
+    let payload = json!({ "run": run, "label": "tick" });
+    let here = env
+        .builder()
+        .concurrency(1)
+        .periodic("* * * * * *", "Record", payload.clone())
+        .start()
+        .unwrap();
+    let there = env
+        .another()
+        .await
+        .builder()
+        .concurrency(1)
+        .periodic("* * * * * *", "Record", payload)
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    // No event marks "three ticks done": look every 100 ms.
+    while order(&run).len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedule did not fire"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    here.shutdown().await;
+    there.shutdown().await;
+    let page = env
+        .start(0)
+        .list_jobs(jobs::JobQuery::new().job_type("Record"))
+        .await
+        .unwrap();
+    let mut ticks: Vec<i64> = page
+        .jobs
+        .iter()
+        .filter(|job| job.payload["run"] == run.as_str())
+        .map(|job| job.run_at.as_unix_micros())
+        .collect();
+    let jobs_made = ticks.len();
+    ticks.sort_unstable();
+    ticks.dedup();
+    assert_eq!(ticks.len(), jobs_made, "one job per tick: {ticks:?}");
+    assert!(ticks.len() >= 3);
+    assert!(
+        ticks.iter().all(|t| t % 1_000_000 == 0),
+        "each job is due at its whole-second tick"
+    );
+}
+
+async fn a_schedule_that_cannot_run_is_refused_at_start(env: Env) {
+    for (cron, job_type, payload, says) in [
+        (
+            "61 * * * *",
+            "Record",
+            json!({}),
+            "minute 61 is out of range",
+        ),
+        ("* * * * *", "Nope", json!({}), "no executor"),
+        (
+            "* * * * *",
+            "Broken",
+            json!({ "x": 1 }),
+            "payload does not fit",
+        ),
+    ] {
+        let error = env
+            .builder()
+            .concurrency(0)
+            .periodic(cron, job_type, payload)
+            .start()
+            .unwrap_err();
+        assert!(
+            matches!(&error, jobs::BuildError::InvalidSchedule { .. })
+                && error.to_string().contains(says),
+            "{cron} {job_type}: {error}"
+        );
+    }
 }
 
 /// The labels of the `Record` jobs of `run`, in the order they ran.

@@ -24,6 +24,9 @@ pub struct JobPolicy {
     pub priority: i16,
     /// The wait before each retry.
     pub backoff: Backoff,
+    /// A cron expression: the service submits a job of this type (payload `null`) at
+    /// every tick, once across all processes that share the store.
+    pub cron: Option<&'static str>,
 }
 
 impl JobPolicy {
@@ -34,6 +37,7 @@ impl JobPolicy {
             timeout: None,
             priority: 0,
             backoff: Backoff::DEFAULT,
+            cron: None,
         }
     }
 
@@ -58,6 +62,13 @@ impl JobPolicy {
     /// Sets the backoff between retries.
     pub const fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Submits a job of the type at every tick of `cron` (checked when the service
+    /// starts; `#[job_executor(cron = ...)]` checks it at compile time).
+    pub const fn cron(mut self, cron: &'static str) -> Self {
+        self.cron = Some(cron);
         self
     }
 }

@@ -73,6 +73,26 @@ pub trait JobRepository: Send + Sync + 'static {
         })
     }
 
+    /// Stores `job` as the job of tick `tick` of the periodic schedule `schedule`, unless
+    /// that tick (or a later one) of the schedule already has its job: of several
+    /// processes firing the same tick, exactly one stores a job. Returns whether this call
+    /// did. The record of the tick and the job are written together.
+    ///
+    /// The default refuses: it could not tell another process's tick from its own.
+    fn insert_scheduled(
+        &self,
+        job: Job,
+        schedule: &str,
+        tick: crate::Timestamp,
+    ) -> BoxFuture<'_, Result<bool, StorageError>> {
+        let _ = (job, schedule, tick);
+        Box::pin(async {
+            Err(StorageError::new(
+                "this repository does not record periodic ticks",
+            ))
+        })
+    }
+
     /// Deletes up to `limit` finished jobs (and their results) that finished before
     /// `before`, oldest first; returns how many it deleted. Jobs still `Queued` or
     /// `Running` are never deleted.

@@ -118,9 +118,10 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
                 #p::Backoff::DEFAULT.max,
             )))
         });
+        let cron = options.cron.as_ref().map(|cron| quote!(.cron(#cron)));
         quote! {
             fn policy(&self) -> #p::JobPolicy {
-                #p::JobPolicy::new() #retries #timeout #priority #backoff
+                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron
             }
         }
     });

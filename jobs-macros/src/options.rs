@@ -6,7 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Lit, LitStr, Path, Token};
 
 /// The options the attribute accepts, as listed in error messages.
-const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `crate`";
+const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `cron`, `crate`";
 
 /// What the attribute's arguments say.
 pub struct Options {
@@ -22,6 +22,8 @@ pub struct Options {
     pub backoff_ms: Option<u64>,
     /// `priority = n`.
     pub priority: Option<i16>,
+    /// `cron = "0 3 * * *"`, checked.
+    pub cron: Option<LitStr>,
 }
 
 impl Options {
@@ -31,6 +33,7 @@ impl Options {
             || self.timeout_ms.is_some()
             || self.backoff_ms.is_some()
             || self.priority.is_some()
+            || self.cron.is_some()
     }
 }
 
@@ -53,6 +56,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         timeout_ms: None,
         backoff_ms: None,
         priority: None,
+        cron: None,
     };
     let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
@@ -73,10 +77,12 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "timeout" => "timeout = \"30s\"",
             "backoff" => "backoff = \"2s\"",
             "priority" => "priority = 10",
+            "cron" => "cron = \"0 3 * * *\"",
             other => {
                 let hint = match other {
                     "retry" | "max_retries" | "attempts" => " (did you mean `retries`?)",
                     "timeout_ms" | "time_limit" => " (did you mean `timeout`?)",
+                    "schedule" | "every" | "periodic" => " (did you mean `cron`?)",
                     _ => "",
                 };
                 return Err(syn::Error::new(
@@ -108,6 +114,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             }
             "timeout" => options.timeout_ms = Some(parse_duration_value(input, "timeout")?),
             "backoff" => options.backoff_ms = Some(parse_duration_value(input, "backoff")?),
+            "cron" => options.cron = Some(parse_cron(input)?),
             _ => unreachable!("every known option is matched above"),
         }
     }
@@ -149,6 +156,21 @@ where
             format!("`{name} = {value}` is out of range: `{name}` is {range}"),
         )
     })
+}
+
+/// A cron expression as a string literal, checked now so that a malformed one fails the
+/// build rather than the service's start.
+fn parse_cron(input: ParseStream) -> syn::Result<LitStr> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`cron` takes a cron expression as a string, such as `cron = \"0 3 * * *\"`",
+        )
+    })?;
+    lit.value()
+        .parse::<jobs_cron::Schedule>()
+        .map_err(|error| syn::Error::new(lit.span(), error.to_string()))?;
+    Ok(lit)
 }
 
 /// A duration written as a string literal, such as `"30s"`, in milliseconds.
@@ -301,6 +323,9 @@ mod tests {
         assert!(err(quote!("X", timeout = "0s")).contains("longer than zero"));
         assert!(err(quote!("X", timeout = 30)).contains("duration as a string"));
         assert!(err(quote!("X", timeout = "1s", timeout = "2s")).contains("given twice"));
+        assert!(err(quote!("X", cron = "61 * * * *")).contains("minute 61 is out of range"));
+        assert!(err(quote!("X", cron = 5)).contains("cron expression as a string"));
+        assert!(err(quote!("X", schedule = "* * * * *")).contains("did you mean `cron`?"));
     }
 
     #[test]

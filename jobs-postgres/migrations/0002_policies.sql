@@ -1,5 +1,6 @@
 -- Run policies: when a job may start, its priority, its attempts and time limit, the
--- errors of its failed attempts, its unique key; and the index retention prunes by.
+-- errors of its failed attempts, its unique key; the index retention prunes by; and the
+-- ticks of periodic schedules.
 
 ALTER TABLE {schema}.jobs
     ADD COLUMN run_at       timestamptz,
@@ -22,3 +23,10 @@ CREATE UNIQUE INDEX jobs_unique_active ON {schema}.jobs (unique_key)
 -- Retention: finished jobs, oldest first.
 CREATE INDEX jobs_finished ON {schema}.jobs (finished_at)
     WHERE status IN ('Succeeded', 'Failed', 'Canceled');
+
+-- Periodic jobs: the latest tick of each schedule that got its job. A process stores a
+-- tick's job only if it moves this forward, in the same statement.
+CREATE TABLE {schema}.job_schedules (
+    name       text        PRIMARY KEY,
+    last_tick  timestamptz NOT NULL
+);

@@ -420,16 +420,7 @@ impl PostgresBackend {
         connection: &mut sqlx::PgConnection,
         job: &Job,
     ) -> Result<bool, StorageError> {
-        let row = sqlx::query(&self.sql.insert)
-            .bind(job.id.as_uuid())
-            .bind(&job.job_type)
-            .bind(Json(&job.payload))
-            .bind(job.created_at.as_unix_micros())
-            .bind(job.run_at.as_unix_micros())
-            .bind(job.priority)
-            .bind(max_attempts(job))
-            .bind(timeout_ms(job))
-            .bind(job.unique_key.as_deref())
+        let row = bind_job(sqlx::query(&self.sql.insert), job)
             .fetch_optional(connection)
             .await
             .map_err(storage("could not store the job"))?;
@@ -605,6 +596,23 @@ fn key_held(job: &Job) -> StorageError {
     ))
 }
 
+/// Binds a new job's columns as the insert statements take them, `$1` to `$9`.
+fn bind_job<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    job: &'q Job,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(job.id.as_uuid())
+        .bind(&job.job_type)
+        .bind(Json(&job.payload))
+        .bind(job.created_at.as_unix_micros())
+        .bind(job.run_at.as_unix_micros())
+        .bind(job.priority)
+        .bind(max_attempts(job))
+        .bind(timeout_ms(job))
+        .bind(job.unique_key.as_deref())
+}
+
 /// A job's attempt limit as the `integer` column holds it.
 fn max_attempts(job: &Job) -> i32 {
     i32::try_from(job.max_attempts.max(1)).unwrap_or(i32::MAX)
@@ -696,6 +704,25 @@ impl JobRepository for PostgresBackend {
                 }
             }
             Err(key_held(&job))
+        })
+    }
+
+    fn insert_scheduled(
+        &self,
+        job: Job,
+        schedule: &str,
+        tick: Timestamp,
+    ) -> BoxFuture<'_, Result<bool, StorageError>> {
+        let schedule = schedule.to_owned();
+        Box::pin(async move {
+            self.check_size(&job)?;
+            let row = bind_job(sqlx::query(&self.sql.insert_scheduled), &job)
+                .bind(&schedule)
+                .bind(tick.as_unix_micros())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage("could not store the periodic job"))?;
+            Ok(row.is_some())
         })
     }
 

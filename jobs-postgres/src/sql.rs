@@ -28,6 +28,7 @@ pub(crate) struct Statements {
     pub(crate) insert: String,
     pub(crate) insert_many: String,
     pub(crate) holder: String,
+    pub(crate) insert_scheduled: String,
     pub(crate) prune: String,
     pub(crate) get: String,
     pub(crate) transition: String,
@@ -73,6 +74,25 @@ impl Statements {
                      ON CONFLICT (unique_key)
                          WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running')
                          DO NOTHING
+                     RETURNING id, job_type)
+                 SELECT id, {} FROM inserted",
+                notify(channel, submitted_event)
+            ),
+            // The job of a periodic tick: $1–$9 as in `insert`, $10 the schedule, $11 the
+            // tick (µs). Stored only if the tick moves the schedule forward.
+            insert_scheduled: format!(
+                "WITH won AS (
+                     INSERT INTO {schema}.job_schedules (name, last_tick)
+                     VALUES ($10, 'epoch'::timestamptz + $11 * interval '1 microsecond')
+                     ON CONFLICT (name) DO UPDATE SET last_tick = EXCLUDED.last_tick
+                         WHERE {schema}.job_schedules.last_tick < EXCLUDED.last_tick
+                     RETURNING 1),
+                 inserted AS (
+                     INSERT INTO {jobs} (id, job_type, status, payload, created_at,
+                                         run_at, priority, max_attempts, timeout_ms, unique_key)
+                     SELECT $1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
+                            'epoch'::timestamptz + $5 * interval '1 microsecond', $6, $7, $8, $9
+                     WHERE EXISTS (SELECT 1 FROM won)
                      RETURNING id, job_type)
                  SELECT id, {} FROM inserted",
                 notify(channel, submitted_event)

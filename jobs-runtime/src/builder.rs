@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobs_core::{JobExecutor, JobQueue, JobRepository, SourceLocation};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, DuplicateJobType};
 use crate::memory::{ChannelQueue, InMemoryRepository};
 use crate::processor::{cancel_listener, worker, RunningJobs};
+use crate::scheduler::Periodic;
 use crate::service::{Config, Inner};
 use crate::waiters::Waiters;
 use crate::Jobs;
@@ -24,6 +26,16 @@ pub enum BuildError {
     /// `start` was called outside a Tokio runtime.
     #[error("Jobs::builder().start() must be called inside a Tokio runtime (for example from #[tokio::main])")]
     NoRuntime,
+    /// A periodic job cannot be scheduled: its cron expression, its type or its payload.
+    #[error("cannot schedule `{job_type}` at `{cron}`: {reason}")]
+    InvalidSchedule {
+        /// The job type.
+        job_type: String,
+        /// The cron expression.
+        cron: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Configures a [`Jobs`] service. Every setting has a default; see each method.
@@ -54,6 +66,7 @@ pub struct JobsBuilder {
     progress_interval: Duration,
     timeout_grace: Duration,
     retention: Option<Duration>,
+    periodic: Vec<(String, String, Value)>,
 }
 
 impl JobsBuilder {
@@ -75,6 +88,7 @@ impl JobsBuilder {
             progress_interval: Self::DEFAULT_PROGRESS_INTERVAL,
             timeout_grace: Self::DEFAULT_TIMEOUT_GRACE,
             retention: None,
+            periodic: Vec::new(),
         }
     }
 
@@ -164,6 +178,18 @@ impl JobsBuilder {
         self
     }
 
+    /// Submits a job of `job_type` with `payload` at every tick of `cron`, UTC (five
+    /// fields, or six with seconds first; see `jobs_cron`). Every service on a store may
+    /// declare the same schedule: each tick's job is stored once, whichever service fires
+    /// first. Ticks missed while no service ran are not made up. `start` refuses an
+    /// expression that does not parse, an unknown type, or a payload the executor refuses.
+    /// `#[job_executor("T", cron = "...")]` declares one with a `null` payload.
+    pub fn periodic(mut self, cron: &str, job_type: &str, payload: Value) -> Self {
+        self.periodic
+            .push((cron.to_owned(), job_type.to_owned(), payload));
+        self
+    }
+
     /// Builds the catalog and starts the workers.
     ///
     /// Fails if two executors claim one job type (naming both), or outside a Tokio runtime.
@@ -177,6 +203,7 @@ impl JobsBuilder {
         for (executor, location) in self.executors {
             catalog.add(executor, location)?;
         }
+        let periodic = schedules(&catalog, self.periodic)?;
         let inner = Arc::new(Inner {
             repository: self
                 .repository
@@ -208,12 +235,59 @@ impl JobsBuilder {
             let listener = runtime.spawn(cancel_listener(inner.clone(), cancel_requests));
             inner.helpers.lock().expect("not shared yet").push(listener);
         }
+        if !periodic.is_empty() {
+            let scheduler = runtime.spawn(crate::scheduler::run(inner.clone(), periodic));
+            inner
+                .helpers
+                .lock()
+                .expect("not shared yet")
+                .push(scheduler);
+        }
         if let Some(age) = self.retention {
             let pruner = runtime.spawn(crate::service::prune_periodically(inner.clone(), age));
             inner.helpers.lock().expect("not shared yet").push(pruner);
         }
         Ok(Jobs::from_inner(inner))
     }
+}
+
+/// The builder's schedules and those the executors declare, checked.
+fn schedules(
+    catalog: &Catalog,
+    declared: Vec<(String, String, Value)>,
+) -> Result<Vec<Periodic>, BuildError> {
+    let from_types = catalog
+        .entries()
+        .into_iter()
+        .filter_map(|(job_type, entry)| {
+            entry
+                .executor()
+                .policy()
+                .cron
+                .map(|cron| (cron.to_owned(), job_type.to_owned(), Value::Null))
+        });
+    let mut periodic = Vec::new();
+    for (cron, job_type, payload) in from_types.collect::<Vec<_>>().into_iter().chain(declared) {
+        let invalid = |reason: String| BuildError::InvalidSchedule {
+            job_type: job_type.clone(),
+            cron: cron.clone(),
+            reason,
+        };
+        let schedule: jobs_cron::Schedule = cron
+            .parse()
+            .map_err(|e: jobs_cron::ParseError| invalid(e.to_string()))?;
+        let Some(entry) = catalog.get(&job_type) else {
+            return Err(invalid(
+                "no executor is registered for this type".to_owned(),
+            ));
+        };
+        entry
+            .executor()
+            .validate(&payload)
+            .map_err(|e| invalid(format!("the payload does not fit: {}", e.message())))?;
+        periodic.push(Periodic::new(schedule, &job_type, payload));
+    }
+    Ok(periodic)
 }
 
 impl std::fmt::Debug for JobsBuilder {
@@ -226,6 +300,7 @@ impl std::fmt::Debug for JobsBuilder {
             .field("progress_interval", &self.progress_interval)
             .field("timeout_grace", &self.timeout_grace)
             .field("retention", &self.retention)
+            .field("periodic", &self.periodic.len())
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@ pub mod memory;
 mod metrics;
 mod panic;
 mod processor;
+mod scheduler;
 mod service;
 mod typed;
 mod waiters;

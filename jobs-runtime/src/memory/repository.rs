@@ -42,6 +42,8 @@ struct State {
     type_slots: HashMap<String, u32>,
     // The unique keys of `Queued` and `Running` jobs.
     unique: HashMap<String, JobId>,
+    // The latest tick of each periodic schedule that got its job.
+    ticks: HashMap<String, Timestamp>,
 }
 
 struct Entry {
@@ -383,6 +385,25 @@ impl JobRepository for InMemoryRepository {
 
     fn insert_unique(&self, job: Job) -> BoxFuture<'_, Result<Inserted, StorageError>> {
         let result = self.insert_unique_now(job);
+        Box::pin(async move { result })
+    }
+
+    fn insert_scheduled(
+        &self,
+        job: Job,
+        schedule: &str,
+        tick: Timestamp,
+    ) -> BoxFuture<'_, Result<bool, StorageError>> {
+        let result = (|| {
+            // The tick is claimed under the lock: only the caller that claims it inserts.
+            let mut state = self.lock();
+            if state.ticks.get(schedule).is_some_and(|last| *last >= tick) {
+                return Ok(false);
+            }
+            state.ticks.insert(schedule.to_owned(), tick);
+            drop(state);
+            self.insert_now(job).map(|()| true)
+        })();
         Box::pin(async move { result })
     }
 

@@ -22,6 +22,7 @@ mod tasks {
         timeout = "1m30s",
         backoff = "250ms",
         priority = -3,
+        cron = "0 3 * * *",
         crate = jobs,
     )]
     pub async fn with_policy() -> Result<(), JobError> {
@@ -46,6 +47,7 @@ fn main() {
     assert_eq!(policy.timeout, Some(std::time::Duration::from_secs(90)));
     assert_eq!(policy.priority, -3);
     assert_eq!(policy.backoff.base, std::time::Duration::from_millis(250));
+    assert_eq!(policy.cron, Some("0 3 * * *"));
     tasks::uses_private();
     let _ = tasks::crate_path();
     let _ = submit_typed;

@@ -1,0 +1,102 @@
+//! Periodic jobs: a job submitted at every tick of a cron schedule, once across all the
+//! services that share a store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs_core::{SubmitOptions, Timestamp};
+use jobs_cron::Schedule;
+use serde_json::Value;
+
+use crate::service::Inner;
+
+/// One periodic job.
+pub(crate) struct Periodic {
+    /// Names the schedule in the store: the job type and the expression, so that a
+    /// changed expression starts a schedule of its own.
+    pub(crate) name: String,
+    pub(crate) schedule: Schedule,
+    pub(crate) job_type: String,
+    pub(crate) payload: Value,
+}
+
+impl Periodic {
+    pub(crate) fn new(schedule: Schedule, job_type: &str, payload: Value) -> Self {
+        Self {
+            name: format!("{job_type} {schedule}"),
+            schedule,
+            job_type: job_type.to_owned(),
+            payload,
+        }
+    }
+}
+
+/// Seconds since the epoch of a timestamp.
+fn seconds(time: Timestamp) -> i64 {
+    time.as_unix_micros().div_euclid(1_000_000)
+}
+
+/// Submits each schedule's job at each of its ticks until the service stops. Ticks missed
+/// while no service ran are not made up; the next one is kept.
+pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>) {
+    let now = seconds(Timestamp::now());
+    let mut next: Vec<Option<i64>> = periodic
+        .iter()
+        .map(|p| p.schedule.next_after(now))
+        .collect();
+    loop {
+        let Some(due) = next.iter().flatten().min().copied() else {
+            return;
+        };
+        let wait = Duration::from_micros(
+            (due * 1_000_000 - Timestamp::now().as_unix_micros()).max(0) as u64,
+        );
+        tokio::select! {
+            _ = inner.intake.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        for (index, entry) in periodic.iter().enumerate() {
+            if next[index] != Some(due) {
+                continue;
+            }
+            fire(&inner, entry, due).await;
+            next[index] = entry.schedule.next_after(due);
+        }
+    }
+}
+
+async fn fire(inner: &Inner, entry: &Periodic, tick: i64) {
+    let tick = Timestamp::from_unix_micros(tick * 1_000_000);
+    let job = match crate::service::prepare(
+        inner,
+        &entry.job_type,
+        entry.payload.clone(),
+        &SubmitOptions::new(),
+    ) {
+        // Due at its tick, which also tells which tick it belongs to.
+        Ok(mut job) => {
+            job.run_at = tick;
+            job
+        }
+        Err(error) => {
+            tracing::error!(schedule = %entry.name, %error, "could not submit a periodic job");
+            return;
+        }
+    };
+    match inner
+        .repository
+        .insert_scheduled(job.clone(), &entry.name, tick)
+        .await
+    {
+        Ok(true) => {
+            if let Err(error) = inner.queue.enqueue(&job).await {
+                tracing::error!(schedule = %entry.name, %error, "could not queue a periodic job");
+            }
+        }
+        // Another service fired this tick.
+        Ok(false) => {}
+        Err(error) => {
+            tracing::error!(schedule = %entry.name, %error, "could not store a periodic job")
+        }
+    }
+}
