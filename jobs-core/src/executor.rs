@@ -220,7 +220,7 @@ pub fn deserialize_args<T: DeserializeOwned>(payload: &Value) -> Result<T, Paylo
     T::deserialize(payload).map_err(PayloadError::new)
 }
 
-/// Turns an executor's typed outcome into what the processor stores. A [`JobError`]
+/// Turns an executor's typed outcome into what the processor stores. A [`JobError`](crate::JobError)
 /// keeps its kind (`Permanent`, `Snooze`); any other error is a retryable failure with
 /// its `Display` text.
 pub fn into_execution_result<T: Serialize, E: fmt::Display + 'static>(
