@@ -86,6 +86,8 @@ for_each_backend!(
     a_tick_gets_one_job_however_many_fire_it,
     periodic_jobs_run_once_per_tick_across_services,
     a_schedule_that_cannot_run_is_refused_at_start,
+    a_job_asked_to_stop_is_not_queued_again,
+    unique_keys_are_per_job_type,
 );
 
 async fn a_failing_job_is_retried_with_backoff_and_keeps_every_error(env: Env) {
@@ -105,20 +107,31 @@ async fn a_failing_job_is_retried_with_backoff_and_keeps_every_error(env: Env) {
     assert!(done.errors[0].at <= done.errors[1].at);
     assert_eq!(done.error, None, "a job that succeeded has no error");
     assert_eq!(jobs.get_job_result(job.id).await.unwrap(), Some(json!(3)));
-    // The last retry waited out its backoff: at least half of 20 ms (10 ms doubled).
-    let waited = done.started_at.unwrap().duration_since(done.errors[1].at);
-    assert!(waited >= Duration::from_millis(10), "{waited:?}");
     let mut requeued = Vec::new();
+    let mut due = Vec::new();
     while let Some(event) = events.try_recv() {
         if let JobEvent::Requeued {
-            id, attempt, error, ..
+            id,
+            attempt,
+            error,
+            run_at,
         } = event
         {
             if id == job.id {
                 requeued.push((attempt, error));
+                due.push(run_at);
             }
         }
     }
+    // The last retry waited out its backoff (at least half of 10 ms doubled), measured on
+    // one clock (the one that chose the due time and stamped the start may differ on
+    // PostgreSQL by the time a statement takes).
+    assert!(
+        done.started_at.unwrap() >= due[1],
+        "started before it was due"
+    );
+    let backoff = due[1].duration_since(done.errors[1].at);
+    assert!(backoff >= Duration::from_millis(5), "{backoff:?}");
     assert_eq!(
         requeued,
         vec![
@@ -578,6 +591,65 @@ async fn a_schedule_that_cannot_run_is_refused_at_start(env: Env) {
             "{cron} {job_type}: {error}"
         );
     }
+}
+
+async fn a_job_asked_to_stop_is_not_queued_again(env: Env) {
+    // The worker decides to retry (or snooze) before it hears of the cancel: the store
+    // ends the job Canceled rather than queue it again.
+    let jobs = env.start(0);
+    let repository = jobs.repository().clone();
+    for transition in [
+        jobs::Transition::Retry {
+            error: "flaky".into(),
+            run_at: Timestamp::now(),
+        },
+        jobs::Transition::Snooze {
+            run_at: Timestamp::now(),
+        },
+    ] {
+        let job = jobs.submit_job_with("Record", json!({})).await.unwrap();
+        let started = repository
+            .transition(
+                job.id,
+                jobs::Expected::status(JobStatus::Queued),
+                jobs::Transition::Start,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(started, jobs::TransitionOutcome::Applied(_)));
+        repository.request_cancel(job.id).await.unwrap();
+        let outcome = repository
+            .transition(
+                job.id,
+                jobs::Expected::new(JobStatus::Running, 1),
+                transition,
+            )
+            .await
+            .unwrap();
+        let jobs::TransitionOutcome::Applied(after) = outcome else {
+            panic!("the transition applies: {outcome:?}");
+        };
+        assert_eq!(after.status, JobStatus::Canceled);
+        assert!(after.finished_at.is_some());
+        let stored = jobs.get_job(job.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, JobStatus::Canceled);
+    }
+    jobs.shutdown().await;
+}
+
+async fn unique_keys_are_per_job_type(env: Env) {
+    let jobs = env.start(0);
+    let key = SubmitOptions::new().unique_key("account-7");
+    let record = jobs
+        .submit_job_with_options("Record", json!({}), &key)
+        .await
+        .unwrap();
+    let sleepy = jobs
+        .submit_job_with_options("Sleepy", Value::Null, &key)
+        .await
+        .unwrap();
+    assert_ne!(record.id, sleepy.id, "another type does not share the key");
+    jobs.shutdown().await;
 }
 
 /// The labels of the `Record` jobs of `run`, in the order they ran.

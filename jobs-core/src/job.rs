@@ -67,8 +67,8 @@ pub struct Job {
     /// The error of every failed attempt, oldest first.
     #[serde(default)]
     pub errors: Vec<AttemptError>,
-    /// While this job is `Queued` or `Running`, a submission with the same key gets this
-    /// job instead of a new one.
+    /// While this job is `Queued` or `Running`, a submission of its type with the same key
+    /// gets this job instead of a new one.
     #[serde(default)]
     pub unique_key: Option<String>,
 }
@@ -148,7 +148,17 @@ impl Job {
                 attempt: self.attempt,
             });
         }
-        let target = transition.target();
+        // A job asked to stop does not go back to the queue: a retry or a snooze of it
+        // ends it `Canceled`.
+        let requeue = matches!(
+            transition,
+            Transition::Retry { .. } | Transition::Snooze { .. }
+        );
+        let target = if requeue && self.cancel_requested {
+            JobStatus::Canceled
+        } else {
+            transition.target()
+        };
         if !self.status.can_transition_to(target) {
             return Err(TransitionError::NotAllowed {
                 from: self.status,
@@ -170,6 +180,17 @@ impl Job {
                     at: now,
                 });
                 self.error = Some(error.clone());
+                self.finished_at = Some(now);
+            }
+            Transition::Retry { error, .. } if target == JobStatus::Canceled => {
+                self.errors.push(AttemptError {
+                    attempt: self.attempt,
+                    message: error.clone(),
+                    at: now,
+                });
+                self.finished_at = Some(now);
+            }
+            Transition::Snooze { .. } if target == JobStatus::Canceled => {
                 self.finished_at = Some(now);
             }
             Transition::Retry { error, run_at } => {
@@ -238,14 +259,16 @@ pub enum Transition {
     /// `Queued → Canceled` or `Running → Canceled`.
     Cancel,
     /// `Running → Queued` after a failed attempt that may be tried again: the error is
-    /// kept in [`Job::errors`] and the job waits until `run_at`.
+    /// kept in [`Job::errors`] and the job waits until `run_at`. A job whose cancel was
+    /// requested ends `Canceled` instead.
     Retry {
         /// What went wrong in this attempt.
         error: String,
         /// When the next attempt may start (the end of the backoff).
         run_at: Timestamp,
     },
-    /// `Running → Queued` because the executor asked to run again later; not a failure.
+    /// `Running → Queued` because the executor asked to run again later; not a failure. A
+    /// job whose cancel was requested ends `Canceled` instead.
     Snooze {
         /// When the next attempt may start.
         run_at: Timestamp,
@@ -310,6 +333,24 @@ mod tests {
         let err = job
             .apply(Expected::new(JobStatus::Failed, 1), &Transition::Cancel)
             .unwrap_err();
+        let mut asked_to_stop = Job::new("T", Value::Null);
+        asked_to_stop
+            .apply(Expected::new(JobStatus::Queued, 0), &Transition::Start)
+            .unwrap();
+        asked_to_stop.cancel_requested = true;
+        let run_at = Timestamp::from_unix_micros(i64::MAX / 2);
+        asked_to_stop
+            .apply(
+                Expected::new(JobStatus::Running, 1),
+                &Transition::Snooze { run_at },
+            )
+            .unwrap();
+        assert_eq!(
+            asked_to_stop.status,
+            JobStatus::Canceled,
+            "no requeue after a cancel"
+        );
+        assert!(asked_to_stop.finished_at.is_some());
         assert_eq!(
             err,
             TransitionError::NotAllowed {

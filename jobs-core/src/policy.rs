@@ -176,8 +176,8 @@ pub struct SubmitOptions {
     pub retries: Option<u32>,
     /// The time limit of each attempt, instead of the type's.
     pub timeout: Option<Duration>,
-    /// While a job with this key is `Queued` or `Running`, submitting another with the
-    /// same key returns that job instead of storing a new one.
+    /// While a job of the same type with this key is `Queued` or `Running`, submitting
+    /// another returns that job instead of storing a new one.
     pub unique_key: Option<String>,
 }
 

@@ -129,7 +129,7 @@ impl FromStr for Timestamp {
             || !(1..=31).contains(&day)
             || hour > 23
             || minute > 59
-            || second > 60
+            || second > 59
         {
             return Err(err());
         }
@@ -146,6 +146,10 @@ impl FromStr for Timestamp {
             Some(_) => return Err(err()),
         };
         let days = days_from_civil(year, month as u32, day as u32);
+        // A day the month does not have (the 31st of April) would roll into the next.
+        if civil_from_days(days) != (year, month as u32, day as u32) {
+            return Err(err());
+        }
         let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
         Ok(Self(secs * 1_000_000 + micros))
     }
@@ -198,6 +202,9 @@ mod tests {
             "2026-1-01T00:00:00Z",
             "2026-01-01T24:00:00Z",
             "2026-01-01T00:00:00.Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-01-01T00:00:60Z",
         ] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad} should not parse");
         }

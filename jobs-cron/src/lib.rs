@@ -133,7 +133,10 @@ impl Field {
             let mut value = low;
             while value <= high {
                 bits |= 1 << value;
-                value += step;
+                let Some(next) = value.checked_add(step) else {
+                    break;
+                };
+                value = next;
             }
         }
         Ok((bits, text == "*"))
@@ -357,6 +360,7 @@ mod tests {
             ("a * * * *", "not a valid minute"),
             ("0 0 30 2 *", "never fires"),
             ("0 0 31 4,6,9,11 *", "never fires"),
+            ("1/4294967296 * * * *", "not a valid step"),
         ] {
             let error = bad.parse::<Schedule>().unwrap_err().to_string();
             assert!(error.contains(says), "{bad:?}: {error}");

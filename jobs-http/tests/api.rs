@@ -175,6 +175,14 @@ async fn a_submission_can_carry_run_options() {
     let (status, error) = call(&app, "POST", "/jobs", Some(zero)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error["error"]["code"], "invalid_options");
+    let both = json!({ "type": "Double", "payload": { "n": 5 }, "delayMs": 10, "runAt": "2030-01-01T00:00:00Z" });
+    let (status, error) = call(&app, "POST", "/jobs", Some(both)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"]["code"], "invalid_options");
+    let no_such_day =
+        json!({ "type": "Double", "payload": { "n": 6 }, "runAt": "2030-02-31T00:00:00Z" });
+    let (status, _) = call(&app, "POST", "/jobs", Some(no_such_day)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let bad_time = json!({ "type": "Double", "payload": { "n": 4 }, "runAt": "soon" });
     let (status, error) = call(&app, "POST", "/jobs", Some(bad_time)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);

@@ -112,10 +112,12 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
         let timeout = options
             .timeout_ms
             .map(|ms| quote!(.timeout(::core::time::Duration::from_millis(#ms))));
+        // The cap is an hour, or the base itself when that is longer.
         let backoff = options.backoff_ms.map(|ms| {
+            let cap = ms.max(3_600_000);
             quote!(.backoff(#p::Backoff::new(
                 ::core::time::Duration::from_millis(#ms),
-                #p::Backoff::DEFAULT.max,
+                ::core::time::Duration::from_millis(#cap),
             )))
         });
         let cron = options.cron.as_ref().map(|cron| quote!(.cron(#cron)));

@@ -107,7 +107,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         match name.as_str() {
             "crate" => options.crate_path = Some(parse_path_value(input)?),
             "retries" => {
-                options.retries = Some(parse_whole::<u32>(input, "retries", "retries = 3")?)
+                options.retries = Some(parse_whole::<Retries>(input, "retries", "retries = 3")?.0)
             }
             "priority" => {
                 options.priority = Some(parse_whole::<i16>(input, "priority", "priority = 10")?)
@@ -119,6 +119,27 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         }
     }
     Ok(options)
+}
+
+/// A retry count: 0 to 10,000, as the runtime accepts.
+struct Retries(u32);
+
+impl std::str::FromStr for Retries {
+    type Err = ();
+    fn from_str(text: &str) -> Result<Self, ()> {
+        text.parse::<i128>().map_err(drop).and_then(Self::try_from)
+    }
+}
+
+impl TryFrom<i128> for Retries {
+    type Error = ();
+    fn try_from(value: i128) -> Result<Self, ()> {
+        if (0..=10_000).contains(&value) {
+            Ok(Self(value as u32))
+        } else {
+            Err(())
+        }
+    }
 }
 
 /// A whole number literal, possibly negative, that fits `T`.
@@ -148,7 +169,7 @@ where
     let value = if negative { -value } else { value };
     T::try_from(value).map_err(|_| {
         let range = match name {
-            "retries" => "a whole number from 0 to 4294967295 (0: a failure is final)",
+            "retries" => "a whole number from 0 to 10000 (0: a failure is final)",
             _ => "a whole number from -32768 to 32767 (higher runs first)",
         };
         syn::Error::new(
@@ -317,6 +338,7 @@ mod tests {
             .contains("unknown option `retry` (did you mean `retries`?)"));
         assert!(err(quote!("X", crate = a, crate = b)).contains("given twice"));
         assert!(err(quote!("X", retries = -1)).contains("out of range"));
+        assert!(err(quote!("X", retries = 10001)).contains("from 0 to 10000"));
         assert!(err(quote!("X", retries = "3")).contains("whole number"));
         assert!(err(quote!("X", priority = 40000)).contains("out of range"));
         assert!(err(quote!("X", timeout = "5 parsecs")).contains("is not a duration"));

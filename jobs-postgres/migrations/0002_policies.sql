@@ -16,8 +16,9 @@ ALTER TABLE {schema}.jobs ALTER COLUMN run_at SET NOT NULL;
 DROP INDEX {schema}.jobs_queued;
 CREATE INDEX jobs_due ON {schema}.jobs (priority DESC, run_at, id) WHERE status = 'Queued';
 
--- At most one active job per unique key: the index refuses the second insert atomically.
-CREATE UNIQUE INDEX jobs_unique_active ON {schema}.jobs (unique_key)
+-- At most one active job per type and unique key: the index refuses the second insert
+-- atomically.
+CREATE UNIQUE INDEX jobs_unique_active ON {schema}.jobs (job_type, unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running');
 
 -- Retention: finished jobs, oldest first.

@@ -696,6 +696,7 @@ impl JobRepository for PostgresBackend {
                 }
                 let holder = sqlx::query(&self.sql.holder)
                     .bind(job.unique_key.as_deref())
+                    .bind(&job.job_type)
                     .fetch_optional(&mut *connection)
                     .await
                     .map_err(storage("could not read the job holding the unique key"))?;

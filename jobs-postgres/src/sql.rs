@@ -55,6 +55,12 @@ impl Statements {
         let jobs = format!("{schema}.jobs");
         let fail_entry = attempt_error("attempt", "$5");
         let finish_entry = attempt_error("j.attempt", "i.error");
+        let lost_entry = attempt_error("j.attempt", "'its worker stopped renewing its lease'");
+        let last = "jsonb_array_length(j.errors) + 1 >= GREATEST(j.max_attempts, $1)";
+        // An immediate job is due at the database's now(), not at the submitter's clock,
+        // which may be a little ahead of the database's.
+        let run_at = "CASE WHEN $5 <= $4 THEN now() \
+                      ELSE 'epoch'::timestamptz + $5 * interval '1 microsecond' END";
         let results = format!("{schema}.job_results");
         let finished_event = "json_build_object('event', 'finished', 'id', id, 'status', status, 'error', left(error, 500))";
         let started_event = "json_build_object('event', 'started', 'id', id, 'attempt', attempt)";
@@ -70,8 +76,8 @@ impl Statements {
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
                                          run_at, priority, max_attempts, timeout_ms, unique_key)
                      VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
-                             'epoch'::timestamptz + $5 * interval '1 microsecond', $6, $7, $8, $9)
-                     ON CONFLICT (unique_key)
+                             {run_at}, $6, $7, $8, $9)
+                     ON CONFLICT (job_type, unique_key)
                          WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running')
                          DO NOTHING
                      RETURNING id, job_type)
@@ -91,7 +97,8 @@ impl Statements {
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
                                          run_at, priority, max_attempts, timeout_ms, unique_key)
                      SELECT $1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
-                            'epoch'::timestamptz + $5 * interval '1 microsecond', $6, $7, $8, $9
+                            LEAST('epoch'::timestamptz + $5 * interval '1 microsecond', now()),
+                            $6, $7, $8, $9
                      WHERE EXISTS (SELECT 1 FROM won)
                      RETURNING id, job_type)
                  SELECT id, {} FROM inserted",
@@ -100,17 +107,18 @@ impl Statements {
             // The active job holding a unique key.
             holder: format!(
                 "SELECT {COLUMNS} FROM {jobs}
-                 WHERE unique_key = $1 AND status IN ('Queued', 'Running')"
+                 WHERE job_type = $2 AND unique_key = $1 AND status IN ('Queued', 'Running')"
             ),
             // Up to $2 jobs that finished before $1 (µs), oldest first; their results go
             // with them (ON DELETE CASCADE).
             prune: format!(
-                "DELETE FROM {jobs} WHERE id IN (
+                "WITH doomed AS MATERIALIZED (
                      SELECT id FROM {jobs}
                      WHERE status IN ('Succeeded', 'Failed', 'Canceled')
                        AND finished_at < 'epoch'::timestamptz + $1 * interval '1 microsecond'
                      ORDER BY finished_at LIMIT $2
-                     FOR UPDATE SKIP LOCKED)"
+                     FOR UPDATE SKIP LOCKED)
+                 DELETE FROM {jobs} WHERE id IN (SELECT id FROM doomed)"
             ),
             insert_many: format!(
                 "WITH inserted AS (
@@ -118,7 +126,8 @@ impl Statements {
                                          run_at, priority, max_attempts, timeout_ms, unique_key)
                      SELECT id, job_type, 'Queued', payload,
                             'epoch'::timestamptz + created_us * interval '1 microsecond',
-                            'epoch'::timestamptz + run_at_us * interval '1 microsecond',
+                            CASE WHEN run_at_us <= created_us THEN now()
+                                 ELSE 'epoch'::timestamptz + run_at_us * interval '1 microsecond' END,
                             priority, max_attempts, timeout_ms, unique_key
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
                                  $6::int2[], $7::int4[], $8::int8[], $9::text[])
@@ -255,20 +264,24 @@ impl Statements {
             ),
             rescue_lock: format!("SELECT pg_try_advisory_xact_lock(hashtext('{jobs}.rescue'))"),
             // $1 attempts after which a job is failed instead of queued again, $2 batch.
+            // A lost lease counts as a failed attempt (kept in `errors`); the job is tried
+            // again while its own attempts allow, and at least $1 times in all, so that a
+            // job without retries still survives a crashed worker.
             rescue: format!(
-                "WITH expired AS (
+                "WITH expired AS MATERIALIZED (
                      SELECT id FROM {jobs}
                      WHERE status = 'Running' AND lease_expires_at < now()
                      ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED),
                  rescued AS (
                      UPDATE {jobs} j SET
                          status = CASE WHEN j.cancel_requested THEN 'Canceled'
-                                       WHEN j.attempt >= $1 THEN 'Failed' ELSE 'Queued' END,
-                         error = CASE WHEN NOT j.cancel_requested AND j.attempt >= $1
+                                       WHEN {last} THEN 'Failed' ELSE 'Queued' END,
+                         errors = j.errors || jsonb_build_array({lost_entry}),
+                         error = CASE WHEN NOT j.cancel_requested AND {last}
                              THEN 'its worker stopped renewing its lease during ' || j.attempt
                                   || ' attempt(s); not trying again'
                              ELSE j.error END,
-                         finished_at = CASE WHEN j.cancel_requested OR j.attempt >= $1
+                         finished_at = CASE WHEN j.cancel_requested OR {last}
                              THEN now() ELSE NULL END,
                          progress_percent = NULL, progress_message = NULL,
                          worker_id = NULL, lease_expires_at = NULL
@@ -288,7 +301,8 @@ impl Statements {
             requeue: format!(
                 "WITH updated AS (
                      UPDATE {jobs} SET
-                         status = 'Queued',
+                         status = CASE WHEN cancel_requested THEN 'Canceled' ELSE 'Queued' END,
+                         finished_at = CASE WHEN cancel_requested THEN now() ELSE NULL END,
                          run_at = 'epoch'::timestamptz + $3 * interval '1 microsecond',
                          errors = CASE WHEN $4::text IS NULL THEN errors
                              ELSE errors || jsonb_build_array({}) END,
@@ -300,9 +314,12 @@ impl Statements {
                 attempt_error("attempt", "$4::text"),
                 notify(
                     channel,
-                    "json_build_object('event', 'requeued', 'id', id, 'attempt', attempt, \
-                     'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-                     'error', left($4::text, 500))"
+                    &format!(
+                        "CASE WHEN status = 'Canceled' THEN {finished_event} ELSE \
+                         json_build_object('event', 'requeued', 'id', id, 'attempt', attempt, \
+                         'runAt', to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+                         'error', left($4::text, 500)) END"
+                    )
                 )
             ),
         }

@@ -336,6 +336,7 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                 )
             };
             let transition = match outcome {
+                Driven::Abandoned if running.canceled_by_user() => Transition::Cancel,
                 Driven::Abandoned => failed(format!(
                     "{}; abandoned after it did not stop within {:?} of being told",
                     timed_out(),
@@ -344,12 +345,14 @@ async fn run(inner: &Inner, mut delivery: Delivery) {
                 Driven::Ended(Ok(Ok(result))) => Transition::Succeed { result },
                 Driven::Ended(Ok(Err(_))) if running.canceled_by_user() => Transition::Cancel,
                 Driven::Ended(Ok(Err(_))) if running.timed_out() => failed(timed_out()),
+                // Not retried: in memory the queue goes with the service, and on a
+                // durable store the job is as final as any other failure.
                 Driven::Ended(Ok(Err(error)))
                     if running.token().is_cancelled() && inner.abandon.is_cancelled() =>
                 {
-                    failed(format!(
-                        "interrupted because the service shut down: {error}"
-                    ))
+                    Transition::Fail {
+                        error: format!("interrupted because the service shut down: {error}"),
+                    }
                 }
                 Driven::Ended(Ok(Err(error))) => match error.kind() {
                     ErrorKind::Permanent => Transition::Fail {
@@ -420,10 +423,13 @@ enum Driven<T> {
     Abandoned,
 }
 
-/// `wait` from now.
+/// The longest a retry or a snooze waits.
+const LONGEST_WAIT: Duration = Duration::from_secs(366 * 86_400);
+
+/// `wait` from now, at most [`LONGEST_WAIT`].
 fn later(wait: Duration) -> Timestamp {
-    let now = Timestamp::now();
-    Timestamp::from_unix_micros(now.as_unix_micros().saturating_add(wait.as_micros() as i64))
+    let micros = wait.min(LONGEST_WAIT).as_micros() as i64;
+    Timestamp::from_unix_micros(Timestamp::now().as_unix_micros().saturating_add(micros))
 }
 
 async fn drive<F: std::future::Future + Unpin>(

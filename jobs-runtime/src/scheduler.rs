@@ -22,8 +22,14 @@ pub(crate) struct Periodic {
 
 impl Periodic {
     pub(crate) fn new(schedule: Schedule, job_type: &str, payload: Value) -> Self {
+        // The payload is part of the name: one type on one schedule with two payloads is
+        // two schedules.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in payload.to_string().bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
         Self {
-            name: format!("{job_type} {schedule}"),
+            name: format!("{job_type} {schedule} {hash:016x}"),
             schedule,
             job_type: job_type.to_owned(),
             payload,
@@ -37,7 +43,7 @@ fn seconds(time: Timestamp) -> i64 {
 }
 
 /// Submits each schedule's job at each of its ticks until the service stops. Ticks missed
-/// while no service ran are not made up; the next one is kept.
+/// while no service ran, or while this one was paused, are not made up.
 pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>) {
     let now = seconds(Timestamp::now());
     let mut next: Vec<Option<i64>> = periodic
@@ -60,7 +66,10 @@ pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>) {
                 continue;
             }
             fire(&inner, entry, due).await;
-            next[index] = entry.schedule.next_after(due);
+            // After a pause (a suspended machine, a clock step) the ticks missed are not
+            // made up: the next is the first after now.
+            let now = seconds(Timestamp::now());
+            next[index] = entry.schedule.next_after(due.max(now));
         }
     }
 }

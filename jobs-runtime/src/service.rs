@@ -518,6 +518,12 @@ pub(crate) async fn prune_periodically(inner: Arc<Inner>, age: Duration) {
     }
 }
 
+/// The most retries a job may have.
+const MAX_RETRIES: u32 = 10_000;
+
+/// The latest start a job may ask for: the end of the year 9999.
+const LATEST_RUN_AT: Timestamp = Timestamp::from_unix_micros(253_402_300_799_999_999);
+
 /// The job with its type's policy and the submission's options applied.
 fn with_policy(
     mut job: Job,
@@ -533,6 +539,9 @@ fn with_policy(
         return Err(invalid("the timeout must be longer than zero"));
     }
     let retries = options.retries.unwrap_or(policy.retries);
+    if retries > MAX_RETRIES {
+        return Err(invalid("at most 10,000 retries"));
+    }
     job.max_attempts = retries
         .checked_add(1)
         .ok_or_else(|| invalid("too many retries"))?;
@@ -544,13 +553,18 @@ fn with_policy(
         job.unique_key = Some(key.clone());
     }
     job.timeout_ms = timeout.map(|timeout| timeout.as_millis().max(1) as u64);
-    if let Some(run_at) = options.run_at {
-        job.run_at = run_at.max(job.created_at);
-    } else if let Some(delay) = options.delay {
-        let micros =
-            i64::try_from(delay.as_micros()).map_err(|_| invalid("the delay is too long"))?;
-        job.run_at =
-            Timestamp::from_unix_micros(job.created_at.as_unix_micros().saturating_add(micros));
+    match (options.run_at, options.delay) {
+        (Some(_), Some(_)) => return Err(invalid("give a run_at or a delay, not both")),
+        (Some(run_at), None) => job.run_at = run_at.max(job.created_at),
+        (None, Some(delay)) => {
+            let micros = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+            job.run_at =
+                Timestamp::from_unix_micros(job.created_at.as_unix_micros().saturating_add(micros));
+        }
+        (None, None) => {}
+    }
+    if job.run_at > LATEST_RUN_AT {
+        return Err(invalid("the start is after the year 9999"));
     }
     Ok(job)
 }

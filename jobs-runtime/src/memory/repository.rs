@@ -40,8 +40,8 @@ struct State {
     // these without hashing the type's name.
     types: Vec<(String, [usize; JobStatus::ALL.len()])>,
     type_slots: HashMap<String, u32>,
-    // The unique keys of `Queued` and `Running` jobs.
-    unique: HashMap<String, JobId>,
+    // The unique keys of `Queued` and `Running` jobs, by job type and key.
+    unique: HashMap<(String, String), JobId>,
     // The latest tick of each periodic schedule that got its job.
     ticks: HashMap<String, Timestamp>,
 }
@@ -87,9 +87,9 @@ impl State {
         slot
     }
 
-    /// The active job holding `key`, if any.
-    fn holder(&self, key: &str) -> Option<&Job> {
-        let id = self.unique.get(key)?;
+    /// The active job of `job_type` holding `key`, if any.
+    fn holder(&self, job_type: &str, key: &str) -> Option<&Job> {
+        let id = self.unique.get(&(job_type.to_owned(), key.to_owned()))?;
         self.get(id)
             .map(|entry| &entry.job)
             .filter(|job| !job.status.is_terminal())
@@ -98,8 +98,9 @@ impl State {
     /// Frees the unique key of a job that has just finished.
     fn release_key(&mut self, job: &Job) {
         if let Some(key) = &job.unique_key {
-            if job.status.is_terminal() && self.unique.get(key) == Some(&job.id) {
-                self.unique.remove(key);
+            let key = (job.job_type.clone(), key.clone());
+            if job.status.is_terminal() && self.unique.get(&key) == Some(&job.id) {
+                self.unique.remove(&key);
             }
         }
     }
@@ -188,7 +189,7 @@ impl InMemoryRepository {
     fn insert_unique_now(&self, job: Job) -> Result<Inserted, StorageError> {
         let mut state = self.lock();
         if let Some(key) = &job.unique_key {
-            if let Some(holder) = state.holder(key) {
+            if let Some(holder) = state.holder(&job.job_type, key) {
                 return Ok(Inserted::Existing(Box::new(holder.clone())));
             }
         }
@@ -206,7 +207,7 @@ impl InMemoryRepository {
             }
         }
         if let Some(key) = &job.unique_key {
-            state.unique.insert(key.clone(), id);
+            state.unique.insert((job.job_type.clone(), key.clone()), id);
         }
         let type_slot = state.type_slot(&job.job_type);
         state.counts[slot(job.status)] += 1;
@@ -258,6 +259,7 @@ impl InMemoryRepository {
                 entry.result = Some(result).filter(|result| !result.is_null());
                 self.publish_finished(&job);
             }
+            _ if job.status.is_terminal() => self.publish_finished(&job),
             Transition::Retry { error, run_at } => self.publish(|| JobEvent::Requeued {
                 id,
                 attempt: job.attempt,
