@@ -377,3 +377,51 @@ async fn a_newer_attempt_claimed_here_replaces_the_stale_one_still_running_here(
     assert_eq!(jobs.get_job_result(job.id).await.unwrap(), Some(json!(2)));
     jobs.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_delayed_job_from_another_process_starts_on_time_not_at_the_next_poll() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    // Workers poll every 30 s: only the due-time wake-up can start the job sooner.
+    let options = || {
+        PostgresOptions::new()
+            .schema(&schema)
+            .poll_interval(Duration::from_secs(30))
+            .max_connections(4)
+    };
+    let worker_backend = backend(&url, options()).await;
+    let submitter_backend = backend(&url, options()).await;
+    let worker = Jobs::builder()
+        .backend(worker_backend)
+        .concurrency(1)
+        .start()
+        .unwrap();
+    let submitter = Jobs::builder()
+        .backend(submitter_backend)
+        .concurrency(0)
+        .start()
+        .unwrap();
+    // Let the idle worker find the queue empty and go to sleep first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let delay = SubmitOptions::new().delay(Duration::from_millis(500));
+    let job = submitter
+        .submit_job_with_options("PgEcho", json!("later"), &delay)
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(10), worker.wait_for(job.id))
+        .await
+        .expect("it ran long before the next poll")
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    let started = done.started_at.unwrap();
+    assert!(started >= job.run_at, "not before its time");
+    let late = started.duration_since(job.run_at);
+    assert!(
+        late < Duration::from_secs(5),
+        "started {late:?} after its time"
+    );
+    submitter.shutdown().await;
+    worker.shutdown().await;
+}

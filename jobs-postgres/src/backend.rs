@@ -496,6 +496,19 @@ impl PostgresBackend {
         Ok(count > 0)
     }
 
+    /// How long until the earliest queued job falls due, by the database's clock, if that
+    /// is sooner than the next poll: an idle worker sleeps only that long, so a delayed,
+    /// retried or periodic job submitted by any process starts on time.
+    async fn next_due(&self) -> Option<Duration> {
+        let micros: Option<i64> = sqlx::query_scalar(&self.sql.next_due)
+            .fetch_one(&self.pool)
+            .await
+            .ok()
+            .flatten();
+        let wait = Duration::from_micros(u64::try_from(micros?).ok()?);
+        (wait < self.options.poll_interval).then_some(wait)
+    }
+
     /// Gives claimed jobs back to the queue, as if never claimed (or cancels them if a
     /// cancel was requested meanwhile).
     async fn release(&self, jobs: Vec<Job>) -> Result<(), StorageError> {
@@ -1061,9 +1074,10 @@ impl JobQueue for PostgresBackend {
                 if self.fill().await? {
                     continue;
                 }
+                let wait = self.next_due().await.unwrap_or(self.options.poll_interval);
                 tokio::select! {
                     _ = notified => {}
-                    _ = tokio::time::sleep(self.options.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         })

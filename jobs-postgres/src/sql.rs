@@ -28,6 +28,7 @@ pub(crate) struct Statements {
     pub(crate) insert: String,
     pub(crate) insert_many: String,
     pub(crate) holder: String,
+    pub(crate) next_due: String,
     pub(crate) insert_scheduled: String,
     pub(crate) prune: String,
     pub(crate) get: String,
@@ -103,6 +104,12 @@ impl Statements {
                      RETURNING id, job_type)
                  SELECT id, {} FROM inserted",
                 notify(channel, submitted_event)
+            ),
+            // Microseconds until the earliest queued job is due (NULL when none is queued;
+            // zero or less when one is due but claimed by someone else meanwhile).
+            next_due: format!(
+                "SELECT (extract(epoch FROM min(run_at) - now()) * 1000000)::int8
+                 FROM {jobs} WHERE status = 'Queued'"
             ),
             // The active job holding a unique key.
             holder: format!(
