@@ -80,7 +80,8 @@
 //! ## Statuses, errors and cancellation
 //!
 //! A job moves `Queued → Running → Succeeded | Failed | Canceled`, or `Queued → Canceled`
-//! when canceled before it ran; terminal states never change ([`JobStatus`]). Every change
+//! when canceled before it ran, and back from `Running` to `Queued` for a retry; terminal
+//! states never change ([`JobStatus`]). Every change
 //! is a compare-and-set in the repository. Submitting an unknown type fails with
 //! [`SubmitError::UnknownJobType`] (listing the known types) and a payload that does not
 //! deserialize into the executor's arguments with [`SubmitError::InvalidPayload`]; neither
@@ -88,6 +89,45 @@
 //! fires the job's cancellation token, and the job ends `Canceled` when its executor
 //! returns an error (as `ctx.check_cancelled()?` does). A panicking executor fails its job
 //! with the panic message; the worker lives on.
+//!
+//! ## Run policies
+//!
+//! A job type declares retries (with exponential backoff and jitter), a time limit, a
+//! priority and a cron schedule on the attribute; a submission can override them with
+//! [`SubmitOptions`], which also starts a job later and makes it unique by a key. Every
+//! failed attempt's error stays on the job ([`Job::errors`]). An executor that returns
+//! [`JobError::permanent`] is not retried; [`JobError::snooze`] runs it again later
+//! without counting a failure. [`JobsBuilder::retention`] deletes finished jobs after an
+//! age. The options are checked at compile time.
+//!
+//! ```
+//! use std::time::Duration;
+//! use jobs::prelude::*;
+//!
+//! #[job_executor("DocFlaky", retries = 2, backoff = "10ms", timeout = "5s")]
+//! async fn flaky(ctx: JobContext) -> Result<u32, JobError> {
+//!     if ctx.attempt() < 3 {
+//!         return Err(JobError::failed(format!("not yet ({})", ctx.attempt())));
+//!     }
+//!     Ok(ctx.attempt())
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let jobs = Jobs::builder().start()?;
+//! let job = jobs.submit_job("DocFlaky").await?;
+//! let done = jobs.wait_for(job.id).await?;
+//! assert_eq!((done.status, done.attempt), (JobStatus::Succeeded, 3));
+//! assert_eq!(done.errors.len(), 2); // "not yet (1)", "not yet (2)"
+//!
+//! let later = SubmitOptions::new().delay(Duration::from_secs(60)).unique_key("nightly");
+//! let first = jobs.submit_job_with_options("DocFlaky", serde_json::Value::Null, &later).await?;
+//! let again = jobs.submit_job_with_options("DocFlaky", serde_json::Value::Null, &later).await?;
+//! assert_eq!(first.id, again.id); // the key is held while the first is queued
+//! # jobs.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Backends
 //!

@@ -1,6 +1,7 @@
 //! The dashboard end to end in headless Chromium: a person's path through the page —
 //! give the token, submit a job and watch its progress reach 100 %, read its result,
-//! cancel a running job, see a failing job's error (markup in it shown as text), be told
+//! cancel a running job, see a failing job's error (markup in it shown as text), see a
+//! retried job's earlier error, be told
 //! about a bad payload, filter by status — driven by `tests/e2e/dashboard.mjs`
 //! (playwright-core) against a real server with the router mounted under a prefix, and
 //! then checked against the job store.
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use jobs_http::{router_with, HttpOptions};
 use jobs_runtime::{
-    executor_fn, BoxFuture, ExecutionError, JobContext, JobError, JobExecutor, JobId, JobStatus,
-    Jobs, PayloadError,
+    executor_fn, Backoff, BoxFuture, ExecutionError, JobContext, JobError, JobExecutor, JobId,
+    JobPolicy, JobStatus, Jobs, PayloadError,
 };
 use serde_json::{json, Value};
 
@@ -86,6 +87,18 @@ fn jobs() -> Jobs {
             ctx.cancelled().await;
             ctx.check_cancelled()
         }))
+        .register(
+            executor_fn("Retry", |ctx| async move {
+                if ctx.attempt() == 1 {
+                    return Err(JobError::failed("first attempt lost its connection"));
+                }
+                Ok(ctx.attempt())
+            })
+            .with_policy(JobPolicy::new().retries(1).backoff(Backoff::new(
+                Duration::from_millis(10),
+                Duration::from_secs(1),
+            ))),
+        )
         .register(executor_fn("Explode", |ctx| async move {
             // The message comes from the payload: the page must show it as text.
             let message = ctx.payload()["message"].as_str().unwrap_or("disk on fire");
@@ -192,7 +205,7 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
         (JobStatus::Failed, Some(HOSTILE.to_owned()))
     );
     let all = jobs.list_jobs(jobs_runtime::JobQuery::new()).await.unwrap();
-    assert_eq!(all.jobs.len(), 3, "the refused submissions stored nothing");
+    assert_eq!(all.jobs.len(), 4, "the refused submissions stored nothing");
 
     server.abort();
     jobs.shutdown().await;

@@ -127,6 +127,14 @@ try {
   }
   ok("a failing job showed as Failed with its error message, markup in it shown as text");
 
+  const retried = await submitJob("Retry", "null");
+  await waitForStatus(retried, "Succeeded");
+  await row(retried).click();
+  await page.locator(`tr.details[data-details-for="${retried}"] .attempt-errors`)
+    .filter({ hasText: "first attempt lost its connection" }).waitFor();
+  await page.locator(`tr.job[data-id="${retried}"]`).filter({ hasText: "attempt 2" }).waitFor();
+  ok("a job that failed once and was retried shows its second attempt and the first one's error");
+
   await submit("Steps", '{"steps": "many"}');
   await page.locator("#submit-message.error").filter({ hasText: "invalid" }).waitFor();
   await submit("Steps", "{oops");
