@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -56,6 +57,21 @@ async fn polite(ctx: JobContext) -> Result<(), JobError> {
     ctx.check_cancelled()
 }
 
+/// Takes 150 ms in the `slow` queue, counting how many run at once.
+#[job_executor("SlowLane", queue = "slow")]
+async fn slow_lane() -> Result<(), JobError> {
+    let now = SLOW_RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    SLOW_MOST.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    SLOW_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    Ok(())
+}
+
+static SLOW_RUNNING: AtomicUsize = AtomicUsize::new(0);
+static SLOW_MOST: AtomicUsize = AtomicUsize::new(0);
+/// The queue tests share the counters: one at a time.
+static SLOW_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Records the order in which jobs run, per test run.
 #[job_executor("Record")]
 async fn record(args: Value) -> Result<(), JobError> {
@@ -88,6 +104,8 @@ for_each_backend!(
     a_schedule_that_cannot_run_is_refused_at_start,
     a_job_asked_to_stop_is_not_queued_again,
     unique_keys_are_per_job_type,
+    a_burst_in_one_queue_does_not_hold_up_the_others,
+    queue_names_are_checked,
 );
 
 async fn a_failing_job_is_retried_with_backoff_and_keeps_every_error(env: Env) {
@@ -650,6 +668,107 @@ async fn unique_keys_are_per_job_type(env: Env) {
         .unwrap();
     assert_ne!(record.id, sleepy.id, "another type does not share the key");
     jobs.shutdown().await;
+}
+
+async fn a_burst_in_one_queue_does_not_hold_up_the_others(env: Env) {
+    let _one_at_a_time = SLOW_TESTS.lock().await;
+    SLOW_MOST.store(0, Ordering::SeqCst);
+    // Two workers for the slow queue, two for everything else.
+    let jobs = env
+        .builder()
+        .concurrency(2)
+        .serve_queue("slow", 2)
+        .start()
+        .unwrap();
+    let mut burst = Vec::new();
+    for _ in 0..8 {
+        let job = jobs.submit_job("SlowLane").await.unwrap();
+        assert_eq!(job.queue, "slow", "the type's queue");
+        burst.push(job.id);
+    }
+    let run = jobs::JobId::new().to_string();
+    let quick = jobs
+        .submit_job_with("Record", json!({ "run": run, "label": "quick" }))
+        .await
+        .unwrap();
+    assert_eq!(quick.queue, "default");
+    finished(&jobs, quick.id).await;
+    // The quick job is done while most of the burst still waits its turn.
+    let mut waiting = 0;
+    for id in &burst {
+        if !jobs
+            .get_job(*id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .is_terminal()
+        {
+            waiting += 1;
+        }
+    }
+    assert!(
+        waiting >= 4,
+        "only {waiting} of 8 slow jobs left when the quick one finished"
+    );
+    for id in burst {
+        assert_eq!(finished(&jobs, id).await.status, JobStatus::Succeeded);
+    }
+    assert_eq!(
+        SLOW_MOST.load(Ordering::SeqCst),
+        2,
+        "the queue's two workers, no more"
+    );
+
+    // A submission can choose a queue too; one that no service serves waits.
+    let elsewhere = jobs
+        .submit_job_with_options("Record", json!({}), &SubmitOptions::new().queue("reports"))
+        .await
+        .unwrap();
+    let next = jobs.submit_job_with("Record", json!({})).await.unwrap();
+    finished(&jobs, next.id).await;
+    let waiting = jobs.get_job(elsewhere.id).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.status, waiting.queue.as_str()),
+        (JobStatus::Queued, "reports")
+    );
+    jobs.shutdown().await;
+}
+
+async fn queue_names_are_checked(env: Env) {
+    let jobs = env.start(0);
+    let error = jobs
+        .submit_job_with_options(
+            "Record",
+            json!({}),
+            &SubmitOptions::new().queue("no spaces"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SubmitError::InvalidOptions { .. }),
+        "{error}"
+    );
+    jobs.shutdown().await;
+    for (name, says) in [
+        ("", "letters"),
+        ("default", "concurrency"),
+        ("a/b", "letters"),
+    ] {
+        let error = env.builder().serve_queue(name, 1).start().unwrap_err();
+        assert!(
+            matches!(&error, jobs::BuildError::InvalidQueue { .. })
+                && error.to_string().contains(says),
+            "{name:?}: {error}"
+        );
+    }
+    let twice = env
+        .builder()
+        .serve_queue("x", 1)
+        .serve_queue("x", 2)
+        .start()
+        .unwrap_err();
+    assert!(twice.to_string().contains("twice"), "{twice}");
 }
 
 /// The labels of the `Record` jobs of `run`, in the order they ran.

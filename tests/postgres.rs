@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::Env;
@@ -12,6 +13,19 @@ use jobs::{Expected, JobRepository, Transition, TransitionOutcome};
 use jobs_postgres::sqlx::{self, Row};
 use jobs_postgres::{ConnectError, PostgresBackend, PostgresOptions};
 use serde_json::json;
+
+/// Takes 100 ms in the `limited` queue, counting how many run at once in this process.
+#[job_executor("PgLimited", queue = "limited")]
+async fn pg_limited() -> Result<(), JobError> {
+    let now = LIMITED_RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    LIMITED_MOST.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    LIMITED_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    Ok(())
+}
+
+static LIMITED_RUNNING: AtomicUsize = AtomicUsize::new(0);
+static LIMITED_MOST: AtomicUsize = AtomicUsize::new(0);
 
 #[job_executor("PgEcho")]
 async fn pg_echo(payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
@@ -23,6 +37,14 @@ fn schema() -> String {
         "jobs_pg_{}",
         &JobId::new().to_string().replace('-', "")[16..]
     )
+}
+
+/// Options for a backend of its own on `schema` that polls every `poll`.
+fn polling(schema: &str, poll: Duration) -> PostgresOptions {
+    PostgresOptions::new()
+        .schema(schema)
+        .poll_interval(poll)
+        .max_connections(4)
 }
 
 async fn backend(url: &str, options: PostgresOptions) -> std::sync::Arc<PostgresBackend> {
@@ -385,12 +407,7 @@ async fn a_delayed_job_from_another_process_starts_on_time_not_at_the_next_poll(
     };
     let schema = schema();
     // Workers poll every 30 s: only the due-time wake-up can start the job sooner.
-    let options = || {
-        PostgresOptions::new()
-            .schema(&schema)
-            .poll_interval(Duration::from_secs(30))
-            .max_connections(4)
-    };
+    let options = || polling(&schema, Duration::from_secs(30));
     let worker_backend = backend(&url, options()).await;
     let submitter_backend = backend(&url, options()).await;
     let worker = Jobs::builder()
@@ -424,4 +441,44 @@ async fn a_delayed_job_from_another_process_starts_on_time_not_at_the_next_poll(
     );
     submitter.shutdown().await;
     worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cluster_wide_queue_limit_holds_across_processes() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let options = || polling(&schema, Duration::from_millis(100)).global_limit("limited", 2);
+    // Two processes with three workers each for the queue; two may run at once in all.
+    let mut services = Vec::new();
+    for _ in 0..2 {
+        services.push(
+            Jobs::builder()
+                .backend(backend(&url, options()).await)
+                .concurrency(0)
+                .serve_queue("limited", 3)
+                .start()
+                .unwrap(),
+        );
+    }
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(services[0].submit_job("PgLimited").await.unwrap().id);
+    }
+    for id in ids {
+        let done = tokio::time::timeout(Duration::from_secs(30), services[1].wait_for(id))
+            .await
+            .expect("every job runs")
+            .unwrap();
+        assert_eq!(done.status, JobStatus::Succeeded);
+    }
+    assert_eq!(
+        LIMITED_MOST.load(Ordering::SeqCst),
+        2,
+        "never more than the limit at once, and the limit used"
+    );
+    for service in services {
+        service.shutdown().await;
+    }
 }

@@ -71,6 +71,13 @@ pub struct Job {
     /// gets this job instead of a new one.
     #[serde(default)]
     pub unique_key: Option<String>,
+    /// The named queue it waits in; only workers of that queue run it.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+}
+
+fn default_queue() -> String {
+    Job::DEFAULT_QUEUE.to_owned()
 }
 
 fn one() -> u32 {
@@ -78,6 +85,9 @@ fn one() -> u32 {
 }
 
 impl Job {
+    /// The queue of jobs that name none, served by the service's main pool of workers.
+    pub const DEFAULT_QUEUE: &'static str = "default";
+
     /// A new [`JobStatus::Queued`] job with a fresh id.
     pub fn new(job_type: impl Into<String>, payload: Value) -> Self {
         let now = Timestamp::now();
@@ -110,6 +120,7 @@ impl Job {
             timeout_ms: None,
             errors: Vec::new(),
             unique_key: None,
+            queue: default_queue(),
         }
     }
 

@@ -30,7 +30,7 @@ pub use executor::{
 };
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Expected, Job, Progress, Transition, TransitionError};
-pub use policy::{AttemptError, Backoff, JobPolicy, SubmitOptions};
+pub use policy::{valid_queue_name, AttemptError, Backoff, JobPolicy, SubmitOptions};
 pub use queue::{Delivery, JobQueue};
 pub use repository::{
     BoxFuture, CancelOutcome, Inserted, JobCount, JobPage, JobQuery, JobRepository, ProgressAck,

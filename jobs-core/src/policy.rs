@@ -27,6 +27,8 @@ pub struct JobPolicy {
     /// A cron expression: the service submits a job of this type (payload `null`) at
     /// every tick, once across all processes that share the store.
     pub cron: Option<&'static str>,
+    /// The named queue the type's jobs wait in (`None`: the default queue).
+    pub queue: Option<&'static str>,
 }
 
 impl JobPolicy {
@@ -38,6 +40,7 @@ impl JobPolicy {
             priority: 0,
             backoff: Backoff::DEFAULT,
             cron: None,
+            queue: None,
         }
     }
 
@@ -62,6 +65,12 @@ impl JobPolicy {
     /// Sets the backoff between retries.
     pub const fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Puts the type's jobs in the named queue `queue`.
+    pub const fn queue(mut self, queue: &'static str) -> Self {
+        self.queue = Some(queue);
         self
     }
 
@@ -179,6 +188,8 @@ pub struct SubmitOptions {
     /// While a job of the same type with this key is `Queued` or `Running`, submitting
     /// another returns that job instead of storing a new one.
     pub unique_key: Option<String>,
+    /// The named queue, instead of the type's.
+    pub queue: Option<String>,
 }
 
 impl SubmitOptions {
@@ -217,11 +228,25 @@ impl SubmitOptions {
         self
     }
 
+    /// Puts the job in the named queue `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
     /// Makes the job unique by `key` while it is `Queued` or `Running`.
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
         self
     }
+}
+
+/// Whether `name` can name a queue: 1 to 64 ASCII letters, digits, `_`, `-` or `.`.
+pub fn valid_queue_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]

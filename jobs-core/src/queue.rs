@@ -49,9 +49,9 @@ pub trait JobQueue: Send + Sync + 'static {
     /// of its priority.
     fn enqueue(&self, job: &Job) -> BoxFuture<'_, Result<(), StorageError>>;
 
-    /// Waits for the id at the front of the queue and hands it out. Cancel-safe: dropping
-    /// the future before it completes loses no id.
-    fn dequeue(&self) -> BoxFuture<'_, Result<Delivery, StorageError>>;
+    /// Waits for the next due job of the named queue `queue` ([`Job::queue`]) and hands
+    /// it out. Cancel-safe: dropping the future before it completes loses no id.
+    fn dequeue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Delivery, StorageError>>;
 
     /// Confirms that `delivery` has been dealt with.
     fn ack(&self, delivery: Delivery) -> BoxFuture<'_, Result<(), StorageError>>;

@@ -93,7 +93,8 @@ pub(crate) fn document() -> Value {
                                 "at": { "type": "string", "format": "date-time" }
                             }
                         } },
-                        "uniqueKey": { "type": "string", "nullable": true }
+                        "uniqueKey": { "type": "string", "nullable": true },
+                        "queue": { "type": "string" }
                     }
                 }
             }
@@ -121,7 +122,8 @@ pub(crate) fn document() -> Value {
                             "priority": { "type": "integer", "minimum": -32768, "maximum": 32767, "description": "higher runs first; the type's by default" },
                             "retries": { "type": "integer", "minimum": 0, "description": "the type's by default" },
                             "timeoutMs": { "type": "integer", "minimum": 1, "description": "per attempt; the type's by default" },
-                            "uniqueKey": { "type": "string", "minLength": 1, "maxLength": 255, "description": "while a job with this key is Queued or Running, that job is returned instead" }
+                            "uniqueKey": { "type": "string", "minLength": 1, "maxLength": 255, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
+                            "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" }
                         }
                     } } } },
                     "responses": {

@@ -39,6 +39,7 @@ pub(crate) struct SubmitBody {
     retries: Option<u32>,
     timeout_ms: Option<u64>,
     unique_key: Option<String>,
+    queue: Option<String>,
 }
 
 impl SubmitBody {
@@ -61,6 +62,9 @@ impl SubmitBody {
         }
         if let Some(key) = &self.unique_key {
             options = options.unique_key(key.clone());
+        }
+        if let Some(queue) = &self.queue {
+            options = options.queue(queue.clone());
         }
         options
     }

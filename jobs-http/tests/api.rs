@@ -154,7 +154,8 @@ async fn a_submission_can_carry_run_options() {
         "priority": 7,
         "retries": 2,
         "timeoutMs": 1_500,
-        "uniqueKey": "double-1"
+        "uniqueKey": "double-1",
+        "queue": "doubles"
     });
     let (status, job) = call(&app, "POST", "/jobs", Some(body.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{job}");
@@ -162,6 +163,7 @@ async fn a_submission_can_carry_run_options() {
     assert_eq!(job["maxAttempts"], 3);
     assert_eq!(job["timeoutMs"], 1_500);
     assert_eq!(job["uniqueKey"], "double-1");
+    assert_eq!(job["queue"], "doubles");
     assert_ne!(job["runAt"], job["createdAt"], "scheduled a minute later");
     let (_, again) = call(&app, "POST", "/jobs", Some(body)).await;
     assert_eq!(again["id"], job["id"], "the key is held: the same job");

@@ -121,9 +121,10 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
             )))
         });
         let cron = options.cron.as_ref().map(|cron| quote!(.cron(#cron)));
+        let queue = options.queue.as_ref().map(|queue| quote!(.queue(#queue)));
         quote! {
             fn policy(&self) -> #p::JobPolicy {
-                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron
+                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron #queue
             }
         }
     });

@@ -6,7 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Lit, LitStr, Path, Token};
 
 /// The options the attribute accepts, as listed in error messages.
-const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `cron`, `crate`";
+const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `cron`, `queue`, `crate`";
 
 /// What the attribute's arguments say.
 pub struct Options {
@@ -24,6 +24,8 @@ pub struct Options {
     pub priority: Option<i16>,
     /// `cron = "0 3 * * *"`, checked.
     pub cron: Option<LitStr>,
+    /// `queue = "exports"`, checked.
+    pub queue: Option<LitStr>,
 }
 
 impl Options {
@@ -34,6 +36,7 @@ impl Options {
             || self.backoff_ms.is_some()
             || self.priority.is_some()
             || self.cron.is_some()
+            || self.queue.is_some()
     }
 }
 
@@ -57,6 +60,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         backoff_ms: None,
         priority: None,
         cron: None,
+        queue: None,
     };
     let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
@@ -78,6 +82,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "backoff" => "backoff = \"2s\"",
             "priority" => "priority = 10",
             "cron" => "cron = \"0 3 * * *\"",
+            "queue" => "queue = \"exports\"",
             other => {
                 let hint = match other {
                     "retry" | "max_retries" | "attempts" => " (did you mean `retries`?)",
@@ -115,6 +120,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "timeout" => options.timeout_ms = Some(parse_duration_value(input, "timeout")?),
             "backoff" => options.backoff_ms = Some(parse_duration_value(input, "backoff")?),
             "cron" => options.cron = Some(parse_cron(input)?),
+            "queue" => options.queue = Some(parse_queue(input)?),
             _ => unreachable!("every known option is matched above"),
         }
     }
@@ -191,6 +197,29 @@ fn parse_cron(input: ParseStream) -> syn::Result<LitStr> {
     lit.value()
         .parse::<jobs_cron::Schedule>()
         .map_err(|error| syn::Error::new(lit.span(), error.to_string()))?;
+    Ok(lit)
+}
+
+/// A queue name as a string literal: 1 to 64 ASCII letters, digits, `_`, `-` or `.`
+/// (the rule `jobs_core::valid_queue_name` applies at run time).
+fn parse_queue(input: ParseStream) -> syn::Result<LitStr> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`queue` takes a queue name as a string, such as `queue = \"exports\"`",
+        )
+    })?;
+    let name = lit.value();
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{name}` cannot name a queue: use 1 to 64 letters, digits, `_`, `-` or `.`"),
+        ));
+    }
     Ok(lit)
 }
 
@@ -348,6 +377,8 @@ mod tests {
         assert!(err(quote!("X", cron = "61 * * * *")).contains("minute 61 is out of range"));
         assert!(err(quote!("X", cron = 5)).contains("cron expression as a string"));
         assert!(err(quote!("X", schedule = "* * * * *")).contains("did you mean `cron`?"));
+        assert!(err(quote!("X", queue = "two words")).contains("cannot name a queue"));
+        assert!(err(quote!("X", queue = "")).contains("cannot name a queue"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 -- Run policies: when a job may start, its priority, its attempts and time limit, the
--- errors of its failed attempts, its unique key; the index retention prunes by; and the
+-- errors of its failed attempts, its unique key, its named queue; the index retention prunes by; and the
 -- ticks of periodic schedules.
 
 ALTER TABLE {schema}.jobs
@@ -8,13 +8,14 @@ ALTER TABLE {schema}.jobs
     ADD COLUMN max_attempts integer     NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     ADD COLUMN timeout_ms   bigint      CHECK (timeout_ms > 0),
     ADD COLUMN errors       jsonb       NOT NULL DEFAULT '[]',
-    ADD COLUMN unique_key   text;
+    ADD COLUMN unique_key   text,
+    ADD COLUMN queue        text        NOT NULL DEFAULT 'default';
 UPDATE {schema}.jobs SET run_at = created_at;
 ALTER TABLE {schema}.jobs ALTER COLUMN run_at SET NOT NULL;
 
--- The claim: due jobs, higher priority first, then by the time they became due.
+-- The claim: a queue's due jobs, higher priority first, then by the time they became due.
 DROP INDEX {schema}.jobs_queued;
-CREATE INDEX jobs_due ON {schema}.jobs (priority DESC, run_at, id) WHERE status = 'Queued';
+CREATE INDEX jobs_due ON {schema}.jobs (queue, priority DESC, run_at, id) WHERE status = 'Queued';
 
 -- At most one active job per type and unique key: the index refuses the second insert
 -- atomically.

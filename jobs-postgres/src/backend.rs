@@ -1,5 +1,6 @@
 //! The backend: connection pool, notification listener, repository and queue.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub struct PostgresOptions {
     max_attempts: u32,
     max_payload_bytes: usize,
     claim_batch: usize,
+    global_limits: HashMap<String, u32>,
 }
 
 impl PostgresOptions {
@@ -63,6 +65,7 @@ impl PostgresOptions {
             max_attempts: 3,
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
             claim_batch: 100,
+            global_limits: HashMap::new(),
         }
     }
 
@@ -95,8 +98,18 @@ impl PostgresOptions {
         self
     }
 
-    /// After how many started attempts a job whose lease expires is failed instead of
-    /// queued again: a job that keeps killing its worker stops being retried. Default 3.
+    /// At most `limit` jobs of the named queue `queue` run at once across every process
+    /// on this database, whatever each process's workers for it (`JobsBuilder::serve_queue`).
+    /// Claims of such a queue take turns under an advisory lock and count its running
+    /// jobs; a job whose worker died counts until its lease is rescued.
+    pub fn global_limit(mut self, queue: &str, limit: u32) -> Self {
+        self.global_limits.insert(queue.to_owned(), limit);
+        self
+    }
+
+    /// After how many failed attempts (lost leases included) a job whose lease expires is
+    /// failed instead of queued again, at least: a job that keeps killing its worker stops
+    /// being retried. A job whose own retries allow more gets more. Default 3.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
         self
@@ -172,25 +185,67 @@ pub struct PostgresBackend {
     worker_id: String,
     shared: Arc<Shared>,
     stop: Token,
-    /// One claim at a time per backend; the others take from its batch.
-    claim_lock: Arc<tokio::sync::Mutex<()>>,
     finishes: FinishQueue,
+}
+
+/// One named queue as this backend serves it.
+#[derive(Default)]
+pub(crate) struct Lane {
+    /// One claim at a time per queue; the other workers take from its batch.
+    claim_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Jobs claimed in a batch and not handed to a worker yet.
+    pub(crate) claimed: ClaimBuffer,
+    /// Wakes the queue's idle workers.
+    wake: Notify,
 }
 
 /// What the listener and maintenance tasks share with the backend.
 pub(crate) struct Shared {
     events: broadcast::Sender<JobEvent>,
     pub(crate) cancellations: broadcast::Sender<JobId>,
-    /// Wakes idle workers: a job was submitted (or notifications may have been lost).
-    wake: Notify,
     /// The jobs this backend claimed and has not finished: the leases it renews. A job
     /// whose final write failed leaves this set, so its lease runs out and it is rescued.
     pub(crate) held: std::sync::Mutex<std::collections::HashSet<(JobId, u32)>>,
-    /// Jobs claimed in a batch and not handed to a worker yet.
-    pub(crate) claimed: ClaimBuffer,
+    /// The named queues this backend's workers have asked for.
+    lanes: std::sync::Mutex<HashMap<String, Arc<Lane>>>,
 }
 
 impl Shared {
+    /// The lane of `queue`, made on first use.
+    fn lane(&self, queue: &str) -> Arc<Lane> {
+        let mut lanes = self
+            .lanes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match lanes.get(queue) {
+            Some(lane) => lane.clone(),
+            None => lanes.entry(queue.to_owned()).or_default().clone(),
+        }
+    }
+
+    fn all_lanes(&self) -> Vec<Arc<Lane>> {
+        self.lanes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Wakes every idle worker of every queue (notifications may have been lost).
+    fn wake_all(&self) {
+        for lane in self.all_lanes() {
+            lane.wake.notify_waiters();
+        }
+    }
+
+    /// Wakes one idle worker of each queue: a job was submitted (to one of them).
+    fn wake_one_each(&self) {
+        for lane in self.all_lanes() {
+            lane.wake.notify_one();
+        }
+    }
+
     /// Wakes idle workers once `run_at` has come, to claim a job that falls due then
     /// (without this they would find it at their next poll).
     fn wake_at(self: &Arc<Self>, run_at: Timestamp) {
@@ -199,7 +254,7 @@ impl Shared {
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             if let Some(shared) = shared.upgrade() {
-                shared.wake.notify_waiters();
+                shared.wake_all();
             }
         });
     }
@@ -266,9 +321,8 @@ impl PostgresBackend {
         let shared = Arc::new(Shared {
             events: broadcast::channel(options.event_capacity).0,
             cancellations: broadcast::channel(options.event_capacity).0,
-            wake: Notify::new(),
             held: Default::default(),
-            claimed: ClaimBuffer::default(),
+            lanes: Default::default(),
         });
         // The listener keeps its connection for good: give it a pool of its own rather
         // than take one from the application's.
@@ -316,7 +370,6 @@ impl PostgresBackend {
             stop.clone(),
         ));
         Ok(Arc::new(Self {
-            claim_lock: Arc::new(tokio::sync::Mutex::new(())),
             finishes: Arc::new(finishes),
             sql,
             worker_id,
@@ -384,6 +437,7 @@ impl PostgresBackend {
         let max_attempts: Vec<i32> = jobs.iter().map(max_attempts).collect();
         let timeouts: Vec<Option<i64>> = jobs.iter().map(timeout_ms).collect();
         let keys: Vec<Option<&str>> = jobs.iter().map(|job| job.unique_key.as_deref()).collect();
+        let queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
         sqlx::query(&self.sql.insert_many)
             .bind(ids)
             .bind(types)
@@ -394,6 +448,7 @@ impl PostgresBackend {
             .bind(max_attempts)
             .bind(timeouts)
             .bind(keys)
+            .bind(queues)
             .execute(connection)
             .await
             .map_err(storage("could not store the jobs"))?;
@@ -439,16 +494,15 @@ impl PostgresBackend {
 
     /// Claims jobs for the idle workers into the buffer; whether any were claimed (or
     /// another dequeuer's claim filled the buffer meanwhile).
-    async fn fill(&self) -> Result<bool, StorageError> {
+    async fn fill(&self, queue: &str, lane: &Arc<Lane>) -> Result<bool, StorageError> {
         // The guard moves into the claim task, so the lock is held until the claimed jobs
         // are in the buffer, even if this dequeuer stops waiting: `close` takes the lock
         // too, and so never misses a claim still in flight.
-        let one_claim_at_a_time = self.claim_lock.clone().lock_owned().await;
-        if !self.shared.claimed.is_empty() {
+        let one_claim_at_a_time = lane.claim_lock.clone().lock_owned().await;
+        if !lane.claimed.is_empty() {
             return Ok(true);
         }
-        let want = self
-            .shared
+        let want = lane
             .claimed
             .waiting
             .load(std::sync::atomic::Ordering::Acquire)
@@ -462,16 +516,22 @@ impl PostgresBackend {
         let worker_id = self.worker_id.clone();
         let lease_ms = self.options.lease.as_millis() as i64;
         let shared = self.shared.clone();
+        let lane_in_task = lane.clone();
+        let queue = queue.to_owned();
+        let limit = self
+            .options
+            .global_limits
+            .get(&queue)
+            .map(|n| i64::from(*n));
+        let lock_sql = self.sql.queue_lock.clone();
         tokio::spawn(async move {
             let _one_claim_at_a_time = one_claim_at_a_time;
-            let claimed = sqlx::query(&claim)
-                .bind(&worker_id)
-                .bind(lease_ms)
-                .bind(want as i64)
-                .fetch_all(&pool)
-                .await
-                .map_err(storage("could not claim jobs"))
-                .and_then(|rows| rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>());
+            let claimed = claim_rows(
+                &pool, &claim, &lock_sql, &worker_id, lease_ms, want, &queue, limit,
+            )
+            .await
+            .map_err(storage("could not claim jobs"))
+            .and_then(|rows| rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>());
             if let Ok(jobs) = &claimed {
                 // Announced before the jobs run, so `started` comes before `finished`.
                 let events: Vec<JobEvent> = jobs.iter().map(crate::batch::event_of).collect();
@@ -482,7 +542,7 @@ impl PostgresBackend {
                 for job in &jobs {
                     shared.hold(job.id, job.attempt, true);
                 }
-                shared.claimed.push_all(jobs);
+                lane_in_task.claimed.push_all(jobs);
                 count
             });
             let _ = tx.send(answer);
@@ -491,7 +551,7 @@ impl PostgresBackend {
             .await
             .unwrap_or_else(|_| Err(StorageError::new("the claim task stopped")))?;
         if count > 1 {
-            self.shared.wake.notify_waiters();
+            lane.wake.notify_waiters();
         }
         Ok(count > 0)
     }
@@ -499,8 +559,9 @@ impl PostgresBackend {
     /// How long until the earliest queued job falls due, by the database's clock, if that
     /// is sooner than the next poll: an idle worker sleeps only that long, so a delayed,
     /// retried or periodic job submitted by any process starts on time.
-    async fn next_due(&self) -> Option<Duration> {
+    async fn next_due(&self, queue: &str) -> Option<Duration> {
         let micros: Option<i64> = sqlx::query_scalar(&self.sql.next_due)
+            .bind(queue)
             .fetch_one(&self.pool)
             .await
             .ok()
@@ -559,7 +620,7 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
                 Ok(events) => {
                     for event in events {
                         match &event {
-                            JobEvent::Submitted { .. } => shared.wake.notify_one(),
+                            JobEvent::Submitted { .. } => shared.wake_one_each(),
                             JobEvent::Requeued { run_at, .. } => shared.wake_at(*run_at),
                             JobEvent::CancelRequested { id } => {
                                 let _ = shared.cancellations.send(*id);
@@ -577,11 +638,11 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
             },
             Ok(None) => {
                 tracing::warn!("lost the notification connection; reconnecting");
-                shared.wake.notify_waiters();
+                shared.wake_all();
             }
             Err(error) => {
                 tracing::warn!(%error, "notification listener failed; retrying");
-                shared.wake.notify_waiters();
+                shared.wake_all();
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -601,6 +662,36 @@ fn events_in(payload: &str) -> Result<Vec<JobEvent>, serde_json::Error> {
     }
 }
 
+/// Runs the claim of `queue`. A queue with a cluster-wide `limit` claims inside a
+/// transaction that first takes the queue's advisory lock, so that claims of that queue
+/// take turns across processes and the count of its running jobs holds.
+#[allow(clippy::too_many_arguments)]
+async fn claim_rows(
+    pool: &PgPool,
+    claim: &str,
+    lock_sql: &str,
+    worker_id: &str,
+    lease_ms: i64,
+    want: usize,
+    queue: &str,
+    limit: Option<i64>,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let query = sqlx::query(claim)
+        .bind(worker_id)
+        .bind(lease_ms)
+        .bind(want as i64)
+        .bind(queue)
+        .bind(limit);
+    if limit.is_none() {
+        return query.fetch_all(pool).await;
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query(lock_sql).bind(queue).execute(&mut *tx).await?;
+    let rows = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// The error of an insert refused because an active job holds the key.
 fn key_held(job: &Job) -> StorageError {
     StorageError::new(format!(
@@ -609,7 +700,7 @@ fn key_held(job: &Job) -> StorageError {
     ))
 }
 
-/// Binds a new job's columns as the insert statements take them, `$1` to `$9`.
+/// Binds a new job's columns as the insert statements take them, `$1` to `$10`.
 fn bind_job<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     job: &'q Job,
@@ -624,6 +715,7 @@ fn bind_job<'q>(
         .bind(max_attempts(job))
         .bind(timeout_ms(job))
         .bind(job.unique_key.as_deref())
+        .bind(&job.queue)
 }
 
 /// A job's attempt limit as the `integer` column holds it.
@@ -679,6 +771,7 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
         .map_err(bad)?
         .0;
     job.unique_key = row.try_get("unique_key").map_err(bad)?;
+    job.queue = row.try_get("queue").map_err(bad)?;
     Ok(job)
 }
 
@@ -1061,20 +1154,24 @@ impl JobQueue for PostgresBackend {
         Box::pin(async { Ok(()) })
     }
 
-    fn dequeue(&self) -> BoxFuture<'_, Result<Delivery, StorageError>> {
+    fn dequeue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Delivery, StorageError>> {
         Box::pin(async move {
-            let _waiting = Waiting::new(&self.shared.claimed.waiting);
+            let lane = self.shared.lane(queue);
+            let _waiting = Waiting::new(&lane.claimed.waiting);
             loop {
-                let notified = self.shared.wake.notified();
+                let notified = lane.wake.notified();
                 let mut notified = std::pin::pin!(notified);
                 notified.as_mut().enable();
-                if let Some(job) = self.shared.claimed.pop() {
+                if let Some(job) = lane.claimed.pop() {
                     return Ok(Delivery::claimed(job, 0));
                 }
-                if self.fill().await? {
+                if self.fill(queue, &lane).await? {
                     continue;
                 }
-                let wait = self.next_due().await.unwrap_or(self.options.poll_interval);
+                let wait = self
+                    .next_due(queue)
+                    .await
+                    .unwrap_or(self.options.poll_interval);
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -1091,8 +1188,11 @@ impl JobQueue for PostgresBackend {
     /// Gives the jobs claimed but not handed out back to the queue.
     fn close(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
-            let _no_claim_in_flight = self.claim_lock.lock().await;
-            self.release(self.shared.claimed.drain()).await
+            for lane in self.shared.all_lanes() {
+                let _no_claim_in_flight = lane.claim_lock.lock().await;
+                self.release(lane.claimed.drain()).await?;
+            }
+            Ok(())
         })
     }
 }

@@ -7,7 +7,7 @@ const COLUMNS: &str = "id, job_type, status, payload, progress_percent, progress
      (extract(epoch FROM started_at) * 1000000)::int8 AS started_us, \
      (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us, \
      (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us, \
-     priority, max_attempts, timeout_ms, errors, unique_key";
+     priority, max_attempts, timeout_ms, errors, unique_key, queue";
 
 /// The `AttemptError` (JSON) of the current attempt failing with `message`, its time in
 /// the format `Timestamp` reads.
@@ -29,6 +29,7 @@ pub(crate) struct Statements {
     pub(crate) insert_many: String,
     pub(crate) holder: String,
     pub(crate) next_due: String,
+    pub(crate) queue_lock: String,
     pub(crate) insert_scheduled: String,
     pub(crate) prune: String,
     pub(crate) get: String,
@@ -75,9 +76,10 @@ impl Statements {
             insert: format!(
                 "WITH inserted AS (
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
-                                         run_at, priority, max_attempts, timeout_ms, unique_key)
+                                         run_at, priority, max_attempts, timeout_ms, unique_key,
+                                         queue)
                      VALUES ($1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
-                             {run_at}, $6, $7, $8, $9)
+                             {run_at}, $6, $7, $8, $9, $10)
                      ON CONFLICT (job_type, unique_key)
                          WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running')
                          DO NOTHING
@@ -85,21 +87,22 @@ impl Statements {
                  SELECT id, {} FROM inserted",
                 notify(channel, submitted_event)
             ),
-            // The job of a periodic tick: $1–$9 as in `insert`, $10 the schedule, $11 the
+            // The job of a periodic tick: $1–$10 as in `insert`, $11 the schedule, $12 the
             // tick (µs). Stored only if the tick moves the schedule forward.
             insert_scheduled: format!(
                 "WITH won AS (
                      INSERT INTO {schema}.job_schedules (name, last_tick)
-                     VALUES ($10, 'epoch'::timestamptz + $11 * interval '1 microsecond')
+                     VALUES ($11, 'epoch'::timestamptz + $12 * interval '1 microsecond')
                      ON CONFLICT (name) DO UPDATE SET last_tick = EXCLUDED.last_tick
                          WHERE {schema}.job_schedules.last_tick < EXCLUDED.last_tick
                      RETURNING 1),
                  inserted AS (
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
-                                         run_at, priority, max_attempts, timeout_ms, unique_key)
+                                         run_at, priority, max_attempts, timeout_ms, unique_key,
+                                         queue)
                      SELECT $1, $2, 'Queued', $3, 'epoch'::timestamptz + $4 * interval '1 microsecond',
                             LEAST('epoch'::timestamptz + $5 * interval '1 microsecond', now()),
-                            $6, $7, $8, $9
+                            $6, $7, $8, $9, $10
                      WHERE EXISTS (SELECT 1 FROM won)
                      RETURNING id, job_type)
                  SELECT id, {} FROM inserted",
@@ -109,8 +112,10 @@ impl Statements {
             // zero or less when one is due but claimed by someone else meanwhile).
             next_due: format!(
                 "SELECT (extract(epoch FROM min(run_at) - now()) * 1000000)::int8
-                 FROM {jobs} WHERE status = 'Queued'"
+                 FROM {jobs} WHERE status = 'Queued' AND queue = $1"
             ),
+            // Claims of one queue with a cluster-wide limit take turns ($1 the queue).
+            queue_lock: format!("SELECT pg_advisory_xact_lock(hashtext('{jobs}.queue.' || $1))"),
             // The active job holding a unique key.
             holder: format!(
                 "SELECT {COLUMNS} FROM {jobs}
@@ -130,16 +135,17 @@ impl Statements {
             insert_many: format!(
                 "WITH inserted AS (
                      INSERT INTO {jobs} (id, job_type, status, payload, created_at,
-                                         run_at, priority, max_attempts, timeout_ms, unique_key)
+                                         run_at, priority, max_attempts, timeout_ms, unique_key,
+                                         queue)
                      SELECT id, job_type, 'Queued', payload,
                             'epoch'::timestamptz + created_us * interval '1 microsecond',
                             CASE WHEN run_at_us <= created_us THEN now()
                                  ELSE 'epoch'::timestamptz + run_at_us * interval '1 microsecond' END,
-                            priority, max_attempts, timeout_ms, unique_key
+                            priority, max_attempts, timeout_ms, unique_key, queue
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
-                                 $6::int2[], $7::int4[], $8::int8[], $9::text[])
+                                 $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[])
                           AS t(id, job_type, payload, created_us, run_at_us, priority,
-                               max_attempts, timeout_ms, unique_key)
+                               max_attempts, timeout_ms, unique_key, queue)
                      RETURNING id, job_type)
                  SELECT count({}) FROM inserted",
                 notify(channel, submitted_event)
@@ -227,12 +233,20 @@ impl Statements {
                  LEFT JOIN {results} r ON r.job_id = j.id
                  WHERE j.id = $1 AND j.status = 'Succeeded'"
             ),
-            // $1 worker id, $2 lease in ms, $3 how many. Announced after the commit by
-            // `notify`.
+            // $1 worker id, $2 lease in ms, $3 how many, $4 the queue, $5 its cluster-wide
+            // limit (NULL: none; then the caller holds the queue's advisory lock). Announced
+            // after the commit by `notify`.
             claim: format!(
                 "WITH picked AS MATERIALIZED (
-                     SELECT id FROM {jobs} WHERE status = 'Queued' AND run_at <= now()
-                     ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                     SELECT id FROM {jobs}
+                     WHERE status = 'Queued' AND queue = $4 AND run_at <= now()
+                     ORDER BY priority DESC, run_at, id
+                     LIMIT CASE WHEN $5::int8 IS NULL THEN $3
+                                ELSE LEAST($3, GREATEST(0, $5::int8 - (
+                                    SELECT count(*) FROM {jobs}
+                                    WHERE status = 'Running' AND queue = $4)))
+                           END
+                     FOR UPDATE SKIP LOCKED),
                  claimed AS (
                      UPDATE {jobs} j SET
                          status = 'Running', attempt = j.attempt + 1, started_at = now(),

@@ -26,6 +26,14 @@ pub enum BuildError {
     /// `start` was called outside a Tokio runtime.
     #[error("Jobs::builder().start() must be called inside a Tokio runtime (for example from #[tokio::main])")]
     NoRuntime,
+    /// A named queue cannot be served.
+    #[error("cannot serve the queue `{name}`: {reason}")]
+    InvalidQueue {
+        /// The queue's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A periodic job cannot be scheduled: its cron expression, its type or its payload.
     #[error("cannot schedule `{job_type}` at `{cron}`: {reason}")]
     InvalidSchedule {
@@ -67,6 +75,7 @@ pub struct JobsBuilder {
     timeout_grace: Duration,
     retention: Option<Duration>,
     periodic: Vec<(String, String, Value)>,
+    queues: Vec<(String, usize)>,
 }
 
 impl JobsBuilder {
@@ -89,6 +98,7 @@ impl JobsBuilder {
             timeout_grace: Self::DEFAULT_TIMEOUT_GRACE,
             retention: None,
             periodic: Vec::new(),
+            queues: Vec::new(),
         }
     }
 
@@ -178,6 +188,17 @@ impl JobsBuilder {
         self
     }
 
+    /// Serves the named queue `name` with `workers` workers of its own, beside the main
+    /// pool ([`JobsBuilder::concurrency`]), which serves the default queue. At most
+    /// `workers` of its jobs run at once in this service, and a burst of them never holds
+    /// the other queues' workers. A service runs the jobs of the queues it serves only;
+    /// jobs of a queue no service serves wait. `start` refuses a name that is not 1 to 64
+    /// letters, digits, `_`, `-` or `.`, the default queue's name, and a name given twice.
+    pub fn serve_queue(mut self, name: &str, workers: usize) -> Self {
+        self.queues.push((name.to_owned(), workers));
+        self
+    }
+
     /// Submits a job of `job_type` with `payload` at every tick of `cron`, UTC (five
     /// fields, or six with seconds first; see `jobs_cron`). Every service on a store may
     /// declare the same schedule: each tick's job is stored once, whichever service fires
@@ -204,6 +225,24 @@ impl JobsBuilder {
             catalog.add(executor, location)?;
         }
         let periodic = schedules(&catalog, self.periodic)?;
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in &self.queues {
+            let reason = if !jobs_core::valid_queue_name(name) {
+                Some("use 1 to 64 letters, digits, `_`, `-` or `.`")
+            } else if name == jobs_core::Job::DEFAULT_QUEUE {
+                Some("the default queue is served by `concurrency`")
+            } else if !seen.insert(name.as_str()) {
+                Some("it is given twice")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(BuildError::InvalidQueue {
+                    name: name.clone(),
+                    reason: reason.to_owned(),
+                });
+            }
+        }
         let inner = Arc::new(Inner {
             repository: self
                 .repository
@@ -225,11 +264,15 @@ impl JobsBuilder {
             helpers: Mutex::new(Vec::new()),
             shutdown: tokio::sync::OnceCell::new(),
         });
-        if self.concurrency > 0 {
+        if self.concurrency + self.queues.iter().map(|(_, n)| n).sum::<usize>() > 0 {
             // Subscribe before any worker runs, so that no cancel request can slip by.
             let cancel_requests = inner.repository.subscribe_cancellations();
-            let workers = (0..self.concurrency)
-                .map(|_| runtime.spawn(worker(inner.clone())))
+            let default: Arc<str> = Arc::from(jobs_core::Job::DEFAULT_QUEUE);
+            let workers = std::iter::repeat_n(default, self.concurrency)
+                .chain(self.queues.iter().flat_map(|(name, workers)| {
+                    std::iter::repeat_n(Arc::<str>::from(name.as_str()), *workers)
+                }))
+                .map(|queue| runtime.spawn(worker(inner.clone(), queue)))
                 .collect();
             *inner.workers.lock().expect("not shared yet") = workers;
             let listener = runtime.spawn(cancel_listener(inner.clone(), cancel_requests));
@@ -301,6 +344,7 @@ impl std::fmt::Debug for JobsBuilder {
             .field("timeout_grace", &self.timeout_grace)
             .field("retention", &self.retention)
             .field("periodic", &self.periodic.len())
+            .field("queues", &self.queues)
             .finish_non_exhaustive()
     }
 }

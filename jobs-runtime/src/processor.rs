@@ -164,13 +164,14 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// One worker: runs jobs one at a time until the service stops taking work.
-pub(crate) async fn worker(inner: Arc<Inner>) {
+/// One worker of the named queue `queue`: runs its jobs one at a time until the service
+/// stops taking work.
+pub(crate) async fn worker(inner: Arc<Inner>, queue: Arc<str>) {
     loop {
         let delivery = tokio::select! {
             biased;
             _ = inner.intake.cancelled() => return,
-            delivery = inner.queue.dequeue() => delivery,
+            delivery = inner.queue.dequeue(&queue) => delivery,
         };
         match delivery {
             Ok(delivery) => run(&inner, delivery).await,

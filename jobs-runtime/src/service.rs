@@ -546,6 +546,14 @@ fn with_policy(
         .checked_add(1)
         .ok_or_else(|| invalid("too many retries"))?;
     job.priority = options.priority.unwrap_or(policy.priority);
+    if let Some(queue) = options.queue.as_deref().or(policy.queue) {
+        if !jobs_core::valid_queue_name(queue) {
+            return Err(invalid(
+                "a queue name is 1 to 64 letters, digits, `_`, `-` or `.`",
+            ));
+        }
+        job.queue = queue.to_owned();
+    }
     if let Some(key) = &options.unique_key {
         if key.is_empty() || key.len() > 255 {
             return Err(invalid("the unique key must be 1 to 255 bytes long"));

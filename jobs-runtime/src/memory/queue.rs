@@ -2,8 +2,8 @@
 //! schedule of jobs not yet due.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use jobs_core::{BoxFuture, Delivery, Job, JobId, JobQueue, StorageError, Timestamp};
@@ -17,8 +17,14 @@ use tokio::sync::Notify;
 /// queue only in the same step that hands it to a worker.
 #[derive(Default)]
 pub struct ChannelQueue {
-    items: Mutex<Items>,
-    available: Notify,
+    lanes: Mutex<HashMap<String, Lane>>,
+}
+
+/// One named queue: its jobs, and the wake-up of the workers waiting on it.
+#[derive(Default)]
+struct Lane {
+    items: Items,
+    available: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -124,13 +130,23 @@ impl ChannelQueue {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Items> {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Lane>> {
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many ids are queued, due or scheduled.
+    /// How many ids are queued, due or scheduled, in every named queue.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(|lane| lane.items.len()).sum()
+    }
+
+    /// The next due id of `queue`, or how long until one is due; and the lane's wake-up.
+    fn pop(&self, queue: &str) -> (Result<JobId, Option<Duration>>, Arc<Notify>) {
+        let mut lanes = self.lock();
+        let lane = match lanes.get_mut(queue) {
+            Some(lane) => lane,
+            None => lanes.entry(queue.to_owned()).or_default(),
+        };
+        (lane.items.pop(), lane.available.clone())
     }
 
     /// Whether no id is queued.
@@ -149,7 +165,12 @@ impl std::fmt::Debug for ChannelQueue {
 
 impl JobQueue for ChannelQueue {
     fn enqueue(&self, job: &Job) -> BoxFuture<'_, Result<(), StorageError>> {
-        let mut items = self.lock();
+        let mut lanes = self.lock();
+        let lane = match lanes.get_mut(job.queue.as_str()) {
+            Some(lane) => lane,
+            None => lanes.entry(job.queue.clone()).or_default(),
+        };
+        let items = &mut lane.items;
         if job.run_at > job.created_at && job.run_at > Timestamp::now() {
             items.sequence += 1;
             let sequence = items.sequence;
@@ -159,30 +180,29 @@ impl JobQueue for ChannelQueue {
                 id: job.id,
                 priority: job.priority,
             }));
-            drop(items);
-            // A waiting worker may be sleeping until a later time: let one look again.
-            self.available.notify_one();
         } else {
             items.push_due(job.id, job.priority);
-            drop(items);
-            self.available.notify_one();
         }
+        // For a scheduled job too: a waiting worker may be sleeping until a later time.
+        let available = lane.available.clone();
+        drop(lanes);
+        available.notify_one();
         Box::pin(async { Ok(()) })
     }
 
-    fn dequeue(&self) -> BoxFuture<'_, Result<Delivery, StorageError>> {
+    fn dequeue<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Delivery, StorageError>> {
         Box::pin(async move {
             loop {
                 // Register for a wake-up before looking, so an enqueue that lands between
                 // the look and the wait is not missed. A busy queue answers without it.
-                let wait = match self.lock().pop() {
-                    Ok(id) => return Ok(Delivery::new(id, 0)),
-                    Err(wait) => wait,
+                let (wait, available) = match self.pop(queue) {
+                    (Ok(id), _) => return Ok(Delivery::new(id, 0)),
+                    (Err(wait), available) => (wait, available),
                 };
-                let notified = self.available.notified();
+                let notified = available.notified();
                 let mut notified = std::pin::pin!(notified);
                 notified.as_mut().enable();
-                let wait = match self.lock().pop() {
+                let wait = match self.pop(queue).0 {
                     Ok(id) => return Ok(Delivery::new(id, 0)),
                     Err(later) => later.or(wait),
                 };
@@ -234,7 +254,7 @@ mod tests {
         }
         assert_eq!(queue.depth(), Some(100));
         for job in &jobs {
-            assert_eq!(queue.dequeue().await.unwrap().id, job.id);
+            assert_eq!(queue.dequeue(Job::DEFAULT_QUEUE).await.unwrap().id, job.id);
         }
         assert!(queue.is_empty());
     }
@@ -251,7 +271,7 @@ mod tests {
         }
         let mut order = Vec::new();
         for _ in 0..jobs.len() {
-            let id = queue.dequeue().await.unwrap().id;
+            let id = queue.dequeue(Job::DEFAULT_QUEUE).await.unwrap().id;
             order.push(jobs.iter().position(|job| job.id == id).unwrap());
         }
         assert_eq!(order, vec![5, 1, 3, 0, 4, 2, 6]);
@@ -269,8 +289,15 @@ mod tests {
         queue.enqueue(&later).await.unwrap();
         queue.enqueue(&now).await.unwrap();
         let started = std::time::Instant::now();
-        assert_eq!(queue.dequeue().await.unwrap().id, now.id, "due first");
-        assert_eq!(queue.dequeue().await.unwrap().id, later.id);
+        assert_eq!(
+            queue.dequeue(Job::DEFAULT_QUEUE).await.unwrap().id,
+            now.id,
+            "due first"
+        );
+        assert_eq!(
+            queue.dequeue(Job::DEFAULT_QUEUE).await.unwrap().id,
+            later.id
+        );
         assert!(started.elapsed() >= delay - std::time::Duration::from_millis(2));
         assert!(queue.is_empty());
     }
@@ -292,7 +319,7 @@ mod tests {
     #[test]
     fn a_waiting_worker_is_woken_by_an_enqueue() {
         let queue = ChannelQueue::new();
-        let mut waiting = queue.dequeue();
+        let mut waiting = queue.dequeue(Job::DEFAULT_QUEUE);
         let (woken, waker) = flag();
         let mut cx = Context::from_waker(&waker);
         assert!(
@@ -320,8 +347,8 @@ mod tests {
         let queue = ChannelQueue::new();
         let (_, waker_a) = flag();
         let (woken_b, waker_b) = flag();
-        let mut first = queue.dequeue();
-        let mut second = queue.dequeue();
+        let mut first = queue.dequeue(Job::DEFAULT_QUEUE);
+        let mut second = queue.dequeue(Job::DEFAULT_QUEUE);
         assert!(first
             .as_mut()
             .poll(&mut Context::from_waker(&waker_a))
