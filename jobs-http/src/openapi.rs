@@ -127,7 +127,8 @@ pub(crate) fn document() -> Value {
                         }
                     } } } },
                     "responses": {
-                        "201": job_response("the job, Queued (or, with a uniqueKey held by an active job, that job)"),
+                        "201": job_response("the job, Queued"),
+                        "200": job_response("the active job that holds the uniqueKey; nothing was created"),
                         "400": error("unknown_job_type, invalid_payload, invalid_options or invalid_body"),
                         "401": error("unauthorized"),
                         "413": error("body_too_large or payload_too_large"),

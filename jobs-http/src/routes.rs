@@ -94,11 +94,18 @@ pub(crate) async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(body_error)?;
     let options = body.options();
-    let job = state
+    let prepared = state
         .jobs
-        .submit_job_with_options(&body.job_type, body.payload, &options)
-        .await?;
-    Ok((StatusCode::CREATED, Json(job)))
+        .prepare_job_with_options(&body.job_type, body.payload, &options)?;
+    let id = prepared.id;
+    let job = state.jobs.submit_prepared(prepared).await?;
+    // A unique key held by an active job answers with that job: nothing was created.
+    let status = if job.id == id {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(job)))
 }
 
 pub(crate) fn parse_id_public(id: &str) -> Result<JobId, ApiError> {

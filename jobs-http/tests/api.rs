@@ -165,7 +165,8 @@ async fn a_submission_can_carry_run_options() {
     assert_eq!(job["uniqueKey"], "double-1");
     assert_eq!(job["queue"], "doubles");
     assert_ne!(job["runAt"], job["createdAt"], "scheduled a minute later");
-    let (_, again) = call(&app, "POST", "/jobs", Some(body)).await;
+    let (status, again) = call(&app, "POST", "/jobs", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "nothing created");
     assert_eq!(again["id"], job["id"], "the key is held: the same job");
 
     let at = json!({ "type": "Double", "payload": { "n": 2 }, "runAt": "2030-01-01T00:00:00Z" });

@@ -154,6 +154,19 @@ impl Jobs {
         self.store_and_enqueue(job).await
     }
 
+    /// Stores and queues a job built by [`Jobs::prepare_job`] or
+    /// [`Jobs::prepare_job_with_options`]. Returns the job as stored; when its unique key
+    /// is held by an active job, that job, whose id differs from the prepared one's.
+    pub async fn submit_prepared(&self, job: Job) -> Result<Job, SubmitError> {
+        if self.inner().catalog.get(&job.job_type).is_none() {
+            return Err(SubmitError::UnknownJobType {
+                job_type: job.job_type,
+                known: self.inner().catalog.job_types(),
+            });
+        }
+        self.store_and_enqueue(job).await
+    }
+
     /// Checks a submission as [`Jobs::submit_job_with`] does and builds the `Queued` job,
     /// without storing it: for backends that store it inside the application's own
     /// transaction (see the PostgreSQL backend's `submit_in`).
