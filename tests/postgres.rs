@@ -420,8 +420,6 @@ async fn a_delayed_job_from_another_process_starts_on_time_not_at_the_next_poll(
         .concurrency(0)
         .start()
         .unwrap();
-    // Let the idle worker find the queue empty and go to sleep first.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let delay = SubmitOptions::new().delay(Duration::from_millis(500));
     let job = submitter
         .submit_job_with_options("PgEcho", json!("later"), &delay)

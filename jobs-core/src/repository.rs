@@ -162,6 +162,21 @@ pub enum Inserted {
     Existing(Box<Job>),
 }
 
+impl Inserted {
+    /// `Ok` if the job was stored; the error [`JobRepository::insert`] answers when an
+    /// active job holds its unique key.
+    pub fn stored(self) -> Result<(), StorageError> {
+        match self {
+            Inserted::Stored => Ok(()),
+            Inserted::Existing(holder) => Err(StorageError::new(format!(
+                "the unique key {:?} is held by the active job {}",
+                holder.unique_key.as_deref().unwrap_or_default(),
+                holder.id
+            ))),
+        }
+    }
+}
+
 /// The answer to a [`JobRepository::transition`].
 // The job is moved out once per transition; boxing it would cost an allocation each time.
 #[allow(clippy::large_enum_variant)]

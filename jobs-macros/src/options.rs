@@ -130,13 +130,6 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
 /// A retry count: 0 to 10,000, as the runtime accepts.
 struct Retries(u32);
 
-impl std::str::FromStr for Retries {
-    type Err = ();
-    fn from_str(text: &str) -> Result<Self, ()> {
-        text.parse::<i128>().map_err(drop).and_then(Self::try_from)
-    }
-}
-
 impl TryFrom<i128> for Retries {
     type Error = ();
     fn try_from(value: i128) -> Result<Self, ()> {
@@ -151,7 +144,7 @@ impl TryFrom<i128> for Retries {
 /// A whole number literal, possibly negative, that fits `T`.
 fn parse_whole<T>(input: ParseStream, name: &str, example: &str) -> syn::Result<T>
 where
-    T: std::str::FromStr + TryFrom<i128>,
+    T: TryFrom<i128>,
 {
     let negative = input.peek(Token![-]);
     let minus = if negative {

@@ -239,24 +239,12 @@ impl Shared {
         }
     }
 
-    /// Wakes one idle worker of each queue: a job was submitted (to one of them).
+    /// Wakes one idle worker of each queue: a job was submitted or queued again (to one
+    /// of them). If it is not due yet, the worker sleeps until it is (`next_due`).
     fn wake_one_each(&self) {
         for lane in self.all_lanes() {
             lane.wake.notify_one();
         }
-    }
-
-    /// Wakes idle workers once `run_at` has come, to claim a job that falls due then
-    /// (without this they would find it at their next poll).
-    fn wake_at(self: &Arc<Self>, run_at: Timestamp) {
-        let wait = run_at.duration_since(Timestamp::now());
-        let shared = Arc::downgrade(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            if let Some(shared) = shared.upgrade() {
-                shared.wake_all();
-            }
-        });
     }
 
     /// Marks attempt `attempt` of `id` as held (its lease renewed) or not.
@@ -620,8 +608,9 @@ async fn listen(mut listener: PgListener, shared: Arc<Shared>, stop: Token) {
                 Ok(events) => {
                     for event in events {
                         match &event {
-                            JobEvent::Submitted { .. } => shared.wake_one_each(),
-                            JobEvent::Requeued { run_at, .. } => shared.wake_at(*run_at),
+                            JobEvent::Submitted { .. } | JobEvent::Requeued { .. } => {
+                                shared.wake_one_each()
+                            }
                             JobEvent::CancelRequested { id } => {
                                 let _ = shared.cancellations.send(*id);
                             }
@@ -779,11 +768,7 @@ impl JobRepository for PostgresBackend {
     fn insert(&self, job: Job) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
             // The service checked the payload's size already.
-            match self.insert_unique(job).await? {
-                Inserted::Stored => Ok(()),
-                Inserted::Existing(holder) => Err(key_held(&holder)),
-                _ => Err(StorageError::new("unexpected insert outcome")),
-            }
+            self.insert_unique(job).await?.stored()
         })
     }
 

@@ -310,7 +310,7 @@ fn schedules(
                 .map(|cron| (cron.to_owned(), job_type.to_owned(), Value::Null))
         });
     let mut periodic = Vec::new();
-    for (cron, job_type, payload) in from_types.collect::<Vec<_>>().into_iter().chain(declared) {
+    for (cron, job_type, payload) in from_types.chain(declared) {
         let invalid = |reason: String| BuildError::InvalidSchedule {
             job_type: job_type.clone(),
             cron: cron.clone(),

@@ -176,14 +176,7 @@ impl InMemoryRepository {
     }
 
     fn insert_now(&self, job: Job) -> Result<(), StorageError> {
-        match self.insert_unique_now(job)? {
-            Inserted::Stored => Ok(()),
-            Inserted::Existing(existing) => Err(StorageError::new(format!(
-                "the unique key of this job is held by job {}",
-                existing.id
-            ))),
-            _ => Err(StorageError::new("unexpected insert outcome")),
-        }
+        self.insert_unique_now(job)?.stored()
     }
 
     fn insert_unique_now(&self, job: Job) -> Result<Inserted, StorageError> {
