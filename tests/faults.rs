@@ -55,13 +55,14 @@ fn options(schema: &str, max_attempts: u32) -> PostgresOptions {
 }
 
 /// A fresh schema with a trigger that records every move to a terminal status, so the
-/// test can count how often each job finished.
-async fn setup(url: &str) -> (String, Arc<PostgresBackend>) {
+/// test can count how often each job finished. The backend fails a job after
+/// `max_attempts` lost leases, like the workers of the test (its rescuer takes part too).
+async fn setup(url: &str, max_attempts: u32) -> (String, Arc<PostgresBackend>) {
     let schema = format!(
         "jobs_fault_{}",
         &jobs::JobId::new().to_string().replace('-', "")[16..]
     );
-    let backend = PostgresBackend::connect_with(url, options(&schema, 3))
+    let backend = PostgresBackend::connect_with(url, options(&schema, max_attempts))
         .await
         .unwrap();
     backend.migrate().await.unwrap();
@@ -123,6 +124,31 @@ async fn finished_counts(backend: &PostgresBackend, schema: &str) -> (i64, i64) 
     (row.get(0), row.get(1))
 }
 
+/// Whether `worker` holds a running job, waiting up to two seconds for it to: a worker
+/// stamps the jobs it claims with an id that starts with its process id. No event tells
+/// this process about another's claims, so it looks every 10 ms.
+async fn holds_running_jobs(backend: &PostgresBackend, schema: &str, worker: &Child) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let pattern = format!("{}-%", worker.id());
+    loop {
+        let running: i64 = sqlx::query(&format!(
+            "SELECT count(*) FROM {schema}.jobs WHERE status = 'Running' AND worker_id LIKE $1"
+        ))
+        .bind(&pattern)
+        .fetch_one(backend.pool())
+        .await
+        .unwrap()
+        .get(0);
+        if running > 0 {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn wait_all_finished(backend: &PostgresBackend, schema: &str, total: i64, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -172,7 +198,7 @@ async fn a_job_whose_worker_is_killed_mid_run_is_run_again_and_finishes_once() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    let (schema, backend) = setup(&url).await;
+    let (schema, backend) = setup(&url, 3).await;
     let client = client(&backend);
 
     let mut first = spawn_worker(&url, &schema, 3);
@@ -207,7 +233,7 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    let (schema, backend) = setup(&url).await;
+    let (schema, backend) = setup(&url, MAX_ATTEMPTS).await;
     let client = client(&backend);
     const TOTAL: i64 = 1_000;
     const MAX_ATTEMPTS: u32 = 50;
@@ -216,22 +242,29 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         .map(|_| spawn_worker(&url, &schema, MAX_ATTEMPTS))
         .collect();
     for i in 0..TOTAL {
-        // About 35 ms each: twelve worker slots need some three seconds for them all,
+        // About 55 ms each: twelve worker slots need some four seconds for them all,
         // so the kills below land while jobs run.
-        let args = serde_json::json!({ "hang_first": false, "sleep_ms": 20 + i % 31 });
+        let args = serde_json::json!({ "hang_first": false, "sleep_ms": 40 + i % 31 });
         client.submit_job_with("Fault", args).await.unwrap();
     }
-    // Kill a worker every 300 ms for three seconds, starting a new one each time.
+    // Kill a worker every 300 ms or so, ten times, starting a new one each time. Each
+    // victim is killed once it holds a running job (a fresh worker may still be starting),
+    // so every kill interrupts work.
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut interrupted = 0;
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let victim = (seed % workers.len() as u64) as usize;
+        if holds_running_jobs(&backend, &schema, &workers[victim]).await {
+            interrupted += 1;
+        }
         kill(&mut workers[victim]);
         workers[victim] = spawn_worker(&url, &schema, MAX_ATTEMPTS);
     }
+    assert!(interrupted > 0, "no kill found its worker running a job");
     wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
     for worker in &mut workers {
         kill(worker);
@@ -263,7 +296,7 @@ async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    let (schema, backend) = setup(&url).await;
+    let (schema, backend) = setup(&url, 3).await;
     let worker_backend = PostgresBackend::connect_with(&url, options(&schema, 50))
         .await
         .unwrap();
@@ -311,7 +344,7 @@ async fn a_cancel_from_this_process_stops_a_job_running_in_another() {
         return;
     };
     let _serial = SERIAL.lock().await;
-    let (schema, backend) = setup(&url).await;
+    let (schema, backend) = setup(&url, 3).await;
     let client = client(&backend);
     let mut worker = spawn_worker(&url, &schema, 3);
     let job = client.submit_job("FaultWaits").await.unwrap();
