@@ -63,9 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let builder = Jobs::builder().concurrency(8);
     let (builder, storage) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
-            let backend = jobs_postgres::PostgresBackend::connect(&url).await?;
+            let backend = jobs_postgres::PostgresStore::connect(&url).await?;
             backend.migrate().await?;
-            (builder.backend(backend), "PostgreSQL")
+            (builder.store(backend), "PostgreSQL")
         }
         _ => (builder, "memory"),
     };

@@ -19,7 +19,7 @@
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let jobs = Jobs::builder().concurrency(4).start()?;   // in-memory repository and queue
+//! let jobs = Jobs::builder().concurrency(4).start()?;   // an in-memory store
 //! let job = jobs.submit_job("Countdown").await?;        // Queued
 //! let done = jobs.wait_for(job.id).await?;              // woken by events, no polling
 //! assert_eq!(done.status, JobStatus::Succeeded);
@@ -82,7 +82,7 @@
 //! A job moves `Queued → Running → Succeeded | Failed | Canceled`, or `Queued → Canceled`
 //! when canceled before it ran, and back from `Running` to `Queued` for a retry; terminal
 //! states never change ([`JobStatus`]). Every change
-//! is a compare-and-set in the repository. Submitting an unknown type fails with
+//! is a compare-and-set in the store. Submitting an unknown type fails with
 //! [`SubmitError::UnknownJobType`] (listing the known types) and a payload that does not
 //! deserialize into the executor's arguments with [`SubmitError::InvalidPayload`]; neither
 //! stores anything. [`Jobs::cancel_job`] cancels a queued job at once; for a running job it
@@ -129,19 +129,28 @@
 //! # }
 //! ```
 //!
-//! ## Backends
+//! ## Stores and the engine
 //!
-//! The default backend is in memory ([`memory::InMemoryRepository`],
-//! [`memory::ChannelQueue`]): fast, for one process, and not durable. Repositories and
-//! queues are traits ([`JobRepository`], [`JobQueue`]), so durable backends plug into
-//! [`JobsBuilder::repository`] and [`JobsBuilder::queue`], or [`JobsBuilder::backend`] for
-//! one that is both.
+//! Jobs live in a store ([`JobStore`]): in memory by default ([`memory::InMemoryStore`]:
+//! fast, for one process, not durable), or PostgreSQL with the cargo feature `postgres`
+//! (`jobs::postgres`: many worker processes on many machines share one database and see
+//! each other's events through `LISTEN/NOTIFY`). A store keeps rows and applies fenced
+//! changes in batches; it decides nothing. The engine inside every [`Jobs`] service runs
+//! the same pipeline over any store:
 //!
-//! With the cargo feature `postgres`, `jobs::postgres` is the PostgreSQL backend: many
-//! worker processes on many machines share one database, claim jobs with
-//! `FOR UPDATE SKIP LOCKED`, see each other's events through `LISTEN/NOTIFY`, and rescue
-//! the jobs of workers that died. Delivery is at least once: write executors that are safe
-//! to run again.
+//! ```text
+//! submit / cron tick ──► store.insert_many
+//!   per queue: claim ahead in batches ──► buffer ──► workers ──► executor(ctx)
+//!   lease keeper: renew held leases in one call; a lost lease fires the token
+//!   completion batcher ──► store.complete_many (fenced by id, attempt, holder; retried)
+//!   rescuer: expired leases ──► retried, failed or canceled by each job's policy
+//!   events, built from the store's answers ──► subscribers, waiters, other processes
+//! ```
+//!
+//! Delivery is at least once: a job may run again after a crash, so write executors that
+//! are safe to run again. A stale attempt can never finish a job, and once its lease is
+//! lost it is told to stop at once ([`JobContext::is_cancelled`] is true as soon as the
+//! lease has run out by the local clock, even in a process that was paused).
 #![warn(missing_docs)]
 
 #[doc(inline)]
@@ -152,8 +161,8 @@ pub use jobs_runtime::*;
 /// The JSON library job payloads and results are expressed in.
 pub use serde_json;
 
-/// The PostgreSQL backend (cargo feature `postgres`): durable jobs shared by many
-/// processes. `Jobs::builder().backend(PostgresBackend::connect(url).await?)`.
+/// The PostgreSQL store (cargo feature `postgres`): durable jobs shared by many
+/// processes. `Jobs::builder().store(PostgresStore::connect(url).await?)`.
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use jobs_postgres as postgres;

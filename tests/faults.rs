@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jobs::prelude::*;
 use jobs_postgres::sqlx::{self, Row};
-use jobs_postgres::{PostgresBackend, PostgresOptions};
+use jobs_postgres::{PostgresOptions, PostgresStore};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -44,25 +44,30 @@ async fn fault_waits(ctx: JobContext) -> Result<(), JobError> {
 /// Fault tests share the database server (one restarts it): run them one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn options(schema: &str, max_attempts: u32) -> PostgresOptions {
-    PostgresOptions::new()
-        .schema(schema)
+fn options(schema: &str) -> PostgresOptions {
+    PostgresOptions::new().schema(schema).max_connections(4)
+}
+
+/// A builder on `store` with the fault tests' short leases; a job fails after
+/// `max_attempts` lost leases.
+fn builder(store: Arc<PostgresStore>, max_attempts: u32) -> jobs::JobsBuilder {
+    Jobs::builder()
+        .store(store)
         .lease(Duration::from_millis(1_000))
         .rescue_interval(Duration::from_millis(200))
         .poll_interval(Duration::from_millis(200))
-        .max_attempts(max_attempts)
-        .max_connections(4)
+        .crash_budget(max_attempts)
 }
 
 /// A fresh schema with a trigger that records every move to a terminal status, so the
 /// test can count how often each job finished. The backend fails a job after
 /// `max_attempts` lost leases, like the workers of the test (its rescuer takes part too).
-async fn setup(url: &str, max_attempts: u32) -> (String, Arc<PostgresBackend>) {
+async fn setup(url: &str, _max_attempts: u32) -> (String, Arc<PostgresStore>) {
     let schema = format!(
         "jobs_fault_{}",
         &jobs::JobId::new().to_string().replace('-', "")[16..]
     );
-    let backend = PostgresBackend::connect_with(url, options(&schema, max_attempts))
+    let backend = PostgresStore::connect_with(url, options(&schema))
         .await
         .unwrap();
     backend.migrate().await.unwrap();
@@ -85,9 +90,8 @@ async fn setup(url: &str, max_attempts: u32) -> (String, Arc<PostgresBackend>) {
 }
 
 /// A service in this process that only submits and reads.
-fn client(backend: &Arc<PostgresBackend>) -> Jobs {
-    Jobs::builder()
-        .backend(backend.clone())
+fn client(backend: &Arc<PostgresStore>, max_attempts: u32) -> Jobs {
+    builder(backend.clone(), max_attempts)
         .concurrency(0)
         .start()
         .unwrap()
@@ -112,7 +116,7 @@ fn kill(child: &mut Child) {
 }
 
 /// How many jobs in the schema have finished, and how many finish records exist.
-async fn finished_counts(backend: &PostgresBackend, schema: &str) -> (i64, i64) {
+async fn finished_counts(backend: &PostgresStore, schema: &str) -> (i64, i64) {
     let row = sqlx::query(&format!(
         "SELECT (SELECT count(*) FROM {schema}.jobs
                  WHERE status IN ('Succeeded', 'Failed', 'Canceled')),
@@ -127,7 +131,7 @@ async fn finished_counts(backend: &PostgresBackend, schema: &str) -> (i64, i64) 
 /// Whether `worker` holds a running job, waiting up to two seconds for it to: a worker
 /// stamps the jobs it claims with an id that starts with its process id. No event tells
 /// this process about another's claims, so it looks every 10 ms.
-async fn holds_running_jobs(backend: &PostgresBackend, schema: &str, worker: &Child) -> bool {
+async fn holds_running_jobs(backend: &PostgresStore, schema: &str, worker: &Child) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let pattern = format!("{}-%", worker.id());
     loop {
@@ -149,7 +153,7 @@ async fn holds_running_jobs(backend: &PostgresBackend, schema: &str, worker: &Ch
     }
 }
 
-async fn wait_all_finished(backend: &PostgresBackend, schema: &str, total: i64, limit: Duration) {
+async fn wait_all_finished(backend: &PostgresStore, schema: &str, total: i64, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let (finished, _) = finished_counts(backend, schema).await;
@@ -166,13 +170,13 @@ async fn wait_all_finished(backend: &PostgresBackend, schema: &str, total: i64, 
 }
 
 /// Every job succeeded and finished exactly once.
-async fn assert_each_finished_once(backend: &PostgresBackend, schema: &str, total: i64) {
+async fn assert_each_finished_once(backend: &PostgresStore, schema: &str, total: i64) {
     assert_each_finished_once_with(backend, schema, total, "Succeeded").await;
 }
 
 /// Every job ended in `status` and finished exactly once.
 async fn assert_each_finished_once_with(
-    backend: &PostgresBackend,
+    backend: &PostgresStore,
     schema: &str,
     total: i64,
     status: &str,
@@ -199,7 +203,7 @@ async fn a_job_whose_worker_is_killed_mid_run_is_run_again_and_finishes_once() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url, 3).await;
-    let client = client(&backend);
+    let client = client(&backend, 3);
 
     let mut first = spawn_worker(&url, &schema, 3);
     let job = client
@@ -234,19 +238,22 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url, MAX_ATTEMPTS).await;
-    let client = client(&backend);
+    let client = client(&backend, MAX_ATTEMPTS);
     const TOTAL: i64 = 1_000;
     const MAX_ATTEMPTS: u32 = 50;
 
     let mut workers: Vec<Child> = (0..3)
         .map(|_| spawn_worker(&url, &schema, MAX_ATTEMPTS))
         .collect();
-    for i in 0..TOTAL {
-        // About 55 ms each: twelve worker slots need some four seconds for them all,
-        // so the kills below land while jobs run.
-        let args = serde_json::json!({ "hang_first": false, "sleep_ms": 40 + i % 31 });
-        client.submit_job_with("Fault", args).await.unwrap();
-    }
+    // About 55 ms each: twelve worker slots need some four seconds for them all, so the
+    // kills below land while jobs run. Submitted in one call, so none has run yet.
+    let batch = (0..TOTAL)
+        .map(|i| {
+            let args = serde_json::json!({ "hang_first": false, "sleep_ms": 40 + i % 31 });
+            client.prepare_job("Fault", args).unwrap()
+        })
+        .collect();
+    client.submit_many(batch).await.unwrap();
     // Kill a worker every 300 ms or so, ten times, starting a new one each time. Each
     // victim is killed once it holds a running job (a fresh worker may still be starting),
     // so every kill interrupts work.
@@ -297,15 +304,11 @@ async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url, 3).await;
-    let worker_backend = PostgresBackend::connect_with(&url, options(&schema, 50))
+    let worker_backend = PostgresStore::connect_with(&url, options(&schema))
         .await
         .unwrap();
-    let workers = Jobs::builder()
-        .backend(worker_backend)
-        .concurrency(4)
-        .start()
-        .unwrap();
-    let client = client(&backend);
+    let workers = builder(worker_backend, 50).concurrency(4).start().unwrap();
+    let client = client(&backend, 3);
     const TOTAL: i64 = 400;
     for i in 0..TOTAL {
         let args = serde_json::json!({ "hang_first": false, "sleep_ms": 5 + i % 5 });
@@ -345,7 +348,7 @@ async fn a_cancel_from_this_process_stops_a_job_running_in_another() {
     };
     let _serial = SERIAL.lock().await;
     let (schema, backend) = setup(&url, 3).await;
-    let client = client(&backend);
+    let client = client(&backend, 3);
     let mut worker = spawn_worker(&url, &schema, 3);
     let job = client.submit_job("FaultWaits").await.unwrap();
     common::wait_for_progress(&client, job.id).await;
@@ -383,11 +386,10 @@ async fn worker_process() {
         .unwrap()
         .parse()
         .unwrap();
-    let backend = PostgresBackend::connect_with(&url, options(&schema, max_attempts))
+    let backend = PostgresStore::connect_with(&url, options(&schema))
         .await
         .unwrap();
-    let _jobs = Jobs::builder()
-        .backend(backend)
+    let _jobs = builder(backend, max_attempts)
         .concurrency(4)
         .start()
         .unwrap();

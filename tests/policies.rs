@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{finished, Env};
 use jobs::prelude::*;
-use jobs::{JobEvent, Timestamp};
+use jobs::{ClaimRequest, Completed, Completion, JobEvent, Outcome, Timestamp};
 use serde_json::{json, Value};
 
 /// Fails its first two attempts, then succeeds with the attempt number.
@@ -487,8 +487,10 @@ async fn a_tick_gets_one_job_however_many_fire_it(env: Env) {
         };
         racers.push(tokio::spawn(async move {
             let job = jobs.prepare_job("Record", json!({ "n": n })).unwrap();
-            jobs.repository()
-                .insert_scheduled(job, "Record nightly", tick)
+            jobs.store()
+                .ticks()
+                .expect("the store records ticks")
+                .insert_tick(job, "Record nightly", tick)
                 .await
                 .unwrap()
         }));
@@ -498,28 +500,29 @@ async fn a_tick_gets_one_job_however_many_fire_it(env: Env) {
         stored += usize::from(racer.await.unwrap());
     }
     assert_eq!(stored, 1, "one of ten stored the tick's job");
-    let repository = here.repository();
+    let store = here.store().clone();
+    let repository = store.ticks().unwrap();
     let job = || here.prepare_job("Record", json!({})).unwrap();
     assert!(!repository
-        .insert_scheduled(job(), "Record nightly", tick)
+        .insert_tick(job(), "Record nightly", tick)
         .await
         .unwrap());
     let earlier = Timestamp::from_unix_micros(tick.as_unix_micros() - 60_000_000);
     assert!(
         !repository
-            .insert_scheduled(job(), "Record nightly", earlier)
+            .insert_tick(job(), "Record nightly", earlier)
             .await
             .unwrap(),
         "the past is done"
     );
     let later = Timestamp::from_unix_micros(tick.as_unix_micros() + 60_000_000);
     assert!(repository
-        .insert_scheduled(job(), "Record nightly", later)
+        .insert_tick(job(), "Record nightly", later)
         .await
         .unwrap());
     assert!(
         repository
-            .insert_scheduled(job(), "Record hourly", tick)
+            .insert_tick(job(), "Record hourly", tick)
             .await
             .unwrap(),
         "schedules are apart"
@@ -612,45 +615,44 @@ async fn a_schedule_that_cannot_run_is_refused_at_start(env: Env) {
 }
 
 async fn a_job_asked_to_stop_is_not_queued_again(env: Env) {
-    // The worker decides to retry (or snooze) before it hears of the cancel: the store
-    // ends the job Canceled rather than queue it again.
+    // The worker decides to retry (or snooze, or give back) before it hears of the
+    // cancel: the store ends the job Canceled rather than queue it again.
     let jobs = env.start(0);
-    let repository = jobs.repository().clone();
-    for transition in [
-        jobs::Transition::Retry {
+    let store = jobs.store().clone();
+    for outcome in [
+        Outcome::Retry {
             error: "flaky".into(),
             run_at: Timestamp::now(),
         },
-        jobs::Transition::Snooze {
+        Outcome::Snooze {
             run_at: Timestamp::now(),
         },
+        Outcome::Release,
     ] {
         let job = jobs.submit_job_with("Record", json!({})).await.unwrap();
-        let started = repository
-            .transition(
-                job.id,
-                jobs::Expected::status(JobStatus::Queued),
-                jobs::Transition::Start,
-            )
-            .await
-            .unwrap();
-        assert!(matches!(started, jobs::TransitionOutcome::Applied(_)));
-        repository.request_cancel(job.id).await.unwrap();
-        let outcome = repository
-            .transition(
-                job.id,
-                jobs::Expected::new(JobStatus::Running, 1),
-                transition,
-            )
-            .await
-            .unwrap();
-        let jobs::TransitionOutcome::Applied(after) = outcome else {
-            panic!("the transition applies: {outcome:?}");
+        let request = ClaimRequest {
+            queue: Job::DEFAULT_QUEUE,
+            limit: 1,
+            holder: "test-holder",
+            lease: Duration::from_secs(30),
         };
-        assert_eq!(after.status, JobStatus::Canceled);
-        assert!(after.finished_at.is_some());
+        let claimed = store.claim(request).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!((claimed[0].id, claimed[0].attempt), (job.id, 1));
+        store.request_cancel(job.id).await.unwrap();
+        let completion = Completion {
+            id: job.id,
+            attempt: 1,
+            outcome,
+        };
+        let answers = store
+            .complete_many("test-holder", std::slice::from_ref(&completion))
+            .await
+            .unwrap();
+        assert_eq!(answers, vec![Completed::Applied(JobStatus::Canceled)]);
         let stored = jobs.get_job(job.id).await.unwrap().unwrap();
         assert_eq!(stored.status, JobStatus::Canceled);
+        assert!(stored.finished_at.is_some());
     }
     jobs.shutdown().await;
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use common::Env;
 use jobs::prelude::*;
-use jobs::{Expected, JobRepository, Transition, TransitionOutcome};
 use jobs_postgres::sqlx::{self, Row};
-use jobs_postgres::{ConnectError, PostgresBackend, PostgresOptions};
+use jobs_postgres::{ConnectError, PostgresOptions, PostgresStore};
 use serde_json::json;
 
 /// Takes 100 ms in the `limited` queue, counting how many run at once in this process.
@@ -39,23 +38,20 @@ fn schema() -> String {
     )
 }
 
-/// Options for a backend of its own on `schema` that polls every `poll`.
-fn polling(schema: &str, poll: Duration) -> PostgresOptions {
-    PostgresOptions::new()
-        .schema(schema)
-        .poll_interval(poll)
-        .max_connections(4)
+/// Options for a store of its own on `schema`.
+fn options(schema: &str) -> PostgresOptions {
+    PostgresOptions::new().schema(schema).max_connections(4)
 }
 
-async fn backend(url: &str, options: PostgresOptions) -> std::sync::Arc<PostgresBackend> {
-    let backend = PostgresBackend::connect_with(url, options).await.unwrap();
+async fn backend(url: &str, options: PostgresOptions) -> std::sync::Arc<PostgresStore> {
+    let backend = PostgresStore::connect_with(url, options).await.unwrap();
     backend.migrate().await.unwrap();
     backend
 }
 
 #[tokio::test]
 async fn a_malformed_database_url_is_a_clear_error() {
-    let err = PostgresBackend::connect("definitely not a url")
+    let err = PostgresStore::connect("definitely not a url")
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectError::InvalidUrl(_)), "{err:?}");
@@ -66,7 +62,7 @@ async fn a_malformed_database_url_is_a_clear_error() {
 async fn an_unreachable_database_fails_within_the_connect_timeout() {
     let options = PostgresOptions::new().connect_timeout(Duration::from_secs(2));
     // Port 1 on loopback: nothing listens there.
-    let attempt = PostgresBackend::connect_with("postgres://jobs@127.0.0.1:1/jobs", options);
+    let attempt = PostgresStore::connect_with("postgres://jobs@127.0.0.1:1/jobs", options);
     let err = tokio::time::timeout(Duration::from_secs(20), attempt)
         .await
         .expect("gave up instead of hanging")
@@ -82,7 +78,7 @@ async fn an_unreachable_database_fails_within_the_connect_timeout() {
 #[tokio::test]
 async fn a_schema_name_that_is_not_an_identifier_is_refused() {
     let options = PostgresOptions::new().schema("jobs; DROP TABLE users");
-    let err = PostgresBackend::connect_with("postgres://jobs@127.0.0.1:1/jobs", options)
+    let err = PostgresStore::connect_with("postgres://jobs@127.0.0.1:1/jobs", options)
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectError::InvalidSchema(_)), "{err:?}");
@@ -101,7 +97,7 @@ async fn a_payload_over_the_limit_is_refused_and_nothing_is_stored() {
     )
     .await;
     let jobs = Jobs::builder()
-        .backend(backend)
+        .store(backend)
         .concurrency(0)
         .start()
         .unwrap();
@@ -132,7 +128,7 @@ async fn concurrent_migrations_apply_each_version_once() {
     let mut backends = Vec::new();
     for _ in 0..4 {
         let options = PostgresOptions::new().schema(&schema).max_connections(2);
-        backends.push(PostgresBackend::connect_with(&url, options).await.unwrap());
+        backends.push(PostgresStore::connect_with(&url, options).await.unwrap());
     }
     let runs: Vec<_> = backends
         .iter()
@@ -166,7 +162,7 @@ async fn a_job_submitted_in_a_transaction_exists_exactly_when_it_commits() {
         .await
         .unwrap();
     let jobs = Jobs::builder()
-        .backend(backend.clone())
+        .store(backend.clone())
         .concurrency(1)
         .start()
         .unwrap();
@@ -204,82 +200,6 @@ async fn a_job_submitted_in_a_transaction_exists_exactly_when_it_commits() {
         .unwrap()
         .get(0);
     assert_eq!(users, 1);
-    jobs.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_stale_worker_cannot_finish_a_newer_attempt() {
-    let Some(url) = common::database_url() else {
-        return;
-    };
-    let schema = schema();
-    let options = PostgresOptions::new()
-        .schema(&schema)
-        .lease(Duration::from_millis(300))
-        .rescue_interval(Duration::from_millis(100));
-    let job = Job::new("PgEcho", json!(1));
-    {
-        // A first worker claims the job, then goes quiet: dropping its backend stops the
-        // renewal of its lease, as a crash would.
-        let first = backend(&url, options.clone()).await;
-        first.insert(job.clone()).await.unwrap();
-        let claimed = first
-            .transition(
-                job.id,
-                Expected::status(JobStatus::Queued),
-                Transition::Start,
-            )
-            .await
-            .unwrap();
-        assert!(matches!(claimed, TransitionOutcome::Applied(ref j) if j.attempt == 1));
-    }
-    let second = backend(&url, options).await;
-    let jobs = Jobs::builder()
-        .backend(second.clone())
-        .concurrency(0)
-        .start()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + common::DEADLINE;
-    // The rescuer runs on its own schedule; read the row until it has acted.
-    loop {
-        let now = jobs.get_job(job.id).await.unwrap().unwrap();
-        if now.status == JobStatus::Queued {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never rescued: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let again = second
-        .transition(
-            job.id,
-            Expected::status(JobStatus::Queued),
-            Transition::Start,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(again, TransitionOutcome::Applied(ref j) if j.attempt == 2));
-    // The first worker wakes up and tries to finish its attempt: refused.
-    let stale = second
-        .transition(
-            job.id,
-            Expected::new(JobStatus::Running, 1),
-            Transition::Succeed {
-                result: json!("stale"),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        stale,
-        TransitionOutcome::Conflict {
-            current: JobStatus::Running,
-            attempt: 2
-        }
-    );
-    assert_eq!(jobs.get_job_result(job.id).await.unwrap(), None);
     jobs.shutdown().await;
 }
 
@@ -353,53 +273,6 @@ async fn text_postgres_cannot_store_fails_only_its_own_job() {
     jobs.shutdown().await;
 }
 
-#[job_executor("PgSecondAttemptOnly")]
-async fn pg_second_attempt_only(ctx: JobContext) -> Result<u32, JobError> {
-    if ctx.attempt() == 1 {
-        ctx.report_progress(1, "first attempt, waiting");
-        ctx.cancelled().await;
-        return Err(JobError::Canceled);
-    }
-    Ok(ctx.attempt())
-}
-
-#[tokio::test]
-async fn a_newer_attempt_claimed_here_replaces_the_stale_one_still_running_here() {
-    let Some(url) = common::database_url() else {
-        return;
-    };
-    let schema = schema();
-    let options = PostgresOptions::new()
-        .schema(&schema)
-        .poll_interval(Duration::from_millis(100));
-    let backend = backend(&url, options).await;
-    let jobs = Jobs::builder()
-        .backend(backend.clone())
-        .concurrency(2)
-        .start()
-        .unwrap();
-    let job = jobs.submit_job("PgSecondAttemptOnly").await.unwrap();
-    common::wait_for_progress(&jobs, job.id).await;
-    // What a rescue does when this process lost the database for longer than the lease:
-    // the job goes back to the queue while attempt 1 still runs here.
-    sqlx::query(&format!(
-        "UPDATE {schema}.jobs SET status = 'Queued', worker_id = NULL, lease_expires_at = NULL
-         WHERE id = $1"
-    ))
-    .bind(job.id.as_uuid())
-    .execute(backend.pool())
-    .await
-    .unwrap();
-    let done = common::finished(&jobs, job.id).await;
-    assert_eq!(
-        (done.status, done.attempt),
-        (JobStatus::Succeeded, 2),
-        "{done:?}"
-    );
-    assert_eq!(jobs.get_job_result(job.id).await.unwrap(), Some(json!(2)));
-    jobs.shutdown().await;
-}
-
 #[tokio::test]
 async fn a_delayed_job_from_another_process_starts_on_time_not_at_the_next_poll() {
     let Some(url) = common::database_url() else {
@@ -407,16 +280,17 @@ async fn a_delayed_job_from_another_process_starts_on_time_not_at_the_next_poll(
     };
     let schema = schema();
     // Workers poll every 30 s: only the due-time wake-up can start the job sooner.
-    let options = || polling(&schema, Duration::from_secs(30));
+    let options = || options(&schema);
     let worker_backend = backend(&url, options()).await;
     let submitter_backend = backend(&url, options()).await;
     let worker = Jobs::builder()
-        .backend(worker_backend)
+        .store(worker_backend)
+        .poll_interval(Duration::from_secs(30))
         .concurrency(1)
         .start()
         .unwrap();
     let submitter = Jobs::builder()
-        .backend(submitter_backend)
+        .store(submitter_backend)
         .concurrency(0)
         .start()
         .unwrap();
@@ -447,13 +321,14 @@ async fn a_cluster_wide_queue_limit_holds_across_processes() {
         return;
     };
     let schema = schema();
-    let options = || polling(&schema, Duration::from_millis(100)).global_limit("limited", 2);
+    let options = || options(&schema).global_limit("limited", 2);
     // Two processes with three workers each for the queue; two may run at once in all.
     let mut services = Vec::new();
     for _ in 0..2 {
         services.push(
             Jobs::builder()
-                .backend(backend(&url, options()).await)
+                .store(backend(&url, options()).await)
+                .poll_interval(Duration::from_millis(100))
                 .concurrency(0)
                 .serve_queue("limited", 3)
                 .start()

@@ -31,11 +31,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jobs::memory::{ChannelQueue, InMemoryRepository};
+use jobs::memory::InMemoryStore;
 use jobs::prelude::*;
-use jobs::{JobQueue, JobRepository};
+use jobs::JobStore;
 use jobs_postgres::sqlx::{self, Row};
-use jobs_postgres::{PostgresBackend, PostgresOptions};
+use jobs_postgres::{PostgresOptions, PostgresStore};
 
 /// Prints a line of results; a closed standard output (`| head`) is not an error.
 macro_rules! out {
@@ -149,16 +149,11 @@ async fn main() -> ExitCode {
     }
 }
 
-/// A service on `repository` and `queue` with `workers` workers.
-fn service(
-    repository: &Arc<InMemoryRepository>,
-    queue: &Arc<ChannelQueue>,
-    workers: usize,
-) -> Result<Jobs, String> {
+/// A service on `store` with `workers` workers.
+fn service(store: &Arc<InMemoryStore>, workers: usize) -> Result<Jobs, String> {
     Jobs::builder()
         .concurrency(workers)
-        .repository(repository.clone() as Arc<dyn JobRepository>)
-        .queue(queue.clone() as Arc<dyn JobQueue>)
+        .store(store.clone() as Arc<dyn JobStore>)
         .start()
         .map_err(|e| e.to_string())
 }
@@ -175,15 +170,14 @@ async fn submit_many(jobs: &Jobs, job_type: &str, count: usize) -> Result<(), St
 /// `concurrency` workers on the same repository and queue and times the drain. Returns
 /// the drain's jobs per second and the submit rate.
 async fn drain(options: &Options, job_type: &str) -> Result<(f64, f64), String> {
-    let repository = Arc::new(InMemoryRepository::new());
-    let queue = Arc::new(ChannelQueue::new());
-    let submitter = service(&repository, &queue, 0)?;
+    let repository = Arc::new(InMemoryStore::new());
+    let submitter = service(&repository, 0)?;
     let submit_started = Instant::now();
     submit_many(&submitter, job_type, options.jobs).await?;
     let submit_elapsed = submit_started.elapsed();
 
     let drain_started = Instant::now();
-    let workers = service(&repository, &queue, options.concurrency)?;
+    let workers = service(&repository, options.concurrency)?;
     wait_until_done(&repository, options.jobs).await?;
     let drain_elapsed = drain_started.elapsed();
     workers.shutdown().await;
@@ -218,9 +212,8 @@ async fn bulk(options: &Options) -> Result<(), String> {
 /// `concurrency` workers run them; timed until every job has succeeded.
 async fn interleaved(options: &Options) -> Result<(), String> {
     let floor_rate = floor(options).await?;
-    let repository = Arc::new(InMemoryRepository::new());
-    let queue = Arc::new(ChannelQueue::new());
-    let jobs = service(&repository, &queue, options.concurrency)?;
+    let repository = Arc::new(InMemoryStore::new());
+    let jobs = service(&repository, options.concurrency)?;
     let started = Instant::now();
     let submitters: Vec<_> = (0..options.concurrency)
         .map(|i| {
@@ -253,32 +246,51 @@ async fn interleaved(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Counts the progress writes that reach the repository.
-struct CountingRepository {
-    inner: Arc<InMemoryRepository>,
+/// Counts the progress writes that reach the store.
+struct CountingStore {
+    inner: Arc<InMemoryStore>,
     progress_writes: std::sync::atomic::AtomicU64,
 }
 
-impl JobRepository for CountingRepository {
-    fn insert(&self, job: Job) -> jobs::BoxFuture<'_, Result<(), jobs::StorageError>> {
-        self.inner.insert(job)
-    }
-    fn get(&self, id: JobId) -> jobs::BoxFuture<'_, Result<Option<Job>, jobs::StorageError>> {
-        self.inner.get(id)
-    }
-    fn list(
+impl JobStore for CountingStore {
+    fn insert_many(
         &self,
-        query: JobQuery,
-    ) -> jobs::BoxFuture<'_, Result<jobs::JobPage, jobs::StorageError>> {
-        self.inner.list(query)
+        jobs: Vec<Job>,
+    ) -> jobs::BoxFuture<'_, Result<Vec<jobs::Inserted>, jobs::StorageError>> {
+        self.inner.insert_many(jobs)
     }
-    fn transition(
+    fn claim<'a>(
+        &'a self,
+        request: jobs::ClaimRequest<'a>,
+    ) -> jobs::BoxFuture<'a, Result<Vec<jobs::ClaimedJob>, jobs::StorageError>> {
+        self.inner.claim(request)
+    }
+    fn next_due<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> jobs::BoxFuture<'a, Result<Option<Duration>, jobs::StorageError>> {
+        self.inner.next_due(queue)
+    }
+    fn complete_many<'a>(
+        &'a self,
+        holder: &'a str,
+        completions: &'a [jobs::Completion],
+    ) -> jobs::BoxFuture<'a, Result<Vec<jobs::Completed>, jobs::StorageError>> {
+        self.inner.complete_many(holder, completions)
+    }
+    fn renew<'a>(
+        &'a self,
+        holder: &'a str,
+        leases: &'a [jobs::Lease],
+        lease: Duration,
+    ) -> jobs::BoxFuture<'a, Result<Vec<jobs::Renewal>, jobs::StorageError>> {
+        self.inner.renew(holder, leases, lease)
+    }
+    fn expired(
         &self,
-        id: JobId,
-        expected: jobs::Expected,
-        transition: jobs::Transition,
-    ) -> jobs::BoxFuture<'_, Result<jobs::TransitionOutcome, jobs::StorageError>> {
-        self.inner.transition(id, expected, transition)
+        limit: usize,
+    ) -> jobs::BoxFuture<'_, Result<Vec<jobs::ExpiredLease>, jobs::StorageError>> {
+        self.inner.expired(limit)
     }
     fn update_progress(
         &self,
@@ -296,34 +308,51 @@ impl JobRepository for CountingRepository {
     ) -> jobs::BoxFuture<'_, Result<jobs::CancelOutcome, jobs::StorageError>> {
         self.inner.request_cancel(id)
     }
+    fn get(&self, id: JobId) -> jobs::BoxFuture<'_, Result<Option<Job>, jobs::StorageError>> {
+        self.inner.get(id)
+    }
+    fn list(
+        &self,
+        query: JobQuery,
+    ) -> jobs::BoxFuture<'_, Result<jobs::JobPage, jobs::StorageError>> {
+        self.inner.list(query)
+    }
     fn get_result(
         &self,
         id: JobId,
     ) -> jobs::BoxFuture<'_, Result<Option<jobs::serde_json::Value>, jobs::StorageError>> {
         self.inner.get_result(id)
     }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<jobs::JobEvent> {
-        self.inner.subscribe()
+    fn count_jobs(&self) -> jobs::BoxFuture<'_, Result<Vec<jobs::JobCount>, jobs::StorageError>> {
+        self.inner.count_jobs()
     }
-    fn subscribe_cancellations(&self) -> tokio::sync::broadcast::Receiver<JobId> {
-        self.inner.subscribe_cancellations()
+    fn prune_finished(
+        &self,
+        before: jobs::Timestamp,
+        limit: usize,
+    ) -> jobs::BoxFuture<'_, Result<u64, jobs::StorageError>> {
+        self.inner.prune_finished(before, limit)
+    }
+    fn is_durable(&self) -> bool {
+        false
+    }
+    fn notifications(&self) -> Option<&dyn jobs::Notifications> {
+        self.inner.notifications()
     }
 }
 
 /// Bulk with jobs that report progress 100 times each: throughput, and the progress
 /// writes the repository received.
 async fn progress(options: &Options) -> Result<(), String> {
-    let repository = Arc::new(InMemoryRepository::new());
-    let counting = Arc::new(CountingRepository {
+    let repository = Arc::new(InMemoryStore::new());
+    let counting = Arc::new(CountingStore {
         inner: repository.clone(),
         progress_writes: Default::default(),
     });
-    let queue = Arc::new(ChannelQueue::new());
     let build = |workers: usize| {
         Jobs::builder()
             .concurrency(workers)
-            .repository(counting.clone() as Arc<dyn JobRepository>)
-            .queue(queue.clone() as Arc<dyn JobQueue>)
+            .store(counting.clone() as Arc<dyn JobStore>)
             .start()
             .map_err(|e| e.to_string())
     };
@@ -376,9 +405,8 @@ fn rss_bytes() -> Result<u64, String> {
 /// RSS growth per queued no-op job (payload `null`, which takes no heap), then a drain to
 /// check every job runs.
 async fn memory(options: &Options) -> Result<(), String> {
-    let repository = Arc::new(InMemoryRepository::new());
-    let queue = Arc::new(ChannelQueue::new());
-    let submitter = service(&repository, &queue, 0)?;
+    let repository = Arc::new(InMemoryStore::new());
+    let submitter = service(&repository, 0)?;
     let before = rss_bytes()?;
     submit_many(&submitter, "Noop", options.jobs).await?;
     let after = rss_bytes()?;
@@ -387,7 +415,7 @@ async fn memory(options: &Options) -> Result<(), String> {
         return Err(format!("{queued} of {} jobs are queued", options.jobs));
     }
     let per_job = after.saturating_sub(before) as f64 / options.jobs as f64;
-    let workers = service(&repository, &queue, options.concurrency)?;
+    let workers = service(&repository, options.concurrency)?;
     wait_until_done(&repository, options.jobs).await?;
     workers.shutdown().await;
     submitter.shutdown().await;
@@ -406,7 +434,7 @@ async fn memory(options: &Options) -> Result<(), String> {
 }
 
 /// Waits until `expected` jobs have finished, reading the repository's status counters.
-async fn wait_until_done(repository: &InMemoryRepository, expected: usize) -> Result<(), String> {
+async fn wait_until_done(repository: &InMemoryStore, expected: usize) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let finished: usize = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
@@ -425,7 +453,7 @@ async fn wait_until_done(repository: &InMemoryRepository, expected: usize) -> Re
     }
 }
 
-fn verify_all_succeeded(repository: &InMemoryRepository, expected: usize) -> Result<(), String> {
+fn verify_all_succeeded(repository: &InMemoryStore, expected: usize) -> Result<(), String> {
     let succeeded = repository.count(JobStatus::Succeeded);
     if succeeded != expected || repository.len() != expected {
         return Err(format!(
@@ -587,17 +615,14 @@ fn database_url() -> Result<String, String> {
 }
 
 fn pg_options(schema: &str) -> PostgresOptions {
-    PostgresOptions::new()
-        .schema(schema)
-        .max_connections(8)
-        .poll_interval(Duration::from_millis(200))
+    PostgresOptions::new().schema(schema).max_connections(8)
 }
 
 /// A backend on a fresh schema.
-async fn fresh_backend() -> Result<(String, Arc<PostgresBackend>), String> {
+async fn fresh_backend() -> Result<(String, Arc<PostgresStore>), String> {
     let schema = format!("jobs_bench_{}", std::process::id());
     let url = database_url()?;
-    let backend = PostgresBackend::connect_with(&url, pg_options(&schema))
+    let backend = PostgresStore::connect_with(&url, pg_options(&schema))
         .await
         .map_err(|e| e.to_string())?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
@@ -608,13 +633,13 @@ async fn fresh_backend() -> Result<(String, Arc<PostgresBackend>), String> {
     Ok((schema, backend))
 }
 
-async fn drop_schema(backend: &PostgresBackend, schema: &str) {
+async fn drop_schema(backend: &PostgresStore, schema: &str) {
     let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(backend.pool())
         .await;
 }
 
-async fn count_succeeded(backend: &PostgresBackend, schema: &str) -> Result<i64, String> {
+async fn count_succeeded(backend: &PostgresStore, schema: &str) -> Result<i64, String> {
     sqlx::query(&format!(
         "SELECT count(*) FROM {schema}.jobs WHERE status = 'Succeeded'"
     ))
@@ -629,7 +654,7 @@ async fn count_succeeded(backend: &PostgresBackend, schema: &str) -> Result<i64,
 async fn pg_bulk(options: &Options) -> Result<(), String> {
     let (schema, backend) = fresh_backend().await?;
     let client = Jobs::builder()
-        .backend(backend.clone())
+        .store(backend.clone())
         .concurrency(0)
         .start()
         .map_err(|e| e.to_string())?;
@@ -729,11 +754,11 @@ async fn pg_worker(options: &Options) -> Result<(), String> {
         .schema
         .as_deref()
         .ok_or("pg-worker needs --schema")?;
-    let backend = PostgresBackend::connect_with(&database_url()?, pg_options(schema))
+    let backend = PostgresStore::connect_with(&database_url()?, pg_options(schema))
         .await
         .map_err(|e| e.to_string())?;
     let _jobs = Jobs::builder()
-        .backend(backend)
+        .store(backend)
         .concurrency(options.concurrency)
         .start()
         .map_err(|e| e.to_string())?;
@@ -745,7 +770,7 @@ async fn pg_worker(options: &Options) -> Result<(), String> {
 async fn pg_latency(options: &Options) -> Result<(), String> {
     let (schema, backend) = fresh_backend().await?;
     let jobs = Jobs::builder()
-        .backend(backend.clone())
+        .store(backend.clone())
         .concurrency(options.concurrency)
         .start()
         .map_err(|e| e.to_string())?;

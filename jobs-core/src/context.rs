@@ -39,8 +39,18 @@ struct Shared {
     attempt: u32,
     payload: Value,
     token: CancellationToken,
+    lease: Option<Arc<dyn AttemptLease>>,
     latest: Mutex<Option<Progress>>,
     changed: Notify,
+}
+
+/// The runtime's local view of an attempt's lease, consulted whenever an executor asks
+/// whether to stop: a process that was paused or starved past its lease learns that it
+/// lost the job as soon as it looks, before any round trip to the store.
+pub trait AttemptLease: Send + Sync + 'static {
+    /// Whether the lease has run out by the local clock (the runtime then also fires the
+    /// attempt's token).
+    fn has_expired(&self) -> bool;
 }
 
 /// The runtime's end of a context's progress reporter: the latest unsent report.
@@ -77,12 +87,26 @@ impl JobContext {
         payload: Value,
         token: CancellationToken,
     ) -> (Self, ProgressReceiver) {
+        Self::with_lease(id, job_type, attempt, payload, token, None)
+    }
+
+    /// A context as [`JobContext::new`] makes it, whose stop checks also consult `lease`:
+    /// once it has expired, [`JobContext::is_cancelled`] is true.
+    pub fn with_lease(
+        id: JobId,
+        job_type: impl Into<String>,
+        attempt: u32,
+        payload: Value,
+        token: CancellationToken,
+        lease: Option<Arc<dyn AttemptLease>>,
+    ) -> (Self, ProgressReceiver) {
         let inner = Arc::new(Shared {
             id,
             job_type: job_type.into(),
             attempt,
             payload,
             token,
+            lease,
             latest: Mutex::new(None),
             changed: Notify::new(),
         });
@@ -127,12 +151,17 @@ impl JobContext {
     /// Whether the job has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
         self.inner.token.is_cancelled()
+            || self
+                .inner
+                .lease
+                .as_ref()
+                .is_some_and(|lease| lease.has_expired())
     }
 
     /// `Err(JobError::Canceled)` once the job has been asked to stop, for an early return
     /// with `?`.
     pub fn check_cancelled(&self) -> Result<(), JobError> {
-        if self.inner.token.is_cancelled() {
+        if self.is_cancelled() {
             Err(JobError::Canceled)
         } else {
             Ok(())

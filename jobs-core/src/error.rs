@@ -5,35 +5,90 @@ use std::fmt;
 
 use crate::{JobId, JobStatus};
 
-/// A repository or queue could not do what was asked (connection lost, disk full, ...).
+/// A store could not do what was asked (connection lost, disk full, a value it cannot
+/// keep, ...).
 ///
-/// Backends wrap their own errors in it, keeping the cause as [`std::error::Error::source`].
+/// Stores wrap their own errors in it, keeping the cause as [`std::error::Error::source`],
+/// and say what kind of failure it is ([`StorageError::kind`]), so the engine knows what to
+/// retry and an HTTP layer what to answer.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StorageError {
     message: String,
+    kind: StorageErrorKind,
     #[source]
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
+/// What kind of failure a [`StorageError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The store could not be reached or was busy (a dropped connection, a timeout, a
+    /// restart, a lock held too long): the same call may succeed if tried again.
+    Transient,
+    /// The call conflicts with what is stored (an id that exists already).
+    Conflict,
+    /// The store cannot keep a value it was given (a character it cannot store, a value
+    /// out of range): trying again will not help.
+    InvalidInput,
+    /// The store does not do what was asked.
+    Unsupported,
+    /// Anything else.
+    Other,
+}
+
 impl StorageError {
-    /// An error with a message and no underlying cause.
+    /// An error of kind [`StorageErrorKind::Other`] with a message and no cause.
     pub fn new(message: impl Into<String>) -> Self {
+        Self::of_kind(StorageErrorKind::Other, message)
+    }
+
+    /// An error of `kind` with a message and no cause.
+    pub fn of_kind(kind: StorageErrorKind, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            kind,
             source: None,
         }
     }
 
-    /// An error caused by `source`.
+    /// A [`StorageErrorKind::Transient`] error: worth trying again.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::of_kind(StorageErrorKind::Transient, message)
+    }
+
+    /// An error of kind [`StorageErrorKind::Other`] caused by `source`.
     pub fn with_source(
         message: impl Into<String>,
         source: impl StdError + Send + Sync + 'static,
     ) -> Self {
         Self {
             message: message.into(),
+            kind: StorageErrorKind::Other,
             source: Some(Box::new(source)),
         }
+    }
+
+    /// The same error with another kind.
+    pub fn kind_of(mut self, kind: StorageErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// Whether trying the same call again may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == StorageErrorKind::Transient
+    }
+
+    /// The message alone, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{AttemptError, JobId, JobStatus, Timestamp};
+use crate::{AttemptError, JobId, JobStatus, Outcome, Timestamp};
 
 /// How far a running job has got, as reported by its executor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,176 +130,99 @@ impl Job {
         (self.errors.len() as u32).saturating_add(1) < self.max_attempts
     }
 
-    /// Applies `transition` if the job is in the `expected` status and attempt.
-    ///
-    /// This is the compare-and-set every repository performs, written once: it checks the
-    /// expectation and the status rule, then updates status, attempt, timestamps and error.
-    /// The result of a [`Transition::Succeed`] is *not* stored on the job; the repository
-    /// keeps it apart.
+    /// Claims the job: `Queued → Running` at its next attempt. This and
+    /// [`Job::finish`] are the status rule every store applies, written once; stores that
+    /// keep rows elsewhere apply the same rule in their own statements.
     ///
     /// ```
-    /// use jobs_core::{Expected, Job, JobStatus, Transition, TransitionError};
+    /// use jobs_core::{Job, JobStatus, Outcome, TransitionError};
     ///
     /// let mut job = Job::new("Export", serde_json::Value::Null);
-    /// job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Start).unwrap();
+    /// job.start().unwrap();
     /// assert_eq!((job.status, job.attempt), (JobStatus::Running, 1));
     ///
-    /// // A stale expectation changes nothing.
-    /// let err = job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Cancel).unwrap_err();
+    /// // A stale attempt changes nothing.
+    /// let err = job.finish(0, &Outcome::Canceled).unwrap_err();
     /// assert_eq!(err, TransitionError::Conflict { current: JobStatus::Running, attempt: 1 });
     /// ```
-    pub fn apply(
-        &mut self,
-        expected: Expected,
-        transition: &Transition,
-    ) -> Result<(), TransitionError> {
-        if self.status != expected.status || expected.attempt.is_some_and(|a| a != self.attempt) {
+    pub fn start(&mut self) -> Result<(), TransitionError> {
+        if self.status != JobStatus::Queued {
             return Err(TransitionError::Conflict {
                 current: self.status,
                 attempt: self.attempt,
             });
         }
-        // A job asked to stop does not go back to the queue: a retry or a snooze of it
-        // ends it `Canceled`.
-        let requeue = matches!(
-            transition,
-            Transition::Retry { .. } | Transition::Snooze { .. }
-        );
-        let target = if requeue && self.cancel_requested {
-            JobStatus::Canceled
-        } else {
-            transition.target()
-        };
-        if !self.status.can_transition_to(target) {
-            return Err(TransitionError::NotAllowed {
-                from: self.status,
-                to: target,
+        self.status = JobStatus::Running;
+        self.attempt += 1;
+        self.started_at = Some(Timestamp::now());
+        self.progress = None;
+        Ok(())
+    }
+
+    /// Ends or requeues attempt `attempt` of this running job with `outcome`; returns the
+    /// status it is in now. A requeue of a job whose cancel was requested ends it
+    /// `Canceled`. The result of a success is *not* stored on the job; the store keeps it
+    /// apart.
+    pub fn finish(
+        &mut self,
+        attempt: u32,
+        outcome: &Outcome,
+    ) -> Result<JobStatus, TransitionError> {
+        if self.status != JobStatus::Running || self.attempt != attempt {
+            return Err(TransitionError::Conflict {
+                current: self.status,
+                attempt: self.attempt,
             });
         }
         let now = Timestamp::now();
-        self.status = target;
-        match transition {
-            Transition::Start => {
-                self.attempt += 1;
-                self.started_at = Some(now);
-            }
-            Transition::Succeed { .. } | Transition::Cancel => self.finished_at = Some(now),
-            Transition::Fail { error } => {
-                self.errors.push(AttemptError {
-                    attempt: self.attempt,
-                    message: error.clone(),
-                    at: now,
-                });
-                self.error = Some(error.clone());
-                self.finished_at = Some(now);
-            }
-            Transition::Retry { error, .. } if target == JobStatus::Canceled => {
-                self.errors.push(AttemptError {
-                    attempt: self.attempt,
-                    message: error.clone(),
-                    at: now,
-                });
-                self.finished_at = Some(now);
-            }
-            Transition::Snooze { .. } if target == JobStatus::Canceled => {
-                self.finished_at = Some(now);
-            }
-            Transition::Retry { error, run_at } => {
-                self.errors.push(AttemptError {
-                    attempt: self.attempt,
-                    message: error.clone(),
-                    at: now,
-                });
-                self.run_at = *run_at;
-                self.progress = None;
-            }
-            Transition::Snooze { run_at } => {
-                self.run_at = *run_at;
-                self.progress = None;
-            }
+        let requeue = outcome.status() == JobStatus::Queued;
+        let target = if requeue && self.cancel_requested {
+            JobStatus::Canceled
+        } else {
+            outcome.status()
+        };
+        if let Some(error) = outcome.error() {
+            self.errors.push(AttemptError {
+                attempt: self.attempt,
+                message: error.to_owned(),
+                at: now,
+            });
         }
+        if let Outcome::Failed { error } = outcome {
+            self.error = Some(error.clone());
+        }
+        self.status = target;
+        if target.is_terminal() {
+            self.finished_at = Some(now);
+            return Ok(target);
+        }
+        self.progress = None;
+        match outcome {
+            Outcome::Retry { run_at, .. } | Outcome::Snooze { run_at } => self.run_at = *run_at,
+            Outcome::Release => {
+                self.attempt -= 1;
+                self.started_at = None;
+            }
+            _ => {}
+        }
+        Ok(target)
+    }
+
+    /// Cancels the job while it is `Queued`: it will never run.
+    pub fn cancel_queued(&mut self) -> Result<(), TransitionError> {
+        if self.status != JobStatus::Queued {
+            return Err(TransitionError::Conflict {
+                current: self.status,
+                attempt: self.attempt,
+            });
+        }
+        self.status = JobStatus::Canceled;
+        self.finished_at = Some(Timestamp::now());
         Ok(())
     }
 }
 
-/// The status, and optionally the attempt, a compare-and-set expects to find.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Expected {
-    /// The status the job must be in.
-    pub status: JobStatus,
-    /// The attempt count the job must have, if checked; guards against a stale worker
-    /// finishing a newer attempt of the same job.
-    pub attempt: Option<u32>,
-}
-
-impl Expected {
-    /// Expect `status` at `attempt`.
-    pub const fn new(status: JobStatus, attempt: u32) -> Self {
-        Self {
-            status,
-            attempt: Some(attempt),
-        }
-    }
-
-    /// Expect `status`, whatever the attempt (a worker claiming a queued delivery does not
-    /// know the attempt count; the status alone decides who wins).
-    pub const fn status(status: JobStatus) -> Self {
-        Self {
-            status,
-            attempt: None,
-        }
-    }
-}
-
-/// A change of status.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Transition {
-    /// `Queued → Running`: a worker claimed the job. Increments the attempt.
-    Start,
-    /// `Running → Succeeded`, storing the result apart from the metadata.
-    Succeed {
-        /// The executor's result.
-        result: Value,
-    },
-    /// `Running → Failed` with an error message.
-    Fail {
-        /// What went wrong.
-        error: String,
-    },
-    /// `Queued → Canceled` or `Running → Canceled`.
-    Cancel,
-    /// `Running → Queued` after a failed attempt that may be tried again: the error is
-    /// kept in [`Job::errors`] and the job waits until `run_at`. A job whose cancel was
-    /// requested ends `Canceled` instead.
-    Retry {
-        /// What went wrong in this attempt.
-        error: String,
-        /// When the next attempt may start (the end of the backoff).
-        run_at: Timestamp,
-    },
-    /// `Running → Queued` because the executor asked to run again later; not a failure. A
-    /// job whose cancel was requested ends `Canceled` instead.
-    Snooze {
-        /// When the next attempt may start.
-        run_at: Timestamp,
-    },
-}
-
-impl Transition {
-    /// The status this transition moves a job to.
-    pub const fn target(&self) -> JobStatus {
-        match self {
-            Transition::Start => JobStatus::Running,
-            Transition::Succeed { .. } => JobStatus::Succeeded,
-            Transition::Fail { .. } => JobStatus::Failed,
-            Transition::Cancel => JobStatus::Canceled,
-            Transition::Retry { .. } | Transition::Snooze { .. } => JobStatus::Queued,
-        }
-    }
-}
-
-/// Why [`Job::apply`] changed nothing.
+/// Why [`Job::start`] or [`Job::finish`] changed nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransitionError {
@@ -328,65 +251,71 @@ mod tests {
     #[test]
     fn a_job_runs_once_then_stays_terminal() {
         let mut job = Job::new("T", Value::Null);
-        job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Start)
-            .unwrap();
+        job.start().unwrap();
         assert!(job.started_at.is_some());
-        job.apply(
-            Expected::new(JobStatus::Running, 1),
-            &Transition::Fail {
+        let failed = job.finish(
+            1,
+            &Outcome::Failed {
                 error: "boom".into(),
             },
-        )
-        .unwrap();
-        assert_eq!(job.status, JobStatus::Failed);
+        );
+        assert_eq!(failed, Ok(JobStatus::Failed));
         assert_eq!(job.error.as_deref(), Some("boom"));
+        assert_eq!(job.errors.len(), 1);
         assert!(job.finished_at.is_some());
-        let err = job
-            .apply(Expected::new(JobStatus::Failed, 1), &Transition::Cancel)
-            .unwrap_err();
+        assert!(job.finish(1, &Outcome::Canceled).is_err());
+        assert!(job.start().is_err(), "terminal states never change");
+
         let mut asked_to_stop = Job::new("T", Value::Null);
-        asked_to_stop
-            .apply(Expected::new(JobStatus::Queued, 0), &Transition::Start)
-            .unwrap();
+        asked_to_stop.start().unwrap();
         asked_to_stop.cancel_requested = true;
         let run_at = Timestamp::from_unix_micros(i64::MAX / 2);
-        asked_to_stop
-            .apply(
-                Expected::new(JobStatus::Running, 1),
-                &Transition::Snooze { run_at },
-            )
-            .unwrap();
         assert_eq!(
-            asked_to_stop.status,
-            JobStatus::Canceled,
+            asked_to_stop.finish(1, &Outcome::Snooze { run_at }),
+            Ok(JobStatus::Canceled),
             "no requeue after a cancel"
         );
         assert!(asked_to_stop.finished_at.is_some());
-        assert_eq!(
-            err,
-            TransitionError::NotAllowed {
-                from: JobStatus::Failed,
-                to: JobStatus::Canceled
-            }
-        );
     }
 
     #[test]
     fn a_stale_attempt_cannot_finish_the_job() {
         let mut job = Job::new("T", Value::Null);
-        job.apply(Expected::new(JobStatus::Queued, 0), &Transition::Start)
-            .unwrap();
+        job.start().unwrap();
         let before = job.clone();
         let err = job
-            .apply(
-                Expected::new(JobStatus::Running, 0),
-                &Transition::Succeed {
+            .finish(
+                0,
+                &Outcome::Succeeded {
                     result: Value::Null,
                 },
             )
             .unwrap_err();
         assert!(matches!(err, TransitionError::Conflict { attempt: 1, .. }));
-        assert_eq!(job, before, "a refused transition changes nothing");
+        assert_eq!(job, before, "a refused change changes nothing");
+    }
+
+    #[test]
+    fn a_released_job_is_queued_as_if_never_claimed() {
+        let mut job = Job::new("T", Value::Null);
+        job.start().unwrap();
+        assert_eq!(job.finish(1, &Outcome::Release), Ok(JobStatus::Queued));
+        assert_eq!((job.attempt, job.started_at), (0, None));
+        assert!(job.errors.is_empty());
+        let retry_at = Timestamp::from_unix_micros(job.run_at.as_unix_micros() + 1_000);
+        job.start().unwrap();
+        let retried = job.finish(
+            1,
+            &Outcome::Retry {
+                error: "again".into(),
+                run_at: retry_at,
+            },
+        );
+        assert_eq!(retried, Ok(JobStatus::Queued));
+        assert_eq!(
+            (job.attempt, job.run_at, job.errors.len()),
+            (1, retry_at, 1)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Domain types and contracts of the `jobs` framework.
 //!
-//! Applications use these through the `jobs` crate; backends implement
-//! [`JobRepository`] and [`JobQueue`] from here. This crate holds no runtime: it defines
+//! Applications use these through the `jobs` crate; backends implement [`JobStore`]
+//! from here. This crate holds no runtime: it defines
 //! what a job is ([`Job`], [`JobId`], [`JobStatus`] and its transition rule), what an
 //! executor is ([`JobExecutor`], [`JobContext`], [`JobType`]), the record that
 //! `#[job_executor]` registers ([`ExecutorRegistration`]), and the typed errors.
@@ -14,14 +14,14 @@ mod executor;
 mod id;
 mod job;
 mod policy;
-mod queue;
-mod repository;
 mod status;
+pub mod store;
 mod time;
 
-pub use context::{JobContext, ProgressReceiver};
+pub use context::{AttemptLease, JobContext, ProgressReceiver};
 pub use error::{
-    ErrorKind, ExecutionError, JobError, JobsError, PayloadError, StorageError, SubmitError,
+    ErrorKind, ExecutionError, JobError, JobsError, PayloadError, StorageError, StorageErrorKind,
+    SubmitError,
 };
 pub use event::JobEvent;
 pub use executor::{
@@ -29,14 +29,14 @@ pub use executor::{
     FnExecutor, JobExecutor, JobType, NoArgs, SourceLocation,
 };
 pub use id::{JobId, ParseJobIdError};
-pub use job::{Expected, Job, Progress, Transition, TransitionError};
+pub use job::{Job, Progress, TransitionError};
 pub use policy::{valid_queue_name, AttemptError, Backoff, JobPolicy, SubmitOptions};
-pub use queue::{Delivery, JobQueue};
-pub use repository::{
-    BoxFuture, CancelOutcome, Inserted, JobCount, JobPage, JobQuery, JobRepository, ProgressAck,
-    TransitionOutcome,
-};
 pub use status::{JobStatus, ParseJobStatusError};
+pub use store::{
+    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, EventBus,
+    ExpiredLease, Inserted, JobCount, JobPage, JobQuery, JobStore, Lease, Notifications, Outcome,
+    PeriodicTicks, ProgressAck, Renewal, Signal,
+};
 pub use time::{ParseTimestampError, Timestamp};
 
 #[doc(hidden)]

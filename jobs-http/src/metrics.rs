@@ -17,13 +17,13 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics`: jobs by type and status (from the repository, so every process sees
+/// `GET /metrics`: jobs by type and status (from the store, so every process sees
 /// the same), the number of queued jobs, and the durations of the executions this
 /// process finished.
 pub(crate) async fn serve(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = state
         .jobs
-        .repository()
+        .store()
         .count_jobs()
         .await
         .map_err(|error| ApiError::internal(&error))?;

@@ -477,11 +477,11 @@ async fn events_of_a_job_arrive_as_server_sent_events() {
 #[tokio::test]
 async fn a_client_that_falls_behind_is_told_it_missed_events() {
     // Room for two events only, and no workers: the submits below overflow it.
-    let repository = Arc::new(jobs_runtime::memory::InMemoryRepository::with_event_capacity(2));
+    let store = Arc::new(jobs_runtime::memory::InMemoryStore::with_event_capacity(2));
     let jobs = Jobs::builder()
         .discover(false)
         .concurrency(0)
-        .repository(repository)
+        .store(store)
         .register(Double)
         .start()
         .unwrap();

@@ -1,101 +1,105 @@
-//! Leases: each backend renews the leases of the jobs it claimed, and returns the jobs of
-//! workers that stopped renewing (a crash, a kill, a lost network) to the queue.
+//! Leases: renewals of the attempts a holder runs, and the attempts whose lease ran out
+//! (the engine's rescuer decides what becomes of them).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use jobs_core::{CancellationToken, JobId};
-use sqlx::{PgPool, Row};
+use jobs_core::{ExpiredLease, Lease, Renewal, StorageError};
+use sqlx::postgres::PgPool;
+use sqlx::Row;
+use uuid::Uuid;
 
-use crate::backend::Shared;
+use crate::error::{storage, unreadable};
+use crate::rows::{attempt_param, expired_from_row, micros};
 
-/// What the maintenance task needs.
-pub(crate) struct Maintenance {
-    pub(crate) pool: PgPool,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) worker_id: String,
-    pub(crate) lease: Duration,
-    pub(crate) rescue_interval: Duration,
-    pub(crate) max_attempts: u32,
-    pub(crate) heartbeat_sql: String,
-    pub(crate) rescue_lock_sql: String,
-    pub(crate) rescue_sql: String,
+/// The lease statements of one schema.
+pub(crate) struct Leases {
+    renew: String,
+    expired: String,
 }
 
-/// Renews this worker's leases every third of a lease, and rescues expired ones every
-/// `rescue_interval`, until `stop` fires. Failures are logged and retried next round.
-pub(crate) async fn maintain(m: Maintenance, stop: CancellationToken) {
-    let heartbeat_every = (m.lease / 3).max(Duration::from_millis(50));
-    let mut heartbeat = tokio::time::interval(heartbeat_every);
-    let mut rescue = tokio::time::interval(m.rescue_interval.max(Duration::from_millis(50)));
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    rescue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = heartbeat.tick() => {
-                if let Err(error) = renew(&m).await {
-                    tracing::warn!(%error, "could not renew job leases");
-                }
-            }
-            _ = rescue.tick() => {
-                match rescue_expired(&m).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(jobs = n, "rescued jobs whose worker stopped renewing its lease"),
-                    Err(error) => tracing::warn!(%error, "could not rescue expired jobs"),
-                }
-            }
+impl Leases {
+    pub(crate) fn new(schema: &str) -> Self {
+        let jobs = format!("{schema}.jobs");
+        Self {
+            // $1 holder, $2 lease (µs), $3 and $4 the ids and attempts. A lease that has
+            // run out is not renewed: the rescuer takes it.
+            renew: format!(
+                "UPDATE {jobs} j SET lease_expires_at = now() + $2 * interval '1 microsecond'
+                 FROM unnest($3::uuid[], $4::int4[]) AS h(id, attempt)
+                 WHERE j.id = h.id AND j.attempt = h.attempt
+                   AND j.status = 'Running' AND j.worker_id = $1
+                   AND j.lease_expires_at > now()
+                 RETURNING j.id, j.attempt, j.cancel_requested"
+            ),
+            // Up to $1 running jobs whose lease ran out, oldest lease first (served by
+            // `jobs_running_lease`).
+            expired: format!(
+                "SELECT id, attempt, coalesce(worker_id, '') AS holder, max_attempts,
+                        jsonb_array_length(errors) AS failures, cancel_requested
+                 FROM {jobs}
+                 WHERE status = 'Running' AND lease_expires_at < now()
+                 ORDER BY lease_expires_at
+                 LIMIT $1"
+            ),
         }
     }
-}
 
-/// Extends the leases of every job this worker runs. The answer also carries their cancel
-/// flags, so a cancel whose notification was missed still reaches the job.
-async fn renew(m: &Maintenance) -> Result<(), sqlx::Error> {
-    let (ids, attempts): (Vec<uuid::Uuid>, Vec<i32>) = m
-        .shared
-        .held
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(|(id, attempt)| (*id.as_uuid(), *attempt as i32))
-        .unzip();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let rows = sqlx::query(&m.heartbeat_sql)
-        .bind(&m.worker_id)
-        .bind(m.lease.as_millis() as i64)
-        .bind(ids)
-        .bind(attempts)
-        .fetch_all(&m.pool)
-        .await?;
-    for row in rows {
-        if row.try_get::<bool, _>("cancel_requested")? {
-            let id = JobId::from_uuid(row.try_get("id")?);
-            let _ = m.shared.cancellations.send(id);
+    /// Extends the leases `holder` still holds to now + `lease`; answers in their order.
+    pub(crate) async fn renew(
+        &self,
+        pool: &PgPool,
+        holder: &str,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<Renewal>, StorageError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
         }
+        let ids: Vec<Uuid> = leases.iter().map(|l| *l.id.as_uuid()).collect();
+        let attempts: Vec<i32> = leases.iter().map(|l| attempt_param(l.attempt)).collect();
+        let rows = sqlx::query(&self.renew)
+            .bind(holder)
+            .bind(micros(lease))
+            .bind(ids)
+            .bind(attempts)
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not renew the leases"))?;
+        let mut held = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: Uuid = row.try_get(0).map_err(unreadable)?;
+            let attempt: i32 = row.try_get(1).map_err(unreadable)?;
+            let cancel_requested: bool = row.try_get(2).map_err(unreadable)?;
+            held.insert((id, attempt), cancel_requested);
+        }
+        Ok(leases
+            .iter()
+            .map(
+                |l| match held.get(&(*l.id.as_uuid(), attempt_param(l.attempt))) {
+                    Some(&cancel_requested) => Renewal::Held { cancel_requested },
+                    None => Renewal::Lost,
+                },
+            )
+            .collect())
     }
-    Ok(())
-}
 
-/// Returns expired jobs to the queue (or fails them once they used up their attempts, or
-/// cancels them when a cancel was requested), one rescuer at a time across the cluster.
-pub(crate) async fn rescue_expired(m: &Maintenance) -> Result<u64, sqlx::Error> {
-    let mut tx = m.pool.begin().await?;
-    let leader: bool = sqlx::query(&m.rescue_lock_sql)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-    if !leader {
-        return Ok(0);
+    /// Up to `limit` running jobs whose lease ran out, oldest lease first.
+    pub(crate) async fn expired(
+        &self,
+        pool: &PgPool,
+        limit: usize,
+    ) -> Result<Vec<ExpiredLease>, StorageError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        sqlx::query(&self.expired)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not look for expired leases"))?
+            .iter()
+            .map(expired_from_row)
+            .collect()
     }
-    let rescued = sqlx::query(&m.rescue_sql)
-        .bind(m.max_attempts as i32)
-        .bind(1_000_i64)
-        .fetch_all(&mut *tx)
-        .await?
-        .len() as u64;
-    tx.commit().await?;
-    Ok(rescued)
 }

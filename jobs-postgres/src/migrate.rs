@@ -2,7 +2,7 @@
 
 use sqlx::{Executor, PgPool, Row};
 
-use crate::ConnectError;
+use crate::options::ConnectError;
 
 /// The migrations, in order: version, name, SQL (with `{schema}` to replace).
 const MIGRATIONS: &[(i32, &str, &str)] = &[

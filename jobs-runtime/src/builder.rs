@@ -1,19 +1,16 @@
 //! Configuring and starting a [`Jobs`] service.
 
 use std::panic::Location;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use jobs_core::{JobExecutor, JobQueue, JobRepository, SourceLocation};
+use jobs_core::{JobExecutor, JobStore, SourceLocation};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, DuplicateJobType};
-use crate::memory::{ChannelQueue, InMemoryRepository};
-use crate::processor::{cancel_listener, worker, RunningJobs};
+use crate::engine::{self, Config, Inner};
+use crate::memory::InMemoryStore;
 use crate::scheduler::Periodic;
-use crate::service::{Config, Inner};
-use crate::waiters::Waiters;
 use crate::Jobs;
 
 /// Why a service could not start.
@@ -66,8 +63,7 @@ pub enum BuildError {
 #[must_use = "a builder does nothing until .start() is called"]
 pub struct JobsBuilder {
     concurrency: usize,
-    repository: Option<Arc<dyn JobRepository>>,
-    queue: Option<Arc<dyn JobQueue>>,
+    store: Option<Arc<dyn JobStore>>,
     executors: Vec<(Arc<dyn JobExecutor>, SourceLocation)>,
     discover: bool,
     shutdown_grace: Duration,
@@ -76,6 +72,11 @@ pub struct JobsBuilder {
     retention: Option<Duration>,
     periodic: Vec<(String, String, Value)>,
     queues: Vec<(String, usize)>,
+    lease: Duration,
+    rescue_interval: Duration,
+    crash_budget: u32,
+    poll_interval: Duration,
+    prefetch: Option<usize>,
 }
 
 impl JobsBuilder {
@@ -85,12 +86,19 @@ impl JobsBuilder {
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
     /// The default minimum time between two stored progress reports of one job.
     pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+    /// The default lease of a claimed job.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+    /// The default time between two looks for expired leases.
+    pub const DEFAULT_RESCUE_INTERVAL: Duration = Duration::from_secs(5);
+    /// The default number of lost leases after which a job fails.
+    pub const DEFAULT_CRASH_BUDGET: u32 = 3;
+    /// The default time an idle queue waits before it looks for due jobs unprompted.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
     pub(crate) fn new() -> Self {
         Self {
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            repository: None,
-            queue: None,
+            store: None,
             executors: Vec::new(),
             discover: true,
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
@@ -99,6 +107,11 @@ impl JobsBuilder {
             retention: None,
             periodic: Vec::new(),
             queues: Vec::new(),
+            lease: Self::DEFAULT_LEASE,
+            rescue_interval: Self::DEFAULT_RESCUE_INTERVAL,
+            crash_budget: Self::DEFAULT_CRASH_BUDGET,
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+            prefetch: None,
         }
     }
 
@@ -110,22 +123,58 @@ impl JobsBuilder {
         self
     }
 
-    /// Where jobs are stored (default: a new [`InMemoryRepository`]).
-    pub fn repository(mut self, repository: Arc<dyn JobRepository>) -> Self {
-        self.repository = Some(repository);
+    /// Where jobs are kept (default: a new [`InMemoryStore`]). Services given the same
+    /// store share their jobs, events and cancels: in memory within one process, in a
+    /// database across processes.
+    pub fn store(mut self, store: Arc<dyn JobStore>) -> Self {
+        self.store = Some(store);
         self
     }
 
-    /// Where job ids wait for workers (default: a new [`ChannelQueue`]).
-    pub fn queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
-        self.queue = Some(queue);
+    /// How many jobs each queue claims ahead of its workers, in batches (default: four per
+    /// worker, between 32 and 1,000). Claimed jobs wait `Running` in this service's buffer
+    /// until a worker takes them, and go back to the queue, as if never claimed, when the
+    /// service stops. A larger buffer makes fewer, larger claims; a smaller one leaves
+    /// more jobs for other processes and lets a later job of higher priority overtake
+    /// more of the queue. `1` claims one job at a time.
+    pub fn prefetch(mut self, jobs: usize) -> Self {
+        self.prefetch = Some(jobs.max(1));
         self
     }
 
-    /// Uses one backend as both repository and queue, as database backends are (the jobs
-    /// table is the queue).
-    pub fn backend<B: JobRepository + JobQueue>(self, backend: Arc<B>) -> Self {
-        self.repository(backend.clone()).queue(backend)
+    /// How long a claimed job stays this service's without a renewal (default: 30 s,
+    /// at least 100 ms). The service renews every third of it. When a lease is lost (the
+    /// store cannot be reached for a whole lease, the process was paused past it, or
+    /// another process rescued the job), the attempt's cancellation token fires at once
+    /// and its outcome is discarded; a job whose holder stopped renewing goes back to the
+    /// queue for another worker.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How often the service looks for jobs whose lease ran out (default: 5 s). Every
+    /// service on a store may rescue; each job is rescued once.
+    pub fn rescue_interval(mut self, interval: Duration) -> Self {
+        self.rescue_interval = interval;
+        self
+    }
+
+    /// After how many lost leases (failed attempts included) a rescued job is failed
+    /// instead of queued again, at least (default: 3): a job that keeps killing its worker
+    /// stops being tried. A job whose own retries allow more gets more.
+    pub fn crash_budget(mut self, attempts: u32) -> Self {
+        self.crash_budget = attempts.max(1);
+        self
+    }
+
+    /// How long an idle queue waits for a wake-up before it looks for due jobs anyway
+    /// (default: 1 s). Stores with notifications wake idle queues at once; this bounds
+    /// the delay when a notification is lost. An idle queue also wakes when its earliest
+    /// scheduled job falls due.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
     }
 
     /// Registers an executor by hand, next to those found by discovery. Its location in
@@ -243,40 +292,60 @@ impl JobsBuilder {
                 });
             }
         }
-        let inner = Arc::new(Inner {
-            repository: self
-                .repository
-                .unwrap_or_else(|| Arc::new(InMemoryRepository::new())),
-            queue: self.queue.unwrap_or_else(|| Arc::new(ChannelQueue::new())),
-            catalog,
-            config: Config {
-                concurrency: self.concurrency,
-                shutdown_grace: self.shutdown_grace,
-                progress_interval: self.progress_interval,
-                timeout_grace: self.timeout_grace,
-            },
-            running: RunningJobs::default(),
-            waiters: Arc::new(Waiters::default()),
-            intake: CancellationToken::new(),
-            abandon: CancellationToken::new(),
-            stopped: CancellationToken::new(),
-            workers: Mutex::new(Vec::new()),
-            helpers: Mutex::new(Vec::new()),
-            shutdown: tokio::sync::OnceCell::new(),
-        });
-        if self.concurrency + self.queues.iter().map(|(_, n)| n).sum::<usize>() > 0 {
-            // Subscribe before any worker runs, so that no cancel request can slip by.
-            let cancel_requests = inner.repository.subscribe_cancellations();
-            let default: Arc<str> = Arc::from(jobs_core::Job::DEFAULT_QUEUE);
-            let workers = std::iter::repeat_n(default, self.concurrency)
-                .chain(self.queues.iter().flat_map(|(name, workers)| {
-                    std::iter::repeat_n(Arc::<str>::from(name.as_str()), *workers)
-                }))
-                .map(|queue| runtime.spawn(worker(inner.clone(), queue)))
-                .collect();
-            *inner.workers.lock().expect("not shared yet") = workers;
-            let listener = runtime.spawn(cancel_listener(inner.clone(), cancel_requests));
-            inner.helpers.lock().expect("not shared yet").push(listener);
+        let store = self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new()));
+        if !periodic.is_empty() && store.ticks().is_none() {
+            let first = &periodic[0];
+            return Err(BuildError::InvalidSchedule {
+                job_type: first.job_type.clone(),
+                cron: first.schedule.to_string(),
+                reason: "this store does not record periodic ticks".to_owned(),
+            });
+        }
+        let config = Config {
+            concurrency: self.concurrency,
+            shutdown_grace: self.shutdown_grace,
+            progress_interval: self.progress_interval,
+            timeout_grace: self.timeout_grace,
+            lease: self.lease,
+            rescue_interval: self.rescue_interval,
+            crash_budget: self.crash_budget,
+            poll_interval: self.poll_interval,
+            completion_batch: 1_000,
+            prefetch: self.prefetch,
+        };
+        let mut queues: Vec<(Arc<str>, usize)> = Vec::new();
+        if self.concurrency > 0 {
+            queues.push((Arc::from(jobs_core::Job::DEFAULT_QUEUE), self.concurrency));
+        }
+        queues.extend(
+            self.queues
+                .iter()
+                .filter(|(_, workers)| *workers > 0)
+                .map(|(name, workers)| (Arc::from(name.as_str()), *workers)),
+        );
+        let inner = Arc::new(Inner::new(store, catalog, config, &queues));
+        // Subscribe before any worker runs, so that no cancel request can slip by.
+        let signals = inner.notifications().signals();
+        let (completions, outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let mut workers = Vec::new();
+        for lane in inner.lanes.values() {
+            for _ in 0..lane.workers {
+                workers.push(runtime.spawn(engine::worker::work(
+                    inner.clone(),
+                    lane.clone(),
+                    completions.clone(),
+                )));
+            }
+        }
+        *inner.completions.lock().expect("not shared yet") = Some(completions);
+        *inner.workers.lock().expect("not shared yet") = workers;
+        *inner.completer.lock().expect("not shared yet") =
+            Some(runtime.spawn(engine::completer::run(inner.clone(), outcomes)));
+        {
+            let mut helpers = inner.helpers.lock().expect("not shared yet");
+            helpers.push(runtime.spawn(engine::listen(inner.clone(), signals)));
+            helpers.push(runtime.spawn(engine::lease::keep(inner.clone())));
+            helpers.push(runtime.spawn(engine::rescuer::run(inner.clone())));
         }
         if !periodic.is_empty() {
             let scheduler = runtime.spawn(crate::scheduler::run(inner.clone(), periodic));
@@ -345,6 +414,8 @@ impl std::fmt::Debug for JobsBuilder {
             .field("retention", &self.retention)
             .field("periodic", &self.periodic.len())
             .field("queues", &self.queues)
+            .field("lease", &self.lease)
+            .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
 }

@@ -1,17 +1,19 @@
 //! The runtime of the `jobs` framework: the catalog of executors, the [`Jobs`] service
-//! (submit, read, cancel, wait, subscribe), the worker pool, and the in-memory backend.
+//! (submit, read, cancel, wait, subscribe), the engine that runs jobs over any
+//! [`JobStore`], and the in-memory store.
 //!
 //! Applications use it through the `jobs` crate.
 #![warn(missing_docs)]
 
 mod builder;
 mod catalog;
+pub mod conformance;
+mod engine;
 mod events;
 mod id_hash;
 pub mod memory;
 mod metrics;
 mod panic;
-mod processor;
 mod scheduler;
 mod service;
 mod typed;

@@ -8,7 +8,7 @@ use jobs_core::{SubmitOptions, Timestamp};
 use jobs_cron::Schedule;
 use serde_json::Value;
 
-use crate::service::Inner;
+use crate::engine::{submit, Inner};
 
 /// One periodic job.
 pub(crate) struct Periodic {
@@ -76,36 +76,17 @@ pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>) {
 
 async fn fire(inner: &Inner, entry: &Periodic, tick: i64) {
     let tick = Timestamp::from_unix_micros(tick * 1_000_000);
-    let job = match crate::service::prepare(
+    let stored = match submit::prepare(
         inner,
         &entry.job_type,
         entry.payload.clone(),
         &SubmitOptions::new(),
     ) {
-        // Due at its tick, which also tells which tick it belongs to.
-        Ok(mut job) => {
-            job.run_at = tick;
-            job
-        }
-        Err(error) => {
-            tracing::error!(schedule = %entry.name, %error, "could not submit a periodic job");
-            return;
-        }
+        Ok(job) => submit::insert_tick(inner, job, &entry.name, tick).await,
+        Err(error) => Err(error),
     };
-    match inner
-        .repository
-        .insert_scheduled(job.clone(), &entry.name, tick)
-        .await
-    {
-        Ok(true) => {
-            if let Err(error) = inner.queue.enqueue(&job).await {
-                tracing::error!(schedule = %entry.name, %error, "could not queue a periodic job");
-            }
-        }
-        // Another service fired this tick.
-        Ok(false) => {}
-        Err(error) => {
-            tracing::error!(schedule = %entry.name, %error, "could not store a periodic job")
-        }
+    // `Ok(false)`: another service fired this tick.
+    if let Err(error) = stored {
+        tracing::error!(schedule = %entry.name, %error, "could not submit a periodic job");
     }
 }

@@ -1,65 +1,47 @@
 //! The service facade: submit, read, cancel, wait, subscribe, shut down.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::{
-    CancelOutcome, Inserted, Job, JobId, JobPage, JobPolicy, JobQuery, JobQueue, JobRepository,
-    JobStatus, JobType, JobsError, SubmitError, SubmitOptions, Timestamp,
+    CancelOutcome, Job, JobId, JobPage, JobQuery, JobStatus, JobStore, JobType, JobsError,
+    SubmitError, SubmitOptions, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
+use crate::engine::running::StopReason;
+use crate::engine::{submit, Inner};
 use crate::events::JobEvents;
-use crate::processor::RunningJobs;
 use crate::typed::JobHandle;
-use crate::waiters::Waiters;
 use crate::JobsBuilder;
 
-/// Settings fixed at start-up.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) concurrency: usize,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) progress_interval: Duration,
-    pub(crate) timeout_grace: Duration,
-}
-
-pub(crate) struct Inner {
-    pub(crate) repository: Arc<dyn JobRepository>,
-    pub(crate) queue: Arc<dyn JobQueue>,
-    pub(crate) catalog: Catalog,
-    pub(crate) config: Config,
-    pub(crate) running: RunningJobs,
-    pub(crate) waiters: Arc<Waiters>,
-    /// Fired when shutdown begins: no new submissions, workers take no new jobs.
-    pub(crate) intake: CancellationToken,
-    /// Fired when the grace period runs out: running jobs' tokens fire.
-    pub(crate) abandon: CancellationToken,
-    /// Fired when shutdown is complete: helper tasks stop.
-    pub(crate) stopped: CancellationToken,
-    /// The worker tasks.
-    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
-    /// Tasks that serve the workers (the cancel listener).
-    pub(crate) helpers: Mutex<Vec<JoinHandle<()>>>,
-    /// Completed once shutdown is done; concurrent `shutdown` calls wait on it.
-    pub(crate) shutdown: tokio::sync::OnceCell<()>,
-}
-
-/// Stops the workers taking new jobs when the last [`Jobs`] handle is dropped without a
-/// [`Jobs::shutdown`].
+/// Shuts the service down when the last [`Jobs`] handle is dropped without a
+/// [`Jobs::shutdown`]: it takes no new jobs, gives back the jobs it claimed ahead, lets
+/// running jobs finish and stores their outcomes, in a task of the runtime.
 struct Handle {
     inner: Arc<Inner>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.inner.intake.cancel();
-        self.inner.stopped.cancel();
+        let inner = self.inner.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    inner
+                        .shutdown
+                        .get_or_init(|| crate::engine::shut_down(&inner))
+                        .await;
+                });
+            }
+            Err(_) => {
+                inner.intake.cancel();
+                inner.stopped.cancel();
+            }
+        }
     }
 }
 
@@ -97,8 +79,8 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// A builder with the defaults: in-memory repository and queue, every `#[job_executor]`
-    /// of the program, one worker per CPU.
+    /// A builder with the defaults: an in-memory store, every `#[job_executor]` of the
+    /// program, one worker per CPU.
     pub fn builder() -> JobsBuilder {
         JobsBuilder::new()
     }
@@ -151,20 +133,41 @@ impl Jobs {
         options: &SubmitOptions,
     ) -> Result<Job, SubmitError> {
         let job = self.prepare_job_with_options(job_type, payload, options)?;
-        self.store_and_enqueue(job).await
+        self.store_one(job).await
+    }
+
+    /// Submits many prepared jobs (built with [`Jobs::prepare_job`] or
+    /// [`Jobs::prepare_job_with_options`]) in one store call: for bulk loads. Answers, in
+    /// order, each job as stored, or the active job holding its unique key. Fails as a
+    /// whole, storing nothing, when any job is refused.
+    pub async fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<Job>, SubmitError> {
+        for job in &jobs {
+            self.known(&job.job_type)?;
+        }
+        submit::insert(self.inner(), jobs).await
+    }
+
+    fn known(&self, job_type: &str) -> Result<(), SubmitError> {
+        if self.inner().catalog.get(job_type).is_none() {
+            return Err(SubmitError::UnknownJobType {
+                job_type: job_type.to_owned(),
+                known: self.inner().catalog.job_types(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn store_one(&self, job: Job) -> Result<Job, SubmitError> {
+        let mut stored = submit::insert(self.inner(), vec![job]).await?;
+        Ok(stored.pop().expect("one answer per job"))
     }
 
     /// Stores and queues a job built by [`Jobs::prepare_job`] or
     /// [`Jobs::prepare_job_with_options`]. Returns the job as stored; when its unique key
     /// is held by an active job, that job, whose id differs from the prepared one's.
     pub async fn submit_prepared(&self, job: Job) -> Result<Job, SubmitError> {
-        if self.inner().catalog.get(&job.job_type).is_none() {
-            return Err(SubmitError::UnknownJobType {
-                job_type: job.job_type,
-                known: self.inner().catalog.job_types(),
-            });
-        }
-        self.store_and_enqueue(job).await
+        self.known(&job.job_type)?;
+        self.store_one(job).await
     }
 
     /// Checks a submission as [`Jobs::submit_job_with`] does and builds the `Queued` job,
@@ -181,7 +184,7 @@ impl Jobs {
         payload: Value,
         options: &SubmitOptions,
     ) -> Result<Job, SubmitError> {
-        prepare(self.inner(), job_type, payload, options)
+        submit::prepare(self.inner(), job_type, payload, options)
     }
 
     /// Submits a job of the type `J`, generated by `#[job_executor]`, with typed
@@ -228,37 +231,13 @@ impl Jobs {
             .executor()
             .validate(&payload)
             .map_err(|error| invalid(error.message().to_owned()))?;
-        let job = with_policy(
+        let job = submit::with_policy(
             Job::new(J::NAME, payload),
             entry.executor().policy(),
             options,
         )?;
-        let job = self.store_and_enqueue(job).await?;
+        let job = self.store_one(job).await?;
         Ok(JobHandle::new(job))
-    }
-
-    async fn store_and_enqueue(&self, job: Job) -> Result<Job, SubmitError> {
-        let inner = self.inner();
-        if inner.intake.is_cancelled() {
-            return Err(SubmitError::ShutDown);
-        }
-        check_payload_size(&job, inner.repository.max_payload_bytes())?;
-        if job.unique_key.is_some() {
-            // An active job with the key answers instead; it is queued already.
-            if let Inserted::Existing(existing) =
-                inner.repository.insert_unique(job.clone()).await?
-            {
-                return Ok(*existing);
-            }
-        } else {
-            inner.repository.insert(job.clone()).await?;
-        }
-        if let Err(error) = inner.queue.enqueue(&job).await {
-            // Stored but not queued, it would never run: cancel it rather than leave it.
-            let _ = inner.repository.request_cancel(job.id).await;
-            return Err(error.into());
-        }
-        Ok(job)
     }
 
     /// Deletes every job (and its result) that finished more than `age` ago, in batches;
@@ -270,13 +249,13 @@ impl Jobs {
 
     /// The job with this id, or `None`.
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, JobsError> {
-        Ok(self.inner().repository.get(id).await?)
+        Ok(self.inner().store.get(id).await?)
     }
 
     /// The result of a job, once it has `Succeeded`; `None` before that, for a job that
     /// ended otherwise, and for an unknown id.
     pub async fn get_job_result(&self, id: JobId) -> Result<Option<Value>, JobsError> {
-        Ok(self.inner().repository.get_result(id).await?)
+        Ok(self.inner().store.get_result(id).await?)
     }
 
     /// The typed output of a job submitted with [`Jobs::submit`], once it has `Succeeded`.
@@ -295,7 +274,7 @@ impl Jobs {
 
     /// A page of jobs, newest first; see [`JobQuery`] for filters and the cursor.
     pub async fn list_jobs(&self, query: JobQuery) -> Result<JobPage, JobsError> {
-        Ok(self.inner().repository.list(query).await?)
+        Ok(self.inner().store.list(query).await?)
     }
 
     /// Cancels a job. A queued job becomes `Canceled` at once and never runs; a running
@@ -309,10 +288,25 @@ impl Jobs {
 
     /// Like [`Jobs::cancel_job`], but says what happened.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, JobsError> {
-        let outcome = self.inner().repository.request_cancel(id).await?;
+        let inner = self.inner();
+        let outcome = inner.store.request_cancel(id).await?;
+        let event = match &outcome {
+            CancelOutcome::Requested(job) if job.cancel_requested => {
+                Some(jobs_core::JobEvent::CancelRequested { id })
+            }
+            CancelOutcome::CanceledQueued(_) => Some(jobs_core::JobEvent::Finished {
+                id,
+                status: JobStatus::Canceled,
+                error: None,
+            }),
+            _ => None,
+        };
+        if let Some(event) = event {
+            inner.announce(vec![event]).await;
+        }
         if let CancelOutcome::Requested(_) = outcome {
             // This service may hold the job: tell it now rather than through the event.
-            self.inner().running.cancel(id);
+            self.inner().registry.stop(id, StopReason::Canceled);
         }
         Ok(outcome)
     }
@@ -322,12 +316,8 @@ impl Jobs {
     pub async fn wait_for(&self, id: JobId) -> Result<Job, JobsError> {
         let inner = self.inner();
         loop {
-            let waiter = inner.waiters.register(id, &inner.repository);
-            let job = inner
-                .repository
-                .get(id)
-                .await?
-                .ok_or(JobsError::NotFound(id))?;
+            let waiter = inner.waiters.register(id, inner.notifications());
+            let job = inner.store.get(id).await?.ok_or(JobsError::NotFound(id))?;
             if job.status.is_terminal() {
                 return Ok(job);
             }
@@ -359,7 +349,7 @@ impl Jobs {
     /// A subscription to the events of every job (submitted, started, progress, cancel
     /// requested, finished) from now on.
     pub fn subscribe(&self) -> JobEvents {
-        JobEvents::new(self.inner().repository.subscribe())
+        JobEvents::new(self.inner().notifications().subscribe())
     }
 
     /// The job types this service accepts, sorted.
@@ -372,14 +362,24 @@ impl Jobs {
         &self.inner().catalog
     }
 
-    /// The repository the service stores jobs in.
-    pub fn repository(&self) -> &Arc<dyn JobRepository> {
-        &self.inner().repository
+    /// The store the service keeps its jobs in.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner().store
     }
 
-    /// The queue the service delivers jobs through.
-    pub fn queue(&self) -> &Arc<dyn JobQueue> {
-        &self.inner().queue
+    /// How many jobs of every queue this service has claimed ahead and not started.
+    pub fn prefetched(&self) -> usize {
+        self.inner()
+            .lanes
+            .values()
+            .map(|lane| lane.buffered())
+            .sum()
+    }
+
+    /// How many attempts this service holds: claimed ahead, running, or waiting for their
+    /// outcome to be stored.
+    pub fn held(&self) -> usize {
+        self.inner().registry.len()
     }
 
     /// How many workers run jobs (0 for a submit-only service).
@@ -394,107 +394,24 @@ impl Jobs {
 
     /// Shuts the service down gracefully.
     ///
-    /// Submissions are refused from now on and workers take no new jobs. Running jobs get
+    /// Submissions are refused from now on and no more jobs are claimed; jobs claimed
+    /// ahead and not started go back to the queue as if never claimed. Running jobs get
     /// the grace period (see [`JobsBuilder::shutdown_grace`]) to finish; then their
-    /// cancellation tokens fire and they get a second grace period to return. Jobs still
-    /// running after that are abandoned and marked `Failed`. Jobs still queued stay
-    /// `Queued` (the in-memory queue is not durable, so they end with the process).
+    /// cancellation tokens fire and they get a second grace period to return. A job that
+    /// returns an error after being told to stop, or that is abandoned because it did not
+    /// stop, goes back to the queue at once without counting a failed attempt, so another
+    /// process (or the next start, on a durable store) runs it again. Outcomes are stored
+    /// before `shutdown` returns. Dropping the last handle without calling it does the
+    /// same in a task of the runtime.
     ///
     /// It runs once: calling it again, or from a clone, waits for that one run to end.
     pub async fn shutdown(&self) {
-        let inner = self.inner();
-        inner.shutdown.get_or_init(|| self.shut_down_once()).await;
+        let inner = &self.handle.inner;
+        inner
+            .shutdown
+            .get_or_init(|| crate::engine::shut_down(inner))
+            .await;
     }
-
-    async fn shut_down_once(&self) {
-        let inner = self.inner();
-        inner.intake.cancel();
-        let mut workers = take(&inner.workers);
-        let grace = inner.config.shutdown_grace;
-        let mut abandoned = Vec::new();
-        if !join_within(&mut workers, grace).await {
-            tracing::warn!(
-                ?grace,
-                "jobs still running after the grace period; asking them to stop"
-            );
-            inner.abandon.cancel();
-            inner.running.interrupt_all();
-            if !join_within(&mut workers, grace).await {
-                // Note what still runs before the workers go: aborting them drops their
-                // registrations.
-                abandoned = inner.running.drain();
-                for worker in &workers {
-                    worker.abort();
-                }
-                for worker in workers.drain(..) {
-                    let _ = worker.await;
-                }
-            }
-        }
-        if let Err(error) = inner.queue.close().await {
-            tracing::warn!(%error, "could not give back jobs claimed ahead");
-        }
-        inner.stopped.cancel();
-        for helper in take(&inner.helpers) {
-            helper.abort();
-            let _ = helper.await;
-        }
-        // These were running on the aborted workers; the compare-and-set leaves alone any
-        // that finished after all.
-        for (id, job) in abandoned {
-            let expected = jobs_core::Expected::new(JobStatus::Running, job.attempt());
-            let transition = jobs_core::Transition::Fail {
-                error: "abandoned: the job did not stop within the shutdown grace period".into(),
-            };
-            if let Err(error) = inner.repository.transition(id, expected, transition).await {
-                tracing::error!(job.id = %id, %error, "could not mark an abandoned job as failed");
-            }
-        }
-    }
-}
-
-fn take(tasks: &Mutex<Vec<JoinHandle<()>>>) -> Vec<JoinHandle<()>> {
-    std::mem::take(&mut *tasks.lock().unwrap_or_else(PoisonError::into_inner))
-}
-
-/// Awaits every task, up to `limit`; returns whether all ended. Finished tasks are removed.
-async fn join_within(tasks: &mut Vec<JoinHandle<()>>, limit: Duration) -> bool {
-    let all = async {
-        while let Some(task) = tasks.last_mut() {
-            let _ = task.await;
-            tasks.pop();
-        }
-    };
-    tokio::time::timeout(limit, all).await.is_ok()
-}
-
-/// Checks a submission and builds its `Queued` job with the type's policy and `options`.
-pub(crate) fn prepare(
-    inner: &Inner,
-    job_type: &str,
-    payload: Value,
-    options: &SubmitOptions,
-) -> Result<Job, SubmitError> {
-    let Some(entry) = inner.catalog.get(job_type) else {
-        return Err(SubmitError::UnknownJobType {
-            job_type: job_type.to_owned(),
-            known: inner.catalog.job_types(),
-        });
-    };
-    entry
-        .executor()
-        .validate(&payload)
-        .map_err(|error| SubmitError::InvalidPayload {
-            job_type: job_type.to_owned(),
-            reason: error.message().to_owned(),
-        })?;
-    let job = with_policy(
-        Job::new(job_type, payload),
-        entry.executor().policy(),
-        options,
-    )?;
-    check_payload_size(&job, inner.repository.max_payload_bytes())?;
-    Ok(job)
 }
 
 /// How many finished jobs one prune statement deletes at most.
@@ -506,7 +423,7 @@ async fn prune(inner: &Inner, age: Duration) -> Result<u64, JobsError> {
     let before = Timestamp::from_unix_micros(now.saturating_sub(age));
     let mut total = 0;
     loop {
-        let deleted = inner.repository.prune_finished(before, PRUNE_BATCH).await?;
+        let deleted = inner.store.prune_finished(before, PRUNE_BATCH).await?;
         total += deleted;
         if deleted < PRUNE_BATCH as u64 {
             return Ok(total);
@@ -529,94 +446,6 @@ pub(crate) async fn prune_periodically(inner: Arc<Inner>, age: Duration) {
             Err(error) => tracing::warn!(%error, "could not prune finished jobs"),
         }
     }
-}
-
-/// The most retries a job may have.
-const MAX_RETRIES: u32 = 10_000;
-
-/// The latest start a job may ask for: the end of the year 9999.
-const LATEST_RUN_AT: Timestamp = Timestamp::from_unix_micros(253_402_300_799_999_999);
-
-/// The job with its type's policy and the submission's options applied.
-fn with_policy(
-    mut job: Job,
-    policy: JobPolicy,
-    options: &SubmitOptions,
-) -> Result<Job, SubmitError> {
-    let invalid = |reason: &str| SubmitError::InvalidOptions {
-        job_type: job.job_type.clone(),
-        reason: reason.to_owned(),
-    };
-    let timeout = options.timeout.or(policy.timeout);
-    if timeout.is_some_and(|timeout| timeout.is_zero()) {
-        return Err(invalid("the timeout must be longer than zero"));
-    }
-    let retries = options.retries.unwrap_or(policy.retries);
-    if retries > MAX_RETRIES {
-        return Err(invalid("at most 10,000 retries"));
-    }
-    job.max_attempts = retries
-        .checked_add(1)
-        .ok_or_else(|| invalid("too many retries"))?;
-    job.priority = options.priority.unwrap_or(policy.priority);
-    if let Some(queue) = options.queue.as_deref().or(policy.queue) {
-        if !jobs_core::valid_queue_name(queue) {
-            return Err(invalid(
-                "a queue name is 1 to 64 letters, digits, `_`, `-` or `.`",
-            ));
-        }
-        job.queue = queue.to_owned();
-    }
-    if let Some(key) = &options.unique_key {
-        if key.is_empty() || key.len() > 255 {
-            return Err(invalid("the unique key must be 1 to 255 bytes long"));
-        }
-        job.unique_key = Some(key.clone());
-    }
-    job.timeout_ms = timeout.map(|timeout| timeout.as_millis().max(1) as u64);
-    match (options.run_at, options.delay) {
-        (Some(_), Some(_)) => return Err(invalid("give a run_at or a delay, not both")),
-        (Some(run_at), None) => job.run_at = run_at.max(job.created_at),
-        (None, Some(delay)) => {
-            let micros = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
-            job.run_at =
-                Timestamp::from_unix_micros(job.created_at.as_unix_micros().saturating_add(micros));
-        }
-        (None, None) => {}
-    }
-    if job.run_at > LATEST_RUN_AT {
-        return Err(invalid("the start is after the year 9999"));
-    }
-    Ok(job)
-}
-
-/// Refuses a payload whose compact JSON is longer than `limit`, stopping the count as soon
-/// as the limit is passed.
-pub(crate) fn check_payload_size(job: &Job, limit: Option<usize>) -> Result<(), SubmitError> {
-    let Some(limit) = limit else {
-        return Ok(());
-    };
-    struct Counter {
-        left: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.left = self
-                .left
-                .checked_sub(buf.len())
-                .ok_or_else(|| std::io::Error::other("over the limit"))?;
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    serde_json::to_writer(&mut Counter { left: limit }, &job.payload).map_err(|_| {
-        SubmitError::PayloadTooLarge {
-            job_type: job.job_type.clone(),
-            limit,
-        }
-    })
 }
 
 fn decode_output<J: JobType>(id: JobId, value: Value) -> Result<J::Output, JobsError>

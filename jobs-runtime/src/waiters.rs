@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use jobs_core::{JobEvent, JobId, JobRepository};
+use jobs_core::{JobEvent, JobId, Notifications};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::oneshot;
 
@@ -77,7 +77,7 @@ impl Waiters {
     pub(crate) fn register(
         self: &Arc<Self>,
         id: JobId,
-        repository: &Arc<dyn JobRepository>,
+        notifications: &dyn Notifications,
     ) -> Waiter {
         let (tx, rx) = oneshot::channel();
         let mut state = self.lock();
@@ -86,7 +86,7 @@ impl Waiters {
             state.dispatching = true;
             let dispatcher = Dispatcher {
                 waiters: self.clone(),
-                events: repository.subscribe(),
+                events: notifications.subscribe(),
             };
             tokio::spawn(dispatcher.run());
         }
@@ -140,14 +140,13 @@ impl Drop for Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::InMemoryRepository;
-    use jobs_core::{Expected, Job, JobStatus, Transition};
+    use jobs_core::{EventBus, JobStatus};
 
     #[tokio::test]
     async fn a_dropped_waiter_leaves_nothing_behind() {
-        let repository: Arc<dyn JobRepository> = Arc::new(InMemoryRepository::new());
+        let bus = EventBus::default();
         let waiters = Arc::new(Waiters::default());
-        let waiter = waiters.register(JobId::new(), &repository);
+        let waiter = waiters.register(JobId::new(), &bus);
         assert_eq!(waiters.lock().by_job.len(), 1);
         drop(waiter);
         assert!(waiters.lock().by_job.is_empty());
@@ -155,20 +154,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_finish_wakes_the_waiter_and_the_dispatcher_stops() {
-        let repository: Arc<dyn JobRepository> = Arc::new(InMemoryRepository::new());
+        let bus = EventBus::default();
         let waiters = Arc::new(Waiters::default());
-        let job = Job::new("T", serde_json::Value::Null);
-        repository.insert(job.clone()).await.unwrap();
-        let waiter = waiters.register(job.id, &repository);
+        let id = JobId::new();
+        let waiter = waiters.register(id, &bus);
         let woken = tokio::spawn(waiter.woken());
-        repository
-            .transition(
-                job.id,
-                Expected::status(JobStatus::Queued),
-                Transition::Cancel,
-            )
-            .await
-            .unwrap();
+        bus.send(vec![JobEvent::Finished {
+            id,
+            status: JobStatus::Canceled,
+            error: None,
+        }]);
         // Well under the backstop interval: only the finish event can wake it this soon.
         tokio::time::timeout(std::time::Duration::from_millis(500), woken)
             .await

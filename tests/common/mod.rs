@@ -89,10 +89,10 @@ pub async fn until<F: FnMut() -> bool>(jobs: &Jobs, what: &str, mut check: F) {
 
 use std::sync::Arc;
 
-use jobs::{JobQueue, JobRepository, JobsBuilder};
-use jobs_postgres::{PostgresBackend, PostgresOptions};
+use jobs::{JobStore, JobsBuilder};
+use jobs_postgres::{PostgresOptions, PostgresStore};
 
-/// The backends the behavioural suite runs against.
+/// The stores the behavioural suite runs against.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Memory,
@@ -102,9 +102,8 @@ pub enum Backend {
 /// One test's storage: services built from it share jobs, queue and events.
 pub struct Env {
     backend: Backend,
-    repository: Arc<dyn JobRepository>,
-    queue: Arc<dyn JobQueue>,
-    /// For PostgreSQL: where to connect another process-like backend to the same jobs.
+    store: Arc<dyn JobStore>,
+    /// For PostgreSQL: where to connect another process-like store to the same jobs.
     postgres: Option<(String, String)>,
 }
 
@@ -123,39 +122,39 @@ pub fn database_url() -> Option<String> {
     }
 }
 
-async fn postgres(url: &str, schema: &str) -> Arc<PostgresBackend> {
-    let options = PostgresOptions::new()
-        .schema(schema)
-        .poll_interval(Duration::from_millis(200))
-        .max_connections(4);
-    PostgresBackend::connect_with(url, options)
+async fn postgres(url: &str, schema: &str) -> Arc<PostgresStore> {
+    let options = PostgresOptions::new().schema(schema).max_connections(4);
+    PostgresStore::connect_with(url, options)
         .await
         .expect("connect to PostgreSQL")
 }
 
+/// A fresh schema name.
+pub fn fresh_schema(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &jobs::JobId::new().to_string().replace('-', "")[16..]
+    )
+}
+
 impl Env {
-    /// A fresh store: a new in-memory repository and queue, or a new PostgreSQL schema.
-    /// `None` when the backend is not available here (see [`database_url`]).
+    /// A fresh store: a new in-memory store, or a new PostgreSQL schema. `None` when the
+    /// store is not available here (see [`database_url`]).
     pub async fn new(backend: Backend) -> Option<Env> {
         match backend {
             Backend::Memory => Some(Env {
                 backend,
-                repository: Arc::new(jobs::memory::InMemoryRepository::new()),
-                queue: Arc::new(jobs::memory::ChannelQueue::new()),
+                store: Arc::new(jobs::memory::InMemoryStore::new()),
                 postgres: None,
             }),
             Backend::Postgres => {
                 let url = database_url()?;
-                let schema = format!(
-                    "jobs_test_{}",
-                    &jobs::JobId::new().to_string().replace('-', "")[16..]
-                );
-                let backend_pg = postgres(&url, &schema).await;
-                backend_pg.migrate().await.expect("migrate");
+                let schema = fresh_schema("jobs_test");
+                let store = postgres(&url, &schema).await;
+                store.migrate().await.expect("migrate");
                 Some(Env {
                     backend,
-                    repository: backend_pg.clone(),
-                    queue: backend_pg,
+                    store,
                     postgres: Some((url, schema)),
                 })
             }
@@ -166,11 +165,16 @@ impl Env {
         self.backend
     }
 
+    /// The store.
+    pub fn store(&self) -> Arc<dyn JobStore> {
+        self.store.clone()
+    }
+
     /// A builder wired to this store.
     pub fn builder(&self) -> JobsBuilder {
         Jobs::builder()
-            .repository(self.repository.clone())
-            .queue(self.queue.clone())
+            .store(self.store.clone())
+            .poll_interval(Duration::from_millis(200))
     }
 
     /// A service with `concurrency` workers on this store.
@@ -178,29 +182,23 @@ impl Env {
         self.builder().concurrency(concurrency).start().unwrap()
     }
 
-    /// The same store as another process would see it: for PostgreSQL a second backend
-    /// with its own connections and listener; in memory the same objects.
+    /// The same store as another process would see it: for PostgreSQL a second store
+    /// with its own connections and listener; in memory the same object.
     pub async fn another(&self) -> Env {
         match &self.postgres {
             None => Env {
                 backend: self.backend,
-                repository: self.repository.clone(),
-                queue: self.queue.clone(),
+                store: self.store.clone(),
                 postgres: None,
             },
-            Some((url, schema)) => {
-                let other = postgres(url, schema).await;
-                Env {
-                    backend: self.backend,
-                    repository: other.clone(),
-                    queue: other,
-                    postgres: self.postgres.clone(),
-                }
-            }
+            Some((url, schema)) => Env {
+                backend: self.backend,
+                store: postgres(url, schema).await,
+                postgres: self.postgres.clone(),
+            },
         }
     }
 }
-
 /// Runs each named `async fn(Env)` against every backend, as `memory::name` and
 /// `postgres::name`.
 #[macro_export]

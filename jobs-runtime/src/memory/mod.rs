@@ -1,7 +1,6 @@
-//! The in-memory backend: one process, nothing durable.
+//! The in-memory store: one process, nothing durable.
 
-mod queue;
-mod repository;
+mod lanes;
+mod store;
 
-pub use queue::ChannelQueue;
-pub use repository::InMemoryRepository;
+pub use store::InMemoryStore;

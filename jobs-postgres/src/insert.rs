@@ -1,0 +1,319 @@
+//! Inserts: batches of new jobs (unique keys honoured by the `jobs_unique_active` index),
+//! submissions inside the caller's transaction, and the jobs of periodic ticks.
+
+use std::collections::{HashMap, HashSet};
+
+use jobs_core::{Inserted, Job, JobEvent, StorageError, StorageErrorKind, Timestamp};
+use sqlx::postgres::{PgArguments, PgPool};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, Row};
+use uuid::Uuid;
+
+use crate::checks::check_job;
+use crate::error::{from_sqlx, storage};
+use crate::notify::Notifier;
+use crate::rows::{at_micros, job_from_row, max_attempts_column, timeout_column, COLUMNS};
+
+/// How many times a job whose key holder finished before it could be read is inserted
+/// again before giving up (with a transient error).
+const ROUNDS: usize = 5;
+
+/// The arbiter of unique keys: at most one active job per type and key.
+const UNIQUE_ACTIVE: &str = "ON CONFLICT (job_type, unique_key) \
+     WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running') DO NOTHING";
+
+/// The insert statements of one schema, and what they check.
+pub(crate) struct Inserts {
+    insert: String,
+    holders: String,
+    tick: String,
+    max_payload_bytes: usize,
+    notifier: Notifier,
+}
+
+impl Inserts {
+    pub(crate) fn new(schema: &str, max_payload_bytes: usize, notifier: Notifier) -> Self {
+        let jobs = format!("{schema}.jobs");
+        let columns = "id, job_type, status, payload, created_at, run_at, priority, \
+                       max_attempts, timeout_ms, unique_key, queue";
+        let created_at = at_micros("created_us");
+        let run_at = at_micros("run_at_us");
+        Self {
+            // $1–$10 the columns, one array each. An immediate job is due at the
+            // database's now(), not at the submitter's clock, which may be a little ahead.
+            // Rows go in by type and key (then input order), so that concurrent batches
+            // take the key locks in one order, and the first of a batch's jobs with one
+            // key is the one stored.
+            insert: format!(
+                "INSERT INTO {jobs} ({columns})
+                 SELECT id, job_type, 'Queued', payload, {created_at},
+                        CASE WHEN run_at_us <= created_us THEN now() ELSE {run_at} END,
+                        priority, max_attempts, timeout_ms, unique_key, queue
+                 FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
+                             $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[])
+                      WITH ORDINALITY
+                      AS t(id, job_type, payload, created_us, run_at_us, priority,
+                           max_attempts, timeout_ms, unique_key, queue, n)
+                 ORDER BY job_type, unique_key, n
+                 {UNIQUE_ACTIVE}
+                 RETURNING id"
+            ),
+            // The active jobs holding the keys $2 of the types $1.
+            holders: format!(
+                "SELECT {COLUMNS} FROM {jobs}
+                 WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running')
+                   AND (job_type, unique_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+            ),
+            // The job of a periodic tick: $1–$10 its columns, $11 the schedule, $12 the
+            // tick (µs), $13 the notification of its submit. Stored only if the tick moves
+            // the schedule forward; the tick and the job are one statement, and the
+            // notification leaves with its commit. A tick whose job's key is held records
+            // the tick and stores nothing.
+            tick: format!(
+                "WITH won AS (
+                     INSERT INTO {schema}.job_schedules (name, last_tick)
+                     VALUES ($11, {tick})
+                     ON CONFLICT (name) DO UPDATE SET last_tick = EXCLUDED.last_tick
+                         WHERE {schema}.job_schedules.last_tick < EXCLUDED.last_tick
+                     RETURNING 1),
+                 inserted AS (
+                     INSERT INTO {jobs} ({columns})
+                     SELECT $1, $2, 'Queued', $3, {created}, LEAST({due}, now()),
+                            $6, $7, $8, $9, $10
+                     WHERE EXISTS (SELECT 1 FROM won)
+                     {UNIQUE_ACTIVE}
+                     RETURNING id)
+                 SELECT id, pg_notify('{channel}', $13) FROM inserted",
+                tick = at_micros("$12::int8"),
+                created = at_micros("$4::int8"),
+                due = at_micros("$5::int8"),
+                channel = notifier.channel(),
+            ),
+            max_payload_bytes,
+            notifier,
+        }
+    }
+
+    /// Stores `jobs` from the pool. A batch with unique keys is one transaction: its
+    /// inserts and the look-ups of key holders store all or nothing.
+    pub(crate) async fn insert_many(
+        &self,
+        pool: &PgPool,
+        jobs: &[Job],
+    ) -> Result<Vec<Inserted>, StorageError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failed = "could not store the jobs";
+        if jobs.iter().any(|job| job.unique_key.is_some()) {
+            let mut tx = pool.begin().await.map_err(storage(failed))?;
+            let answers = self.insert_on(&mut tx, jobs).await?;
+            tx.commit().await.map_err(storage(failed))?;
+            Ok(answers)
+        } else {
+            let mut connection = pool.acquire().await.map_err(storage(failed))?;
+            self.insert_on(&mut connection, jobs).await
+        }
+    }
+
+    /// Stores `jobs` on the caller's connection and notifies, on the same connection, the
+    /// submits of the jobs stored: inside a transaction, both happen at its commit.
+    pub(crate) async fn submit_many_in(
+        &self,
+        connection: &mut PgConnection,
+        jobs: &[Job],
+    ) -> Result<Vec<Inserted>, StorageError> {
+        let answers = self.insert_on(connection, jobs).await?;
+        let events: Vec<JobEvent> = jobs
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| matches!(answer, Inserted::Stored))
+            .map(|(job, _)| submitted(job))
+            .collect();
+        self.notifier
+            .notify_on(connection, &events)
+            .await
+            .map_err(storage("could not announce the stored jobs"))?;
+        Ok(answers)
+    }
+
+    /// Stores `job` as the job of tick `tick` of `schedule`, unless that tick or a later
+    /// one has its job already; whether this call stored it.
+    pub(crate) async fn insert_tick(
+        &self,
+        pool: &PgPool,
+        job: &Job,
+        schedule: &str,
+        tick: Timestamp,
+    ) -> Result<bool, StorageError> {
+        check_job(job, self.max_payload_bytes)?;
+        let notification = serde_json::to_string(&[submitted(job)])
+            .map_err(|e| StorageError::with_source("could not describe the periodic job", e))?;
+        let row = sqlx::query(&self.tick)
+            .bind(job.id.as_uuid())
+            .bind(&job.job_type)
+            .bind(Json(&job.payload))
+            .bind(job.created_at.as_unix_micros())
+            .bind(job.run_at.as_unix_micros())
+            .bind(job.priority)
+            .bind(max_attempts_column(job))
+            .bind(timeout_column(job))
+            .bind(job.unique_key.as_deref())
+            .bind(&job.queue)
+            .bind(schedule)
+            .bind(tick.as_unix_micros())
+            .bind(notification)
+            .fetch_optional(pool)
+            .await
+            .map_err(storage("could not store the periodic job"))?;
+        Ok(row.is_some())
+    }
+
+    /// Checks and stores `jobs`; answers in their order. Jobs whose key is held get the
+    /// holder; if a holder finished before it could be read, the job is inserted again.
+    async fn insert_on(
+        &self,
+        connection: &mut PgConnection,
+        jobs: &[Job],
+    ) -> Result<Vec<Inserted>, StorageError> {
+        for job in jobs {
+            check_job(job, self.max_payload_bytes)?;
+        }
+        let mut answers: Vec<Option<Inserted>> = vec![None; jobs.len()];
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        for _ in 0..ROUNDS {
+            let batch: Vec<&Job> = pending.iter().map(|&i| &jobs[i]).collect();
+            let stored = self.insert_rows(connection, &batch).await?;
+            let mut held = Vec::new();
+            for &i in &pending {
+                if stored.contains(jobs[i].id.as_uuid()) {
+                    answers[i] = Some(Inserted::Stored);
+                } else if jobs[i].unique_key.is_some() {
+                    held.push(i);
+                } else {
+                    return Err(StorageError::new(format!(
+                        "job {} was not stored, and the database said nothing of why",
+                        jobs[i].id
+                    )));
+                }
+            }
+            if held.is_empty() {
+                return Ok(answers.into_iter().flatten().collect());
+            }
+            let batch: Vec<&Job> = held.iter().map(|&i| &jobs[i]).collect();
+            let holders = self.holders(connection, &batch).await?;
+            pending = held
+                .into_iter()
+                .filter(|&i| {
+                    let key = (
+                        jobs[i].job_type.clone(),
+                        jobs[i].unique_key.clone().unwrap_or_default(),
+                    );
+                    match holders.get(&key) {
+                        Some(holder) => {
+                            answers[i] = Some(Inserted::Existing(Box::new(holder.clone())));
+                            false
+                        }
+                        None => true,
+                    }
+                })
+                .collect();
+            if pending.is_empty() {
+                return Ok(answers.into_iter().flatten().collect());
+            }
+        }
+        Err(StorageError::transient(format!(
+            "could not store job {}: its unique key was held by an active job that kept \
+             finishing before it could be read",
+            jobs[pending[0]].id
+        )))
+    }
+
+    /// Inserts the rows; the ids stored (the others' keys are held).
+    async fn insert_rows(
+        &self,
+        connection: &mut PgConnection,
+        jobs: &[&Job],
+    ) -> Result<HashSet<Uuid>, StorageError> {
+        let rows = bind_columns(sqlx::query(&self.insert), jobs)
+            .fetch_all(connection)
+            .await
+            .map_err(|error| {
+                let conflict = crate::error::kind_of(&error) == StorageErrorKind::Conflict;
+                let what = if conflict {
+                    "could not store the jobs: one of their ids is stored already"
+                } else {
+                    "could not store the jobs"
+                };
+                from_sqlx(what, error)
+            })?;
+        rows.iter()
+            .map(|row| row.try_get::<Uuid, _>(0).map_err(crate::error::unreadable))
+            .collect()
+    }
+
+    /// The active jobs holding the keys of `jobs`, by (type, key).
+    async fn holders(
+        &self,
+        connection: &mut PgConnection,
+        jobs: &[&Job],
+    ) -> Result<HashMap<(String, String), Job>, StorageError> {
+        let types: Vec<&str> = jobs.iter().map(|job| job.job_type.as_str()).collect();
+        let keys: Vec<&str> = jobs
+            .iter()
+            .map(|job| job.unique_key.as_deref().unwrap_or_default())
+            .collect();
+        let rows = sqlx::query(&self.holders)
+            .bind(types)
+            .bind(keys)
+            .fetch_all(connection)
+            .await
+            .map_err(storage("could not read the jobs holding the unique keys"))?;
+        let mut holders = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let job = job_from_row(&row)?;
+            if let Some(key) = job.unique_key.clone() {
+                holders.insert((job.job_type.clone(), key), job);
+            }
+        }
+        Ok(holders)
+    }
+}
+
+/// The event of `job`'s submit.
+pub(crate) fn submitted(job: &Job) -> JobEvent {
+    JobEvent::Submitted {
+        id: job.id,
+        job_type: job.job_type.clone(),
+    }
+}
+
+/// Binds the columns of new jobs as `insert` takes them, `$1` to `$10`, one array each.
+fn bind_columns<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    jobs: &[&'q Job],
+) -> Query<'q, Postgres, PgArguments> {
+    let ids: Vec<Uuid> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
+    let types: Vec<&str> = jobs.iter().map(|job| job.job_type.as_str()).collect();
+    let payloads: Vec<Json<&serde_json::Value>> =
+        jobs.iter().map(|job| Json(&job.payload)).collect();
+    let created: Vec<i64> = jobs.iter().map(|j| j.created_at.as_unix_micros()).collect();
+    let run_at: Vec<i64> = jobs.iter().map(|j| j.run_at.as_unix_micros()).collect();
+    let priorities: Vec<i16> = jobs.iter().map(|job| job.priority).collect();
+    let max_attempts: Vec<i32> = jobs.iter().map(|job| max_attempts_column(job)).collect();
+    let timeouts: Vec<Option<i64>> = jobs.iter().map(|job| timeout_column(job)).collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|job| job.unique_key.as_deref()).collect();
+    let queues: Vec<&str> = jobs.iter().map(|job| job.queue.as_str()).collect();
+    query
+        .bind(ids)
+        .bind(types)
+        .bind(payloads)
+        .bind(created)
+        .bind(run_at)
+        .bind(priorities)
+        .bind(max_attempts)
+        .bind(timeouts)
+        .bind(keys)
+        .bind(queues)
+}

@@ -1,0 +1,252 @@
+//! Reads and the small single-job writes: get, list, result, counts, prune, progress and
+//! cancel requests.
+
+use jobs_core::{
+    CancelOutcome, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, Progress, ProgressAck,
+    StorageError, Timestamp,
+};
+use serde_json::Value;
+use sqlx::postgres::PgPool;
+use sqlx::types::Json;
+use sqlx::Row;
+
+use crate::checks::without_nul;
+use crate::error::{storage, unreadable};
+use crate::rows::{at_micros, attempt_param, job_from_row, status, COLUMNS};
+
+/// The read statements of one schema.
+pub(crate) struct Reads {
+    get: String,
+    list_prefix: String,
+    result: String,
+    counts: String,
+    prune: String,
+    progress: String,
+    cancel: String,
+}
+
+impl Reads {
+    pub(crate) fn new(schema: &str) -> Self {
+        let jobs = format!("{schema}.jobs");
+        let results = format!("{schema}.job_results");
+        let before = at_micros("$1::int8");
+        Self {
+            get: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1"),
+            list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
+            // A `null` result is not stored: a succeeded job without a row has that result.
+            result: format!(
+                "SELECT coalesce(r.result, 'null'::jsonb) FROM {jobs} j
+                 LEFT JOIN {results} r ON r.job_id = j.id
+                 WHERE j.id = $1 AND j.status = 'Succeeded'"
+            ),
+            counts: format!(
+                "SELECT job_type, status, count(*) FROM {jobs} GROUP BY job_type, status"
+            ),
+            // Up to $2 jobs that finished before $1 (µs), oldest first (`jobs_finished`);
+            // their results go with them (ON DELETE CASCADE).
+            prune: format!(
+                "WITH doomed AS MATERIALIZED (
+                     SELECT id FROM {jobs}
+                     WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < {before}
+                     ORDER BY finished_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED)
+                 DELETE FROM {jobs} WHERE id IN (SELECT id FROM doomed)"
+            ),
+            progress: format!(
+                "UPDATE {jobs} SET progress_percent = $3, progress_message = $4
+                 WHERE id = $1 AND status = 'Running' AND attempt = $2
+                 RETURNING cancel_requested"
+            ),
+            // One statement, one row lock: a queued job is canceled, a running one gets its
+            // flag (once: a job flagged already is not written again).
+            cancel: format!(
+                "UPDATE {jobs} SET
+                     status = CASE WHEN status = 'Queued' THEN 'Canceled' ELSE status END,
+                     finished_at = CASE WHEN status = 'Queued' THEN now() ELSE finished_at END,
+                     cancel_requested = cancel_requested OR status = 'Running'
+                 WHERE id = $1
+                   AND (status = 'Queued' OR (status = 'Running' AND NOT cancel_requested))
+                 RETURNING {COLUMNS}"
+            ),
+        }
+    }
+
+    pub(crate) async fn get(&self, pool: &PgPool, id: JobId) -> Result<Option<Job>, StorageError> {
+        sqlx::query(&self.get)
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await
+            .map_err(storage("could not read the job"))?
+            .map(|row| job_from_row(&row))
+            .transpose()
+    }
+
+    pub(crate) async fn list(
+        &self,
+        pool: &PgPool,
+        query: JobQuery,
+    ) -> Result<JobPage, StorageError> {
+        let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if query.status.is_some() {
+            conditions.push(format!("status = ${}", next()));
+        }
+        if query.job_type.is_some() {
+            conditions.push(format!("job_type = ${}", next()));
+        }
+        if query.cursor.is_some() {
+            conditions.push(format!("id < ${}", next()));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "{}{filter} ORDER BY id DESC LIMIT {}",
+            self.list_prefix,
+            limit + 1
+        );
+        let mut statement = sqlx::query(&sql);
+        if let Some(status) = query.status {
+            statement = statement.bind(status.as_str());
+        }
+        if let Some(job_type) = &query.job_type {
+            statement = statement.bind(job_type);
+        }
+        if let Some(cursor) = query.cursor {
+            statement = statement.bind(*cursor.as_uuid());
+        }
+        let rows = statement
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not list jobs"))?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next_cursor = if more {
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        Ok(JobPage::new(jobs, next_cursor))
+    }
+
+    pub(crate) async fn get_result(
+        &self,
+        pool: &PgPool,
+        id: JobId,
+    ) -> Result<Option<Value>, StorageError> {
+        let row = sqlx::query(&self.result)
+            .bind(id.as_uuid())
+            .fetch_optional(pool)
+            .await
+            .map_err(storage("could not read the result"))?;
+        row.map(|row| row.try_get::<Json<Value>, _>(0).map(|json| json.0))
+            .transpose()
+            .map_err(unreadable)
+    }
+
+    pub(crate) async fn count_jobs(&self, pool: &PgPool) -> Result<Vec<JobCount>, StorageError> {
+        let rows = sqlx::query(&self.counts)
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not count jobs"))?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let job_type: String = row.try_get(0).map_err(unreadable)?;
+            let status = status(row.try_get(1).map_err(unreadable)?)?;
+            let count: i64 = row.try_get(2).map_err(unreadable)?;
+            counts.push(JobCount::new(job_type, status, count.max(0) as u64));
+        }
+        counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
+        Ok(counts)
+    }
+
+    pub(crate) async fn prune_finished(
+        &self,
+        pool: &PgPool,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<u64, StorageError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let done = sqlx::query(&self.prune)
+            .bind(before.as_unix_micros())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .execute(pool)
+            .await
+            .map_err(storage("could not delete finished jobs"))?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn update_progress(
+        &self,
+        pool: &PgPool,
+        id: JobId,
+        attempt: u32,
+        progress: Progress,
+    ) -> Result<ProgressAck, StorageError> {
+        let row = sqlx::query(&self.progress)
+            .bind(id.as_uuid())
+            .bind(attempt_param(attempt))
+            .bind(i16::from(progress.percent.min(100)))
+            .bind(without_nul(&progress.message))
+            .fetch_optional(pool)
+            .await
+            .map_err(storage("could not store progress"))?;
+        Ok(match row {
+            Some(row) => ProgressAck::Stored {
+                cancel_requested: row.try_get(0).map_err(unreadable)?,
+            },
+            None => ProgressAck::NotRunning,
+        })
+    }
+
+    /// Cancels a queued job or flags a running one, in one statement; when it changes
+    /// nothing, the job is read to say why.
+    pub(crate) async fn request_cancel(
+        &self,
+        pool: &PgPool,
+        id: JobId,
+    ) -> Result<CancelOutcome, StorageError> {
+        let failed = "could not cancel the job";
+        // A job read as queued right after the update missed it was stored in between:
+        // try again.
+        for _ in 0..3 {
+            let changed = sqlx::query(&self.cancel)
+                .bind(id.as_uuid())
+                .fetch_optional(pool)
+                .await
+                .map_err(storage(failed))?;
+            if let Some(row) = changed {
+                let job = job_from_row(&row)?;
+                return Ok(match job.status {
+                    JobStatus::Running => CancelOutcome::Requested(job),
+                    _ => CancelOutcome::CanceledQueued(job),
+                });
+            }
+            let Some(job) = self.get(pool, id).await? else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            match job.status {
+                JobStatus::Queued => continue,
+                // Flagged already.
+                JobStatus::Running => return Ok(CancelOutcome::Requested(job)),
+                status => return Ok(CancelOutcome::AlreadyFinished(status)),
+            }
+        }
+        Err(StorageError::transient(format!(
+            "{failed}: job {id} kept changing while it was being canceled"
+        )))
+    }
+}

@@ -1,0 +1,194 @@
+//! The one submit path: submissions and periodic ticks are checked the same way, stored
+//! with one store call, and announced from what the store answered.
+
+use jobs_core::{Inserted, Job, JobEvent, JobPolicy, SubmitError, SubmitOptions, Timestamp};
+use serde_json::Value;
+
+use super::Inner;
+
+/// Stores `jobs` (checked already) and announces those stored. Answers, per job, the job as
+/// stored, or the active job that holds its unique key.
+pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, SubmitError> {
+    if inner.intake.is_cancelled() {
+        return Err(SubmitError::ShutDown);
+    }
+    let limit = inner.store.max_payload_bytes();
+    for job in &jobs {
+        check_payload_size(job, limit)?;
+        if job.unique_key.is_some() && !inner.store.supports_unique_keys() {
+            return Err(SubmitError::InvalidOptions {
+                job_type: job.job_type.clone(),
+                reason: "this store does not support unique keys".to_owned(),
+            });
+        }
+    }
+    let answers = inner.store.insert_many(jobs.clone()).await?;
+    let mut events = Vec::with_capacity(jobs.len());
+    let stored: Vec<Job> = jobs
+        .into_iter()
+        .zip(answers)
+        .map(|(job, answer)| match answer {
+            Inserted::Existing(holder) => *holder,
+            _ => {
+                events.push(JobEvent::Submitted {
+                    id: job.id,
+                    job_type: job.job_type.clone(),
+                });
+                if let Some(lane) = inner.lanes.get(job.queue.as_str()) {
+                    lane.wake();
+                }
+                job
+            }
+        })
+        .collect();
+    inner.announce(events).await;
+    Ok(stored)
+}
+
+/// Stores the job of tick `tick` of `schedule`, once across every engine on the store.
+pub(crate) async fn insert_tick(
+    inner: &Inner,
+    mut job: Job,
+    schedule: &str,
+    tick: Timestamp,
+) -> Result<bool, SubmitError> {
+    let Some(ticks) = inner.store.ticks() else {
+        return Err(SubmitError::InvalidOptions {
+            job_type: job.job_type,
+            reason: "this store does not record periodic ticks".to_owned(),
+        });
+    };
+    check_payload_size(&job, inner.store.max_payload_bytes())?;
+    // Due at its tick, which also tells which tick it belongs to.
+    job.run_at = tick;
+    let (id, job_type, queue) = (job.id, job.job_type.clone(), job.queue.clone());
+    if !ticks.insert_tick(job, schedule, tick).await? {
+        return Ok(false);
+    }
+    if let Some(lane) = inner.lanes.get(queue.as_str()) {
+        lane.wake();
+    }
+    inner
+        .announce(vec![JobEvent::Submitted { id, job_type }])
+        .await;
+    Ok(true)
+}
+
+/// Checks a submission and builds its `Queued` job with the type's policy and `options`.
+pub(crate) fn prepare(
+    inner: &Inner,
+    job_type: &str,
+    payload: Value,
+    options: &SubmitOptions,
+) -> Result<Job, SubmitError> {
+    let Some(entry) = inner.catalog.get(job_type) else {
+        return Err(SubmitError::UnknownJobType {
+            job_type: job_type.to_owned(),
+            known: inner.catalog.job_types(),
+        });
+    };
+    entry
+        .executor()
+        .validate(&payload)
+        .map_err(|error| SubmitError::InvalidPayload {
+            job_type: job_type.to_owned(),
+            reason: error.message().to_owned(),
+        })?;
+    let job = with_policy(
+        Job::new(job_type, payload),
+        entry.executor().policy(),
+        options,
+    )?;
+    check_payload_size(&job, inner.store.max_payload_bytes())?;
+    Ok(job)
+}
+
+/// The most retries a job may have.
+const MAX_RETRIES: u32 = 10_000;
+
+/// The latest start a job may ask for: the end of the year 9999.
+const LATEST_RUN_AT: Timestamp = Timestamp::from_unix_micros(253_402_300_799_999_999);
+
+/// The job with its type's policy and the submission's options applied: the one place
+/// where type defaults and submission overrides meet. A new run option is added to
+/// `JobPolicy` and `SubmitOptions`, merged here, and used by the engine.
+pub(crate) fn with_policy(
+    mut job: Job,
+    policy: JobPolicy,
+    options: &SubmitOptions,
+) -> Result<Job, SubmitError> {
+    let invalid = |reason: &str| SubmitError::InvalidOptions {
+        job_type: job.job_type.clone(),
+        reason: reason.to_owned(),
+    };
+    let timeout = options.timeout.or(policy.timeout);
+    if timeout.is_some_and(|timeout| timeout.is_zero()) {
+        return Err(invalid("the timeout must be longer than zero"));
+    }
+    let retries = options.retries.unwrap_or(policy.retries);
+    if retries > MAX_RETRIES {
+        return Err(invalid("at most 10,000 retries"));
+    }
+    job.max_attempts = retries
+        .checked_add(1)
+        .ok_or_else(|| invalid("too many retries"))?;
+    job.priority = options.priority.unwrap_or(policy.priority);
+    if let Some(queue) = options.queue.as_deref().or(policy.queue) {
+        if !jobs_core::valid_queue_name(queue) {
+            return Err(invalid(
+                "a queue name is 1 to 64 letters, digits, `_`, `-` or `.`",
+            ));
+        }
+        job.queue = queue.to_owned();
+    }
+    if let Some(key) = &options.unique_key {
+        if key.is_empty() || key.len() > 255 {
+            return Err(invalid("the unique key must be 1 to 255 bytes long"));
+        }
+        job.unique_key = Some(key.clone());
+    }
+    job.timeout_ms = timeout.map(|timeout| timeout.as_millis().max(1) as u64);
+    match (options.run_at, options.delay) {
+        (Some(_), Some(_)) => return Err(invalid("give a run_at or a delay, not both")),
+        (Some(run_at), None) => job.run_at = run_at.max(job.created_at),
+        (None, Some(delay)) => {
+            let micros = i64::try_from(delay.as_micros()).unwrap_or(i64::MAX);
+            job.run_at =
+                Timestamp::from_unix_micros(job.created_at.as_unix_micros().saturating_add(micros));
+        }
+        (None, None) => {}
+    }
+    if job.run_at > LATEST_RUN_AT {
+        return Err(invalid("the start is after the year 9999"));
+    }
+    Ok(job)
+}
+
+/// Refuses a payload whose compact JSON is longer than `limit`, stopping the count as soon
+/// as the limit is passed.
+pub(crate) fn check_payload_size(job: &Job, limit: Option<usize>) -> Result<(), SubmitError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    struct Counter {
+        left: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(buf.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { left: limit }, &job.payload).map_err(|_| {
+        SubmitError::PayloadTooLarge {
+            job_type: job.job_type.clone(),
+            limit,
+        }
+    })
+}

@@ -1,0 +1,592 @@
+//! The in-memory store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use jobs_core::{
+    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, EventBus,
+    ExpiredLease, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, JobStore, Lease,
+    Notifications, Outcome, PeriodicTicks, Progress, ProgressAck, Renewal, StorageError,
+    StorageErrorKind, Timestamp,
+};
+use serde_json::Value;
+
+use super::lanes::Lanes;
+use crate::id_hash::IdMap;
+
+/// Jobs, their queues and their results in this process's memory.
+///
+/// The default store. Every call takes one short lock that is never held across an
+/// `.await`, and batch calls (claims, completions, renewals) take it once for the whole
+/// batch; status changes go through [`Job::start`] and [`Job::finish`], the shared rule.
+/// Nothing survives the process: use a durable store when jobs must outlive it.
+///
+/// Several [`Jobs`](crate::Jobs) services can share one store by passing the same `Arc`
+/// to their builders; they then see each other's jobs, events and cancels.
+pub struct InMemoryStore {
+    state: Mutex<State>,
+    bus: EventBus,
+}
+
+#[derive(Default)]
+struct State {
+    // Every job with its result, in the order stored; `index` finds one by id.
+    entries: Vec<Entry>,
+    index: IdMap<u32>,
+    // Ids in order, which is time order (UUID v7): listing newest first is a reverse range.
+    order: BTreeSet<JobId>,
+    // Jobs per status, indexed like `JobStatus::ALL`, kept up to date on every change.
+    counts: [usize; JobStatus::ALL.len()],
+    // The same per job type; an entry keeps the slot of its type, so a change updates
+    // these without hashing the type's name.
+    types: Vec<(String, [usize; JobStatus::ALL.len()])>,
+    type_slots: HashMap<String, u32>,
+    // The unique keys of `Queued` and `Running` jobs, by job type and key.
+    unique: HashMap<(String, String), JobId>,
+    // The latest tick of each periodic schedule that got its job.
+    ticks: HashMap<String, Timestamp>,
+    // The queued ids of each named queue.
+    lanes: Lanes,
+    // The holders that ever claimed here; entries keep an index into it.
+    holders: Vec<String>,
+    // The running jobs, for the rescuer's look at expired leases.
+    running: IdMap<()>,
+}
+
+struct Entry {
+    job: Job,
+    // Stored apart from the job's metadata: only `get_result` reads it.
+    result: Option<Value>,
+    type_slot: u32,
+    // While running: who holds it (an index into `holders`) and until when.
+    holder: u32,
+    lease_until: Option<Instant>,
+}
+
+fn slot(status: JobStatus) -> usize {
+    JobStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is in ALL")
+}
+
+impl State {
+    fn get(&self, id: &JobId) -> Option<&Entry> {
+        self.index.get(id).map(|at| &self.entries[*at as usize])
+    }
+
+    fn get_mut(&mut self, id: &JobId) -> Option<&mut Entry> {
+        self.index.get(id).map(|at| &mut self.entries[*at as usize])
+    }
+
+    /// The slot of `job_type`, made on first sight.
+    fn type_slot(&mut self, job_type: &str) -> u32 {
+        // Jobs come in runs of one type: try the newest entry's type before hashing.
+        if let Some(last) = self.entries.last() {
+            if self.types[last.type_slot as usize].0 == job_type {
+                return last.type_slot;
+            }
+        }
+        if let Some(slot) = self.type_slots.get(job_type) {
+            return *slot;
+        }
+        let slot = self.types.len() as u32;
+        self.types
+            .push((job_type.to_owned(), [0; JobStatus::ALL.len()]));
+        self.type_slots.insert(job_type.to_owned(), slot);
+        slot
+    }
+
+    /// The index of `holder`, made on first sight.
+    fn holder_slot(&mut self, holder: &str) -> u32 {
+        match self.holders.iter().position(|known| known == holder) {
+            Some(at) => at as u32,
+            None => {
+                self.holders.push(holder.to_owned());
+                (self.holders.len() - 1) as u32
+            }
+        }
+    }
+
+    fn holder_index(&self, holder: &str) -> Option<u32> {
+        self.holders
+            .iter()
+            .position(|known| known == holder)
+            .map(|at| at as u32)
+    }
+
+    /// The active job of `job_type` holding `key`, if any.
+    fn holder_of_key(&self, job_type: &str, key: &str) -> Option<&Job> {
+        let id = self.unique.get(&(job_type.to_owned(), key.to_owned()))?;
+        self.get(id)
+            .map(|entry| &entry.job)
+            .filter(|job| !job.status.is_terminal())
+    }
+
+    /// Frees the unique key of a job that has just finished.
+    fn release_key(&mut self, at: usize) {
+        let job = &self.entries[at].job;
+        if let Some(key) = &job.unique_key {
+            let key = (job.job_type.clone(), key.clone());
+            if job.status.is_terminal() && self.unique.get(&key) == Some(&job.id) {
+                self.unique.remove(&key);
+            }
+        }
+    }
+
+    /// Deletes a finished job, moving the last entry into its place.
+    fn remove(&mut self, id: &JobId) {
+        let Some(at) = self.index.remove(id) else {
+            return;
+        };
+        let entry = self.entries.swap_remove(at as usize);
+        if let Some(moved) = self.entries.get(at as usize) {
+            self.index.insert(moved.job.id, at);
+        }
+        self.order.remove(id);
+        self.counts[slot(entry.job.status)] -= 1;
+        self.types[entry.type_slot as usize].1[slot(entry.job.status)] -= 1;
+    }
+
+    fn moved(&mut self, type_slot: u32, from: JobStatus, to: JobStatus) {
+        if from == to {
+            return;
+        }
+        self.counts[slot(from)] -= 1;
+        self.counts[slot(to)] += 1;
+        let counts = &mut self.types[type_slot as usize].1;
+        counts[slot(from)] -= 1;
+        counts[slot(to)] += 1;
+    }
+
+    fn insert(&mut self, jobs: Vec<Job>) -> Result<Vec<Inserted>, StorageError> {
+        // Check the whole batch first: a refused batch stores nothing.
+        let mut ids = IdMap::default();
+        for job in &jobs {
+            if self.index.contains_key(&job.id) || ids.insert(job.id, ()).is_some() {
+                return Err(StorageError::of_kind(
+                    StorageErrorKind::Conflict,
+                    format!("a job with id {} is already stored", job.id),
+                ));
+            }
+        }
+        u32::try_from(self.entries.len() + jobs.len()).map_err(|_| {
+            StorageError::of_kind(
+                StorageErrorKind::InvalidInput,
+                "the in-memory store is full",
+            )
+        })?;
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Some(key) = &job.unique_key {
+                if let Some(holder) = self.holder_of_key(&job.job_type, key) {
+                    answers.push(Inserted::Existing(Box::new(holder.clone())));
+                    continue;
+                }
+                self.unique
+                    .insert((job.job_type.clone(), key.clone()), job.id);
+            }
+            let at = self.entries.len() as u32;
+            self.index.insert(job.id, at);
+            let type_slot = self.type_slot(&job.job_type);
+            self.counts[slot(job.status)] += 1;
+            self.types[type_slot as usize].1[slot(job.status)] += 1;
+            self.order.insert(job.id);
+            self.lanes.push(&job);
+            self.entries.push(Entry {
+                job,
+                result: None,
+                type_slot,
+                holder: 0,
+                lease_until: None,
+            });
+            answers.push(Inserted::Stored);
+        }
+        Ok(answers)
+    }
+
+    fn claim(&mut self, request: &ClaimRequest<'_>) -> Vec<ClaimedJob> {
+        let holder = self.holder_slot(request.holder);
+        let until = Instant::now() + request.lease;
+        let mut claimed = Vec::with_capacity(request.limit.min(1_024));
+        while claimed.len() < request.limit {
+            let Ok(id) = self.lanes.pop(request.queue) else {
+                break;
+            };
+            let Some(&at) = self.index.get(&id) else {
+                continue; // pruned meanwhile
+            };
+            let entry = &mut self.entries[at as usize];
+            // A canceled job leaves its id behind; it is skipped here.
+            if entry.job.start().is_err() {
+                continue;
+            }
+            entry.holder = holder;
+            entry.lease_until = Some(until);
+            claimed.push(ClaimedJob::of(&entry.job));
+            let type_slot = entry.type_slot;
+            self.moved(type_slot, JobStatus::Queued, JobStatus::Running);
+            self.running.insert(id, ());
+        }
+        claimed
+    }
+
+    fn complete(&mut self, holder: &str, completions: &[Completion]) -> Vec<Completed> {
+        let Some(holder) = self.holder_index(holder) else {
+            return vec![Completed::NotHeld; completions.len()];
+        };
+        completions
+            .iter()
+            .map(|completion| self.complete_one(holder, completion))
+            .collect()
+    }
+
+    fn complete_one(&mut self, holder: u32, completion: &Completion) -> Completed {
+        let Some(&at) = self.index.get(&completion.id) else {
+            return Completed::NotHeld;
+        };
+        let entry = &mut self.entries[at as usize];
+        if entry.holder != holder || entry.job.status != JobStatus::Running {
+            return Completed::NotHeld;
+        }
+        let Ok(status) = entry.job.finish(completion.attempt, &completion.outcome) else {
+            return Completed::NotHeld;
+        };
+        if let Outcome::Succeeded { result } = &completion.outcome {
+            // `null` is what `get_result` answers for a succeeded job without one.
+            if !result.is_null() {
+                entry.result = Some(result.clone());
+            }
+        }
+        entry.lease_until = None;
+        let type_slot = entry.type_slot;
+        if status == JobStatus::Queued {
+            // Borrow dance: the lanes want the job, which lives in `entries`.
+            let job = &self.entries[at as usize].job;
+            self.lanes.push(job);
+        }
+        self.moved(type_slot, JobStatus::Running, status);
+        self.release_key(at as usize);
+        self.running.remove(&completion.id);
+        Completed::Applied(status)
+    }
+
+    fn renew(&mut self, holder: &str, leases: &[Lease], lease: Duration) -> Vec<Renewal> {
+        let now = Instant::now();
+        let holder = self.holder_index(holder);
+        leases
+            .iter()
+            .map(|held| {
+                let entry = match (holder, self.get_mut(&held.id)) {
+                    (Some(holder), Some(entry)) if entry.holder == holder => entry,
+                    _ => return Renewal::Lost,
+                };
+                let live = entry.job.status == JobStatus::Running
+                    && entry.job.attempt == held.attempt
+                    && entry.lease_until.is_some_and(|until| until > now);
+                if !live {
+                    return Renewal::Lost;
+                }
+                entry.lease_until = Some(now + lease);
+                Renewal::Held {
+                    cancel_requested: entry.job.cancel_requested,
+                }
+            })
+            .collect()
+    }
+
+    fn expired(&self, limit: usize) -> Vec<ExpiredLease> {
+        let now = Instant::now();
+        let mut expired: Vec<(Instant, ExpiredLease)> = self
+            .running
+            .keys()
+            .filter_map(|id| self.get(id))
+            .filter_map(|entry| {
+                let until = entry.lease_until?;
+                (until <= now).then(|| {
+                    let holder = self.holders[entry.holder as usize].clone();
+                    (until, ExpiredLease::of(&entry.job, holder))
+                })
+            })
+            .collect();
+        expired.sort_by_key(|(until, _)| *until);
+        expired.truncate(limit);
+        expired.into_iter().map(|(_, lease)| lease).collect()
+    }
+
+    fn request_cancel(&mut self, id: JobId) -> CancelOutcome {
+        let Some(&at) = self.index.get(&id) else {
+            return CancelOutcome::NotFound;
+        };
+        let entry = &mut self.entries[at as usize];
+        let type_slot = entry.type_slot;
+        match entry.job.status {
+            JobStatus::Queued => {
+                if entry.job.cancel_queued().is_err() {
+                    return CancelOutcome::AlreadyFinished(entry.job.status);
+                }
+                let job = entry.job.clone();
+                self.moved(type_slot, JobStatus::Queued, JobStatus::Canceled);
+                self.release_key(at as usize);
+                CancelOutcome::CanceledQueued(job)
+            }
+            JobStatus::Running => {
+                entry.job.cancel_requested = true;
+                CancelOutcome::Requested(entry.job.clone())
+            }
+            status => CancelOutcome::AlreadyFinished(status),
+        }
+    }
+
+    fn list(&self, query: &JobQuery) -> JobPage {
+        let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
+        let range = match query.cursor {
+            Some(cursor) => self.order.range(..cursor),
+            None => self.order.range(..),
+        };
+        let mut jobs: Vec<Job> = Vec::with_capacity(limit.min(64));
+        let mut more = false;
+        for job in range
+            .rev()
+            .filter_map(|id| self.get(id).map(|entry| &entry.job))
+            .filter(|job| query.matches(job))
+        {
+            if jobs.len() == limit {
+                more = true;
+                break;
+            }
+            jobs.push(job.clone());
+        }
+        let next_cursor = if more {
+            jobs.last().map(|job| job.id)
+        } else {
+            None
+        };
+        JobPage::new(jobs, next_cursor)
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::with_event_capacity(EventBus::DEFAULT_CAPACITY)
+    }
+
+    /// An empty store whose event subscribers may fall `capacity` events behind.
+    pub fn with_event_capacity(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            bus: EventBus::new(capacity),
+        }
+    }
+
+    /// How many stored jobs are in `status`, counted as jobs change (no scan).
+    pub fn count(&self, status: JobStatus) -> usize {
+        self.lock().counts[slot(status)]
+    }
+
+    /// How many jobs are stored.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no job is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many ids wait in the queues (due or scheduled; canceled jobs' ids leave at the
+    /// next claim that reaches them).
+    pub fn queued_ids(&self) -> usize {
+        self.lock().lanes.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a job half-updated (every update is
+        // a few field writes after all checks), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStore")
+            .field("jobs", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer that is ready at once.
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl JobStore for InMemoryStore {
+    fn insert_many(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<Inserted>, StorageError>> {
+        ready(self.lock().insert(jobs))
+    }
+
+    fn supports_unique_keys(&self) -> bool {
+        true
+    }
+
+    fn claim<'a>(
+        &'a self,
+        request: ClaimRequest<'a>,
+    ) -> BoxFuture<'a, Result<Vec<ClaimedJob>, StorageError>> {
+        ready(Ok(self.lock().claim(&request)))
+    }
+
+    fn next_due<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Duration>, StorageError>> {
+        ready(Ok(self.lock().lanes.next_due(queue)))
+    }
+
+    fn complete_many<'a>(
+        &'a self,
+        holder: &'a str,
+        completions: &'a [Completion],
+    ) -> BoxFuture<'a, Result<Vec<Completed>, StorageError>> {
+        ready(Ok(self.lock().complete(holder, completions)))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        holder: &'a str,
+        leases: &'a [Lease],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Renewal>, StorageError>> {
+        ready(Ok(self.lock().renew(holder, leases, lease)))
+    }
+
+    fn expired(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ExpiredLease>, StorageError>> {
+        ready(Ok(self.lock().expired(limit)))
+    }
+
+    fn update_progress(
+        &self,
+        id: JobId,
+        attempt: u32,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<ProgressAck, StorageError>> {
+        let mut state = self.lock();
+        let ack = match state.get_mut(&id).map(|entry| &mut entry.job) {
+            Some(job) if job.status == JobStatus::Running && job.attempt == attempt => {
+                job.progress = Some(progress);
+                ProgressAck::Stored {
+                    cancel_requested: job.cancel_requested,
+                }
+            }
+            _ => ProgressAck::NotRunning,
+        };
+        ready(Ok(ack))
+    }
+
+    fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
+        ready(Ok(self.lock().request_cancel(id)))
+    }
+
+    fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
+        ready(Ok(self.lock().get(&id).map(|entry| entry.job.clone())))
+    }
+
+    fn list(&self, query: JobQuery) -> BoxFuture<'_, Result<JobPage, StorageError>> {
+        ready(Ok(self.lock().list(&query)))
+    }
+
+    fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>> {
+        let state = self.lock();
+        let result = match state.get(&id) {
+            Some(entry) if entry.job.status == JobStatus::Succeeded => {
+                Some(entry.result.clone().unwrap_or(Value::Null))
+            }
+            _ => None,
+        };
+        ready(Ok(result))
+    }
+
+    fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        let state = self.lock();
+        let mut counts: Vec<JobCount> = state
+            .types
+            .iter()
+            .flat_map(|(job_type, counts)| {
+                JobStatus::ALL
+                    .into_iter()
+                    .zip(counts.iter())
+                    .filter(|(_, count)| **count > 0)
+                    .map(|(status, count)| JobCount::new(job_type.clone(), status, *count as u64))
+            })
+            .collect();
+        drop(state);
+        counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
+        ready(Ok(counts))
+    }
+
+    fn prune_finished(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let mut state = self.lock();
+        // Ids are in submit order and a job finishes after it is submitted: only jobs
+        // submitted before `before` can qualify.
+        let doomed: Vec<JobId> = state
+            .order
+            .iter()
+            .filter_map(|id| state.get(id))
+            .take_while(|entry| entry.job.created_at < before)
+            .filter(|entry| entry.job.finished_at.is_some_and(|at| at < before))
+            .filter(|entry| entry.job.status.is_terminal())
+            .map(|entry| entry.job.id)
+            .take(limit)
+            .collect();
+        for id in &doomed {
+            state.remove(id);
+        }
+        ready(Ok(doomed.len() as u64))
+    }
+
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    fn notifications(&self) -> Option<&dyn Notifications> {
+        Some(&self.bus)
+    }
+
+    fn ticks(&self) -> Option<&dyn PeriodicTicks> {
+        Some(self)
+    }
+}
+
+impl PeriodicTicks for InMemoryStore {
+    fn insert_tick<'a>(
+        &'a self,
+        job: Job,
+        schedule: &'a str,
+        tick: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        // The tick is claimed under the lock: only the caller that claims it inserts.
+        let mut state = self.lock();
+        if state.ticks.get(schedule).is_some_and(|last| *last >= tick) {
+            return ready(Ok(false));
+        }
+        let stored = state
+            .insert(vec![job])
+            .map(|answers| matches!(answers.first(), Some(Inserted::Stored)));
+        if let Ok(true) = stored {
+            state.ticks.insert(schedule.to_owned(), tick);
+        }
+        ready(stored)
+    }
+}

@@ -1,0 +1,299 @@
+//! The engine's pipeline under faults, on every store, driven through the fault-injecting
+//! wrapper of the conformance suite: a lost lease stops its attempt at once (also in a
+//! process that was starved past it), a newer attempt never runs beside an older one that
+//! will not stop, a failed final write is retried rather than dropped, and jobs claimed
+//! ahead go back to the queue when a service is dropped.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{finished, wait_for_progress, Env};
+use jobs::conformance::FaultyStore;
+use jobs::prelude::*;
+use serde_json::json;
+
+/// What attempts of the `Frozen` jobs saw, by run key.
+static SEEN: Mutex<Vec<(String, u32, &'static str, Instant)>> = Mutex::new(Vec::new());
+
+fn seen(run: &str) -> Vec<(u32, &'static str, Instant)> {
+    SEEN.lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, ..)| r == run)
+        .map(|(_, attempt, what, at)| (*attempt, *what, *at))
+        .collect()
+}
+
+fn record(run: &str, attempt: u32, what: &'static str) {
+    SEEN.lock()
+        .unwrap()
+        .push((run.to_owned(), attempt, what, Instant::now()));
+}
+
+/// Attempt 1 blocks its thread for `block_ms` (a process paused or starved past its
+/// lease), then records whether it has been told to stop and returns a stale result.
+/// Later attempts return at once.
+#[job_executor("Frozen")]
+async fn frozen(args: serde_json::Value, ctx: JobContext) -> Result<String, JobError> {
+    let run = args["run"].as_str().unwrap_or_default().to_owned();
+    record(&run, ctx.attempt(), "start");
+    if ctx.attempt() == 1 {
+        ctx.report_progress(1, "about to freeze");
+        std::thread::sleep(Duration::from_millis(
+            args["block_ms"].as_u64().unwrap_or(0),
+        ));
+        record(
+            &run,
+            1,
+            if ctx.is_cancelled() {
+                "told to stop"
+            } else {
+                "not told"
+            },
+        );
+        record(&run, 1, "end");
+        return Ok("stale".to_owned());
+    }
+    record(&run, ctx.attempt(), "end");
+    Ok("fresh".to_owned())
+}
+
+/// Attempt 1 ignores its token altogether; later attempts succeed.
+#[job_executor("Deaf")]
+async fn deaf(ctx: JobContext) -> Result<u32, JobError> {
+    if ctx.attempt() == 1 {
+        ctx.report_progress(1, "not listening");
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+    }
+    Ok(ctx.attempt())
+}
+
+static ONCE_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[job_executor("RunsOnce")]
+async fn runs_once() -> Result<&'static str, JobError> {
+    ONCE_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok("done")
+}
+
+static HOLD: AtomicBool = AtomicBool::new(true);
+
+/// Waits while `HOLD` is set.
+#[job_executor("Held")]
+async fn held(ctx: JobContext) -> Result<(), JobError> {
+    ctx.report_progress(1, "holding");
+    while HOLD.load(Ordering::SeqCst) && !ctx.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+for_each_backend!(
+    a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome,
+    a_newer_attempt_waits_for_an_older_one_that_will_not_stop,
+    a_final_write_that_fails_is_retried_not_dropped,
+    jobs_claimed_ahead_go_back_when_the_service_is_dropped,
+);
+
+/// Defect 2: the renewals fail (an outage) while attempt 1 is frozen past its lease. When
+/// it wakes, `ctx.is_cancelled()` is already true; its result is discarded, and the job
+/// runs again only after attempt 1 has ended.
+async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(env.store()));
+    let jobs = Jobs::builder()
+        .store(faulty.clone())
+        .concurrency(2)
+        .lease(Duration::from_millis(300))
+        .rescue_interval(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(100))
+        .crash_budget(10)
+        .start()
+        .unwrap();
+    let run = JobId::new().to_string();
+    faulty.fail_renewals(true);
+    let job = jobs
+        .submit_job_with("Frozen", json!({ "run": run, "block_ms": 900 }))
+        .await
+        .unwrap();
+    // Attempt 1 wakes after 900 ms, three leases later; renewals work again from then on.
+    common::until(&jobs, "attempt 1 to wake", || {
+        seen(&run)
+            .iter()
+            .any(|(a, what, _)| *a == 1 && *what == "end")
+    })
+    .await;
+    faulty.fail_renewals(false);
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert!(done.attempt >= 2, "{done:?}");
+    assert_eq!(
+        jobs.get_job_result(job.id).await.unwrap(),
+        Some(json!("fresh")),
+        "the stale attempt's result was discarded"
+    );
+    let seen = seen(&run);
+    assert!(
+        seen.iter()
+            .any(|(a, what, _)| *a == 1 && *what == "told to stop"),
+        "attempt 1 was told to stop when it woke: {seen:?}"
+    );
+    let first_end = seen
+        .iter()
+        .find(|(a, what, _)| *a == 1 && *what == "end")
+        .unwrap()
+        .2;
+    let later_start = seen
+        .iter()
+        .filter(|(a, what, _)| *a > 1 && *what == "start")
+        .map(|(_, _, at)| *at)
+        .min()
+        .unwrap();
+    assert!(
+        later_start >= first_end,
+        "the next attempt started only after attempt 1 ended: {seen:?}"
+    );
+    jobs.shutdown().await;
+}
+
+/// Defect 1: attempt 1 ignores its token; its lease is lost and the job is rescued and
+/// claimed again here. The new claim is neither held unrun nor run beside the old one:
+/// the old one is dropped after the grace period and the new one runs.
+async fn a_newer_attempt_waits_for_an_older_one_that_will_not_stop(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(env.store()));
+    let jobs = Jobs::builder()
+        .store(faulty.clone())
+        .concurrency(2)
+        .lease(Duration::from_millis(300))
+        .rescue_interval(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(100))
+        .timeout_grace(Duration::from_millis(200))
+        .crash_budget(10)
+        .start()
+        .unwrap();
+    let job = jobs.submit_job("Deaf").await.unwrap();
+    wait_for_progress(&jobs, job.id).await;
+    faulty.fail_renewals(true);
+    // Attempt 1 loses its lease by the local clock; the store's lease runs out too and
+    // the rescuer queues the job again. Renewals work again for the next attempt.
+    common::until(&jobs, "the job to be rescued", || {
+        futures_now(jobs.get_job(job.id)).is_some_and(|j| j.attempt >= 2 || !j.errors.is_empty())
+    })
+    .await;
+    faulty.fail_renewals(false);
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!(
+        jobs.get_job_result(job.id).await.unwrap(),
+        Some(json!(done.attempt))
+    );
+    assert!(done.attempt >= 2);
+    jobs.shutdown().await;
+}
+
+/// Defect 3: the first writes of a job's success fail (a connection drop): the success is
+/// retried and stored; the job does not run again.
+async fn a_final_write_that_fails_is_retried_not_dropped(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(env.store()));
+    let jobs = Jobs::builder()
+        .store(faulty.clone())
+        .concurrency(1)
+        .start()
+        .unwrap();
+    let before = ONCE_RUNS.load(Ordering::SeqCst);
+    faulty.fail_next_completions(3);
+    let job = jobs.submit_job("RunsOnce").await.unwrap();
+    let done = finished(&jobs, job.id).await;
+    assert_eq!(
+        (done.status, done.attempt),
+        (JobStatus::Succeeded, 1),
+        "{done:?}"
+    );
+    assert!(done.errors.is_empty());
+    assert_eq!(
+        jobs.get_job_result(job.id).await.unwrap(),
+        Some(json!("done"))
+    );
+    assert!(
+        faulty.completion_calls() >= 4,
+        "three failed writes, then the one that stored it"
+    );
+    assert_eq!(ONCE_RUNS.load(Ordering::SeqCst) - before, 1, "it ran once");
+    jobs.shutdown().await;
+}
+
+/// Defect 5: a service dropped without `shutdown` gives back the jobs it claimed ahead
+/// (in every queue, even when a write fails once), so another service runs them at once
+/// rather than after their leases run out.
+async fn jobs_claimed_ahead_go_back_when_the_service_is_dropped(env: Env) {
+    HOLD.store(true, Ordering::SeqCst);
+    let faulty = Arc::new(FaultyStore::new(env.store()));
+    let submitter = env.start(0);
+    let mut ids = Vec::new();
+    for queue in ["default", "side"] {
+        for _ in 0..4 {
+            let options = SubmitOptions::new().queue(queue);
+            let job = submitter
+                .submit_job_with_options("Held", serde_json::Value::Null, &options)
+                .await
+                .unwrap();
+            ids.push(job.id);
+        }
+    }
+    let first = Jobs::builder()
+        .store(faulty.clone())
+        .concurrency(1)
+        .serve_queue("side", 1)
+        .start()
+        .unwrap();
+    common::until(&submitter, "the first service to claim ahead", || {
+        first.prefetched() >= 6
+    })
+    .await;
+    // The first give-back write fails; it is tried again.
+    faulty.fail_next_completions(1);
+    drop(first);
+    common::until(
+        &submitter,
+        "the claimed-ahead jobs to be queued again",
+        || {
+            ids.iter()
+                .filter(|id| {
+                    futures_now(submitter.get_job(**id))
+                        .is_some_and(|j| j.status == JobStatus::Queued)
+                })
+                .count()
+                >= 6
+        },
+    )
+    .await;
+    HOLD.store(false, Ordering::SeqCst);
+    let second = env
+        .another()
+        .await
+        .builder()
+        .concurrency(2)
+        .serve_queue("side", 2)
+        .start()
+        .unwrap();
+    for id in &ids {
+        let done = finished(&second, *id).await;
+        assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+        assert!(done.errors.is_empty(), "no lost lease: {done:?}");
+    }
+    second.shutdown().await;
+    submitter.shutdown().await;
+}
+
+/// The answer of a store call that the in-memory store gives at once; for PostgreSQL it
+/// blocks this thread briefly (a test-only shortcut for checks inside `until`).
+fn futures_now<T>(
+    future: impl std::future::Future<Output = Result<Option<T>, JobsError>>,
+) -> Option<T> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| handle.block_on(future))
+        .ok()
+        .flatten()
+}
