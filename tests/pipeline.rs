@@ -245,6 +245,7 @@ async fn jobs_claimed_ahead_go_back_when_the_service_is_dropped(env: Env) {
     let first = Jobs::builder()
         .store(faulty.clone())
         .concurrency(1)
+        .prefetch(8)
         .serve_queue("side", 1)
         .start()
         .unwrap();

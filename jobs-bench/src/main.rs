@@ -67,6 +67,7 @@ struct Options {
     backend: String,
     processes: usize,
     schema: Option<String>,
+    prefetch: Option<usize>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -81,6 +82,7 @@ fn parse_options() -> Result<Options, String> {
         backend: "memory".to_owned(),
         processes: 1,
         schema: None,
+        prefetch: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -98,6 +100,7 @@ fn parse_options() -> Result<Options, String> {
                 options.backend = value.clone()
             }
             "--schema" => options.schema = Some(value.clone()),
+            "--prefetch" => options.prefetch = Some(number()?.max(1)),
             other => {
                 return Err(format!(
                     "unknown flag or value `{other} {value}`; expected --jobs N, --concurrency C, \
@@ -683,6 +686,12 @@ async fn pg_bulk(options: &Options) -> Result<(), String> {
             std::process::Command::new(&exe)
                 .args(["pg-worker", "--backend", "postgres", "--schema", &schema])
                 .args(["--concurrency", &options.concurrency.to_string()])
+                .args(
+                    options
+                        .prefetch
+                        .map(|n| vec!["--prefetch".to_owned(), n.to_string()])
+                        .unwrap_or_default(),
+                )
                 .spawn()
                 .map_err(|e| format!("could not start a worker process: {e}"))?,
         );
@@ -757,11 +766,13 @@ async fn pg_worker(options: &Options) -> Result<(), String> {
     let backend = PostgresStore::connect_with(&database_url()?, pg_options(schema))
         .await
         .map_err(|e| e.to_string())?;
-    let _jobs = Jobs::builder()
+    let mut builder = Jobs::builder()
         .store(backend)
-        .concurrency(options.concurrency)
-        .start()
-        .map_err(|e| e.to_string())?;
+        .concurrency(options.concurrency);
+    if let Some(prefetch) = options.prefetch {
+        builder = builder.prefetch(prefetch);
+    }
+    let _jobs = builder.start().map_err(|e| e.to_string())?;
     std::future::pending::<()>().await;
     Ok(())
 }

@@ -131,12 +131,13 @@ impl JobsBuilder {
         self
     }
 
-    /// How many jobs each queue claims ahead of its workers, in batches (default: four per
-    /// worker, between 32 and 1,000). Claimed jobs wait `Running` in this service's buffer
-    /// until a worker takes them, and go back to the queue, as if never claimed, when the
-    /// service stops. A larger buffer makes fewer, larger claims; a smaller one leaves
-    /// more jobs for other processes and lets a later job of higher priority overtake
-    /// more of the queue. `1` claims one job at a time.
+    /// How many jobs each queue claims ahead of its workers, in batches. Claimed jobs wait
+    /// `Running` in this service's buffer until a worker takes them, and go back to the
+    /// queue, as if never claimed, when the service stops. Unset (the default), the size
+    /// adapts between twice the queue's workers and 1,000: it doubles while workers wait
+    /// for a claim and halves while claimed jobs wait for workers, so short jobs are
+    /// claimed in large batches (few commits on a database) and long ones are not hoarded
+    /// away from other processes. Set, it is fixed at `jobs`; `1` claims one job at a time.
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Some(jobs.max(1));
         self
@@ -326,24 +327,20 @@ impl JobsBuilder {
         let inner = Arc::new(Inner::new(store, catalog, config, &queues));
         // Subscribe before any worker runs, so that no cancel request can slip by.
         let signals = inner.notifications().signals();
-        let (completions, outcomes) = tokio::sync::mpsc::unbounded_channel();
         let mut workers = Vec::new();
         for lane in inner.lanes.values() {
             for _ in 0..lane.workers {
-                workers.push(runtime.spawn(engine::worker::work(
-                    inner.clone(),
-                    lane.clone(),
-                    completions.clone(),
-                )));
+                workers.push(runtime.spawn(engine::worker::work(inner.clone(), lane.clone())));
             }
         }
-        *inner.completions.lock().expect("not shared yet") = Some(completions);
         *inner.workers.lock().expect("not shared yet") = workers;
-        *inner.completer.lock().expect("not shared yet") =
-            Some(runtime.spawn(engine::completer::run(inner.clone(), outcomes)));
         {
             let mut helpers = inner.helpers.lock().expect("not shared yet");
-            helpers.push(runtime.spawn(engine::listen(inner.clone(), signals)));
+            // An engine without workers holds no job and claims nothing: it has no use
+            // for wake-ups or cancel requests.
+            if !inner.lanes.is_empty() {
+                helpers.push(runtime.spawn(engine::listen(inner.clone(), signals)));
+            }
             helpers.push(runtime.spawn(engine::lease::keep(inner.clone())));
             helpers.push(runtime.spawn(engine::rescuer::run(inner.clone())));
         }

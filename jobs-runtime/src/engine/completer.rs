@@ -6,38 +6,107 @@
 //! once its lease is lost (the job then runs again elsewhere, which at-least-once allows),
 //! and never silently. Events are built here from the store's answers.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Context;
 use std::time::Duration;
 
 use jobs_core::{Completed, Completion, JobEvent, JobStatus, Outcome, Timestamp};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
+use super::lane::Claimed;
+use super::running::Held;
 use super::Inner;
-use crate::engine::lane::Claimed;
 
-/// Where workers send the outcomes of their attempts.
-pub(crate) type CompletionSender = mpsc::UnboundedSender<Completion>;
+/// An outcome on its way to the store, with the attempt's registry entry.
+pub(crate) type Pending = (Completion, Held);
 
-/// Writes the outcomes it receives, as many per call as have arrived, until every sender
-/// is gone.
-pub(crate) async fn run(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<Completion>) {
-    let mut batch = Vec::new();
-    while let Some(first) = outcomes.recv().await {
-        batch.push(first);
-        while batch.len() < inner.config.completion_batch {
-            match outcomes.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+/// The batcher. Outcomes queue up while a write is in flight and all go in the next one.
+/// There is no task of its own: whoever hands in an outcome while no write is in flight
+/// starts the writing, inline when the store answers at once (memory), else as a task
+/// that writes until the queue is empty.
+#[derive(Default)]
+pub(crate) struct Completer {
+    state: Mutex<State>,
+    idle: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Pending>,
+    writing: bool,
+}
+
+impl Completer {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands in the outcome of an attempt.
+    pub(crate) fn push(&self, inner: &Arc<Inner>, pending: Pending) {
+        pending.1.finishing();
+        let start = {
+            let mut state = self.lock();
+            state.queue.push(pending);
+            !std::mem::replace(&mut state.writing, true)
+        };
+        if start {
+            let engine = inner.clone();
+            let mut writing: Pin<Box<dyn Future<Output = ()> + Send>> =
+                Box::pin(async move { drain(&engine).await });
+            let waker = std::task::Waker::noop();
+            if writing
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending()
+            {
+                tokio::spawn(writing);
             }
         }
-        write(&inner, &mut batch).await;
-        batch.clear();
+    }
+
+    /// Completes once every outcome handed in has been written (or given up).
+    pub(crate) async fn until_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            {
+                let state = self.lock();
+                if !state.writing && state.queue.is_empty() {
+                    return;
+                }
+            }
+            idle.await;
+        }
     }
 }
 
-/// Writes `completions` now, outside the batcher (claims given back, shutdown).
-pub(crate) async fn write_direct(inner: &Inner, mut completions: Vec<Completion>) {
-    write(inner, &mut completions).await;
+/// Writes queued outcomes, as many per call as have arrived, until none is left.
+async fn drain(inner: &Inner) {
+    let completer = &inner.completer;
+    let most = inner.config.completion_batch;
+    loop {
+        let mut batch = {
+            let mut state = completer.lock();
+            if state.queue.is_empty() {
+                state.writing = false;
+                drop(state);
+                completer.idle.notify_waiters();
+                return;
+            }
+            if state.queue.len() <= most {
+                std::mem::take(&mut state.queue)
+            } else {
+                state.queue.drain(..most).collect()
+            }
+        };
+        write(inner, &mut batch).await;
+    }
+}
+
+/// Writes `pending` now, outside the batcher (claims given back, shutdown).
+pub(crate) async fn write_direct(inner: &Inner, mut pending: Vec<Pending>) {
+    write(inner, &mut pending).await;
 }
 
 /// Gives claimed jobs that never started back to the queue, as if never claimed.
@@ -45,72 +114,75 @@ pub(crate) async fn give_back(inner: &Inner, claimed: Vec<Claimed>) {
     if claimed.is_empty() {
         return;
     }
-    let completions = claimed
+    let pending = claimed
         .into_iter()
-        .map(|claimed| Completion {
-            id: claimed.job.id,
-            attempt: claimed.job.attempt,
-            outcome: Outcome::Release,
+        .map(|claimed| {
+            let completion = Completion {
+                id: claimed.job.id,
+                attempt: claimed.job.attempt,
+                outcome: Outcome::Release,
+            };
+            (completion, claimed.held)
         })
         .collect();
-    write_direct(inner, completions).await;
+    write_direct(inner, pending).await;
 }
 
 /// The longest wait between two tries of a failed write.
 const MOST_BACKOFF: Duration = Duration::from_secs(1);
 
-async fn write(inner: &Inner, pending: &mut Vec<Completion>) {
+async fn write(inner: &Inner, pending: &mut Vec<Pending>) {
+    let (mut completions, mut held): (Vec<Completion>, Vec<Held>) =
+        std::mem::take(pending).into_iter().unzip();
     let mut backoff = Duration::from_millis(10);
     loop {
         // An attempt whose lease is lost has a new holder, or soon will: its outcome would
         // be refused, and the job runs again.
-        pending.retain(|completion| {
-            let held = inner.registry.get(completion.id);
-            let keep = held
-                .as_ref()
-                .is_some_and(|held| held.attempt() == completion.attempt && !held.lost());
-            if !keep {
+        let mut at = 0;
+        while at < held.len() {
+            if held[at].lost() {
+                let completion = completions.swap_remove(at);
+                held.swap_remove(at);
                 tracing::warn!(
                     job.id = %completion.id,
                     attempt = completion.attempt,
                     "the lease was lost before the outcome could be stored; the job runs again"
                 );
-                if held.is_some_and(|held| held.attempt() == completion.attempt) {
-                    inner.registry.remove(completion.id, completion.attempt);
-                }
+                inner.registry.remove(completion.id, completion.attempt);
+            } else {
+                at += 1;
             }
-            keep
-        });
-        if pending.is_empty() {
+        }
+        if completions.is_empty() {
             return;
         }
         match inner
             .store
-            .complete_many(&inner.holder, pending.as_slice())
+            .complete_many(&inner.holder, completions.as_slice())
             .await
         {
             Ok(answers) => {
-                let refused = applied(inner, pending, answers).await;
+                let refused = applied(inner, &mut completions, &mut held, answers).await;
                 if refused.is_empty() {
                     return;
                 }
-                *pending = refused;
+                (completions, held) = refused.into_iter().unzip();
             }
             Err(error) if error.is_transient() => {
-                tracing::warn!(%error, jobs = pending.len(), ?backoff, "could not store outcomes; trying again");
+                tracing::warn!(%error, jobs = completions.len(), ?backoff, "could not store outcomes; trying again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MOST_BACKOFF);
             }
-            Err(error) if pending.len() > 1 => {
+            Err(error) if completions.len() > 1 => {
                 // Not a passing failure: write each alone, so one bad outcome fails alone.
                 tracing::warn!(%error, "a batch of outcomes was refused; writing them one by one");
-                for completion in std::mem::take(pending) {
-                    Box::pin(write(inner, &mut vec![completion])).await;
+                for one in completions.into_iter().zip(held) {
+                    Box::pin(write(inner, &mut vec![one])).await;
                 }
                 return;
             }
             Err(error) => {
-                let completion = &pending[0];
+                let completion = &completions[0];
                 tracing::error!(
                     job.id = %completion.id,
                     %error,
@@ -124,48 +196,47 @@ async fn write(inner: &Inner, pending: &mut Vec<Completion>) {
 }
 
 /// Deals with the store's answers: events for what was applied, the registry cleared.
-/// Returns the completions to write again as failures (their outcome was refused).
+/// Returns the outcomes to write again as failures (the store refused them).
 async fn applied(
     inner: &Inner,
-    written: &[Completion],
+    written: &mut Vec<Completion>,
+    held: &mut Vec<Held>,
     answers: Vec<Completed>,
-) -> Vec<Completion> {
+) -> Vec<Pending> {
     let announcing = inner.announcing();
     let mut events = Vec::new();
     let mut refused = Vec::new();
     let mut requeued = false;
-    for (completion, answer) in written.iter().zip(answers) {
+    let mut done = Vec::with_capacity(written.len());
+    for ((completion, held), answer) in written.drain(..).zip(held.drain(..)).zip(answers) {
         match answer {
             Completed::Applied(status) => {
                 requeued |= status == JobStatus::Queued;
                 if announcing || status == JobStatus::Queued {
-                    events.push(event_of(completion, status));
+                    events.push(event_of(&completion, status));
                 }
+            }
+            Completed::Refused(reason) => {
+                let failed = Completion {
+                    id: completion.id,
+                    attempt: completion.attempt,
+                    outcome: Outcome::Failed {
+                        error: format!("the job's outcome could not be stored: {reason}"),
+                    },
+                };
+                refused.push((failed, held));
+                continue;
             }
             Completed::NotHeld => tracing::warn!(
                 job.id = %completion.id,
                 attempt = completion.attempt,
                 "the job was moved by someone else; this attempt's outcome was not stored"
             ),
-            Completed::Refused(reason) => {
-                refused.push(Completion {
-                    id: completion.id,
-                    attempt: completion.attempt,
-                    outcome: Outcome::Failed {
-                        error: format!("the job's outcome could not be stored: {reason}"),
-                    },
-                });
-                continue;
-            }
             _ => {}
         }
+        done.push((completion.id, completion.attempt));
     }
-    inner.registry.remove_all(
-        written
-            .iter()
-            .filter(|c| !refused.iter().any(|r| r.id == c.id))
-            .map(|c| (c.id, c.attempt)),
-    );
+    inner.registry.remove_all(done.into_iter());
     inner.announce(events).await;
     if requeued {
         inner.wake_lanes();

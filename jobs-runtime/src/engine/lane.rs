@@ -24,14 +24,21 @@ use super::Inner;
 pub(crate) struct Claimed {
     pub(crate) job: ClaimedJob,
     pub(crate) held: Held,
+    /// When the claim was sent.
+    pub(crate) claimed_at: Instant,
 }
+
+/// How long a claimed job may wait in the buffer before the lane keeps fewer.
+const WAITED_TOO_LONG: Duration = Duration::from_millis(500);
 
 pub(crate) struct Lane {
     pub(crate) name: Arc<str>,
     /// How many workers serve it here.
     pub(crate) workers: usize,
-    /// How many jobs it claims ahead (the buffer's size).
+    /// The most jobs it claims ahead (the buffer's largest size).
     capacity: usize,
+    /// The least it aims to keep buffered.
+    floor: usize,
     state: Mutex<State>,
     /// Wakes the lane's idle workers.
     ready: Notify,
@@ -40,6 +47,10 @@ pub(crate) struct Lane {
 #[derive(Default)]
 struct State {
     buffer: VecDeque<Claimed>,
+    /// How many it aims to keep buffered now, between the floor and the capacity: it
+    /// doubles while workers wait for claims, and halves while claimed jobs wait for
+    /// workers, so short jobs are claimed in large batches and long ones are not hoarded.
+    target: usize,
     claiming: bool,
     closed: bool,
     /// The last claim got fewer jobs than it asked for: the store has no more due now.
@@ -59,7 +70,12 @@ impl Lane {
         Self {
             name,
             workers,
-            capacity: prefetch.unwrap_or_else(|| default_prefetch(workers)).max(1),
+            capacity: prefetch.unwrap_or(DEFAULT_PREFETCH).max(1),
+            // A size that was set is kept; the default adapts between these bounds.
+            floor: match prefetch {
+                Some(jobs) => jobs.max(1),
+                None => (2 * workers).clamp(1, DEFAULT_PREFETCH),
+            },
             state: Mutex::default(),
             ready: Notify::new(),
         }
@@ -94,7 +110,6 @@ impl Lane {
     /// The next job for a worker, claiming more when the buffer runs low; waits while
     /// nothing is due. `Closed` once the lane is closed.
     pub(crate) async fn next(self: &Arc<Self>, inner: &Arc<Inner>) -> Next {
-        let capacity = self.capacity;
         loop {
             let notified = self.ready.notified();
             let mut notified = std::pin::pin!(notified);
@@ -104,13 +119,31 @@ impl Lane {
                 if state.closed {
                     return Next::Closed;
                 }
+                if state.target == 0 {
+                    state.target = self.floor;
+                }
                 let job = state.buffer.pop_front();
-                let want = capacity.saturating_sub(state.buffer.len());
+                match &job {
+                    // Claimed jobs wait for workers: keep fewer.
+                    Some(claimed)
+                        if state.buffer.len() >= self.workers
+                            && claimed.claimed_at.elapsed() > WAITED_TOO_LONG =>
+                    {
+                        state.target = (state.target / 2).max(self.floor);
+                    }
+                    // A worker waits while a claim is in flight: claim more at a time.
+                    None if state.claiming => {
+                        state.target = (state.target * 2).min(self.capacity);
+                    }
+                    _ => {}
+                }
+                let target = state.target;
+                let want = target.saturating_sub(state.buffer.len());
                 // Refill once the buffer is down to half, unless the store ran dry (then
                 // only a wake-up or the timer tries again).
                 let claim = !state.claiming
                     && !state.drained
-                    && state.buffer.len() <= capacity / 2
+                    && state.buffer.len() <= target / 2
                     && want > 0;
                 state.claiming |= claim;
                 (job, claim.then_some(want))
@@ -205,7 +238,11 @@ impl Lane {
         let mut ready = Vec::with_capacity(count);
         for (job, entry) in jobs.into_iter().zip(entries) {
             match entry {
-                Ok(held) => ready.push(Claimed { job, held }),
+                Ok(held) => ready.push(Claimed {
+                    job,
+                    held,
+                    claimed_at: sent,
+                }),
                 // An older attempt of this job still runs here: its lease was lost, so it
                 // has been told to stop and is dropped if it does not. This attempt runs
                 // once it is gone, never beside it; if it will not go, the claim is given
@@ -288,7 +325,15 @@ async fn adopt(lane: Arc<Lane>, inner: Arc<Inner>, job: ClaimedJob, sent: Instan
             )
             .pop();
         if let Some(Ok(held)) = entry {
-            lane.push(&inner, Claimed { job, held }).await;
+            lane.push(
+                &inner,
+                Claimed {
+                    job,
+                    held,
+                    claimed_at: sent,
+                },
+            )
+            .await;
             return;
         }
         if Instant::now() >= give_up || inner.intake.is_cancelled() {
@@ -312,11 +357,8 @@ async fn adopt(lane: Arc<Lane>, inner: Arc<Inner>, job: ClaimedJob, sent: Instan
     }
 }
 
-/// How many jobs a lane served by `workers` workers claims ahead, unless set: enough
-/// that a claim carries many jobs whatever the number of workers.
-pub(crate) fn default_prefetch(workers: usize) -> usize {
-    workers.saturating_mul(4).clamp(32, 1_000)
-}
+/// The most jobs a lane claims ahead unless set.
+pub(crate) const DEFAULT_PREFETCH: usize = 1_000;
 
 /// `wait` from now.
 pub(crate) fn later(wait: Duration) -> Timestamp {

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::waiters::Waiters;
-use completer::CompletionSender;
+use completer::Completer;
 use lane::Lane;
 use running::{Registry, StopReason};
 
@@ -68,7 +68,7 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) lanes: HashMap<Arc<str>, Arc<Lane>>,
     pub(crate) waiters: Arc<Waiters>,
-    pub(crate) completions: Mutex<Option<CompletionSender>>,
+    pub(crate) completer: Completer,
     /// Fired when shutdown begins (or the last handle is dropped): no new submissions,
     /// no new claims; jobs claimed ahead are given back.
     pub(crate) intake: CancellationToken,
@@ -78,7 +78,6 @@ pub(crate) struct Inner {
     pub(crate) stopped: CancellationToken,
     pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) helpers: Mutex<Vec<JoinHandle<()>>>,
-    pub(crate) completer: Mutex<Option<JoinHandle<()>>>,
     pub(crate) shutdown: tokio::sync::OnceCell<()>,
     /// Asks the lease keeper for a renewal round now.
     pub(crate) renew_now: tokio::sync::Notify,
@@ -108,13 +107,12 @@ impl Inner {
             registry: Registry::default(),
             lanes,
             waiters: Arc::new(Waiters::default()),
-            completions: Mutex::new(None),
+            completer: Completer::default(),
             intake: CancellationToken::new(),
             abandon: CancellationToken::new(),
             stopped: CancellationToken::new(),
             workers: Mutex::new(Vec::new()),
             helpers: Mutex::new(Vec::new()),
-            completer: Mutex::new(None),
             shutdown: tokio::sync::OnceCell::new(),
             renew_now: tokio::sync::Notify::new(),
         }
@@ -224,25 +222,16 @@ pub(crate) async fn shut_down(inner: &Arc<Inner>) {
     }
     // Workers that were aborted left their jobs held: give them back, not counted.
     worker::requeue_abandoned(inner).await;
-    // Every worker is gone; the completer writes what is left, then ends.
-    inner
-        .completions
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    let completer = inner
-        .completer
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    if let Some(completer) = completer {
-        if tokio::time::timeout(grace, completer).await.is_err() {
-            tracing::error!(
-                held = inner.registry.len(),
-                "could not store the outcome of every job within the grace period; \
-                 those jobs run again once their leases run out"
-            );
-        }
+    // Every worker is gone; wait for the outcomes handed in to be written.
+    if tokio::time::timeout(grace, inner.completer.until_idle())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            held = inner.registry.len(),
+            "could not store the outcome of every job within the grace period; \
+             those jobs run again once their leases run out"
+        );
     }
     inner.stopped.cancel();
     for helper in take(&inner.helpers) {

@@ -227,10 +227,6 @@ impl Registry {
         self.remove_all(std::iter::once((id, attempt)));
     }
 
-    pub(crate) fn get(&self, id: JobId) -> Option<Held> {
-        self.lock().get(&id).cloned()
-    }
-
     /// Fires the token of `id`, if held here, for `reason`.
     pub(crate) fn stop(&self, id: JobId, reason: StopReason) -> bool {
         match self.lock().get(&id) {

@@ -13,24 +13,23 @@ use jobs_core::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::completer::CompletionSender;
 use super::lane::{later, Claimed, Lane, Next};
 use super::running::{Held, StopReason};
 use super::Inner;
 use crate::panic::{panic_message, CatchUnwind};
 
 /// Runs the jobs of `lane` one at a time until the lane closes.
-pub(crate) async fn work(inner: Arc<Inner>, lane: Arc<Lane>, completions: CompletionSender) {
+pub(crate) async fn work(inner: Arc<Inner>, lane: Arc<Lane>) {
     loop {
         match lane.next(&inner).await {
-            Next::Job(claimed) => run(&inner, claimed, &completions).await,
+            Next::Job(claimed) => run(&inner, claimed).await,
             Next::Closed => return,
         }
     }
 }
 
-async fn run(inner: &Inner, claimed: Claimed, completions: &CompletionSender) {
-    let Claimed { job, held } = claimed;
+async fn run(inner: &Arc<Inner>, claimed: Claimed) {
+    let Claimed { job, held, .. } = claimed;
     let (id, attempt) = (job.id, job.attempt);
     if held.lost() {
         // Claimed ahead, then the lease ran out (a paused process): another holder has it.
@@ -44,19 +43,15 @@ async fn run(inner: &Inner, claimed: Claimed, completions: &CompletionSender) {
         execute(inner, job, &held).await
     };
     match outcome {
-        Some(outcome) if !held.lost() => {
-            held.finishing();
+        Some(outcome) => {
             let completion = Completion {
                 id,
                 attempt,
                 outcome,
             };
-            if let Err(unsent) = completions.send(completion) {
-                // The batcher is gone (the service is being dropped): write it here.
-                super::completer::write_direct(inner, vec![unsent.0]).await;
-            }
+            inner.completer.push(inner, (completion, held));
         }
-        _ => {
+        None => {
             tracing::warn!(job.id = %id, attempt, "the lease was lost while the job ran; its outcome is discarded");
             inner.registry.remove(id, attempt);
         }
@@ -304,17 +299,20 @@ async fn handle_ack(
 /// Gives back the jobs whose workers were aborted at shutdown (they did not stop within
 /// the grace periods): back to the queue at once, no failure counted.
 pub(crate) async fn requeue_abandoned(inner: &Inner) {
-    let abandoned: Vec<Completion> = inner
+    let abandoned: Vec<_> = inner
         .registry
         .snapshot()
         .into_iter()
         .filter(|(_, held)| !held.is_finishing())
-        .map(|(lease, _)| Completion {
-            id: lease.id,
-            attempt: lease.attempt,
-            outcome: Outcome::Snooze {
-                run_at: jobs_core::Timestamp::now(),
-            },
+        .map(|(lease, held)| {
+            let completion = Completion {
+                id: lease.id,
+                attempt: lease.attempt,
+                outcome: Outcome::Snooze {
+                    run_at: jobs_core::Timestamp::now(),
+                },
+            };
+            (completion, held)
         })
         .collect();
     if !abandoned.is_empty() {

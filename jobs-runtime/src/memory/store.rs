@@ -164,7 +164,8 @@ impl State {
         // Check the whole batch first: a refused batch stores nothing.
         let mut ids = IdMap::default();
         for job in &jobs {
-            if self.index.contains_key(&job.id) || ids.insert(job.id, ()).is_some() {
+            let repeated = jobs.len() > 1 && ids.insert(job.id, ()).is_some();
+            if repeated || self.index.contains_key(&job.id) {
                 return Err(StorageError::of_kind(
                     StorageErrorKind::Conflict,
                     format!("a job with id {} is already stored", job.id),
