@@ -171,9 +171,15 @@ pub trait Notifications: Send + Sync {
     /// sends nothing twice.
     fn signals(&self) -> broadcast::Receiver<Signal>;
 
-    /// Whether anyone may be listening: `false` lets the engine skip building events
-    /// nobody would read. Stores that cannot tell answer `true`.
+    /// Whether anyone may be listening to the events: `false` lets the engine skip
+    /// building events nobody would read. Stores that cannot tell answer `true`.
     fn has_subscribers(&self) -> bool {
+        true
+    }
+
+    /// Whether any engine may be listening to the signals: `false` lets the engine skip
+    /// the events that carry them too. Stores that cannot tell answer `true`.
+    fn has_signal_subscribers(&self) -> bool {
         true
     }
 }
@@ -635,6 +641,10 @@ impl Notifications for EventBus {
 
     fn has_subscribers(&self) -> bool {
         self.events.receiver_count() > 0
+    }
+
+    fn has_signal_subscribers(&self) -> bool {
+        self.signals.receiver_count() > 0
     }
 }
 

@@ -16,7 +16,8 @@ use crate::metrics::ExecutionStats;
 /// not found: reference it, or register its executors by hand.
 #[derive(Clone, Default)]
 pub struct Catalog {
-    entries: HashMap<String, CatalogEntry>,
+    // Looked up for every submit and every run: hashed cheaply (names are the program's own).
+    entries: HashMap<String, CatalogEntry, crate::id_hash::IdHash>,
 }
 
 /// One executor in the [`Catalog`].

@@ -34,8 +34,11 @@ pub(crate) struct Completer {
 
 #[derive(Default)]
 struct State {
-    queue: Vec<Pending>,
+    completions: Vec<Completion>,
+    held: Vec<Held>,
     writing: bool,
+    // The buffers of the last write, kept for the next one: no allocation per write.
+    spare: (Vec<Completion>, Vec<Held>),
 }
 
 impl Completer {
@@ -44,11 +47,12 @@ impl Completer {
     }
 
     /// Hands in the outcome of an attempt.
-    pub(crate) fn push(&self, inner: &Arc<Inner>, pending: Pending) {
-        pending.1.finishing();
+    pub(crate) fn push(&self, inner: &Arc<Inner>, (completion, held): Pending) {
+        held.finishing();
         let start = {
             let mut state = self.lock();
-            state.queue.push(pending);
+            state.completions.push(completion);
+            state.held.push(held);
             !std::mem::replace(&mut state.writing, true)
         };
         if start {
@@ -72,7 +76,7 @@ impl Completer {
             let idle = self.idle.notified();
             {
                 let state = self.lock();
-                if !state.writing && state.queue.is_empty() {
+                if !state.writing && state.completions.is_empty() {
                     return;
                 }
             }
@@ -86,21 +90,28 @@ async fn drain(inner: &Inner) {
     let completer = &inner.completer;
     let most = inner.config.completion_batch;
     loop {
-        let mut batch = {
+        let (mut completions, mut held) = {
             let mut state = completer.lock();
-            if state.queue.is_empty() {
+            if state.completions.is_empty() {
                 state.writing = false;
                 drop(state);
                 completer.idle.notify_waiters();
                 return;
             }
-            if state.queue.len() <= most {
-                std::mem::take(&mut state.queue)
+            let (mut completions, mut held) = std::mem::take(&mut state.spare);
+            if state.completions.len() <= most {
+                std::mem::swap(&mut completions, &mut state.completions);
+                std::mem::swap(&mut held, &mut state.held);
             } else {
-                state.queue.drain(..most).collect()
+                completions.extend(state.completions.drain(..most));
+                held.extend(state.held.drain(..most));
             }
+            (completions, held)
         };
-        write(inner, &mut batch).await;
+        write_batch(inner, &mut completions, &mut held).await;
+        completions.clear();
+        held.clear();
+        completer.lock().spare = (completions, held);
     }
 }
 
@@ -134,6 +145,12 @@ const MOST_BACKOFF: Duration = Duration::from_secs(1);
 async fn write(inner: &Inner, pending: &mut Vec<Pending>) {
     let (mut completions, mut held): (Vec<Completion>, Vec<Held>) =
         std::mem::take(pending).into_iter().unzip();
+    write_batch(inner, &mut completions, &mut held).await;
+}
+
+/// Writes the outcomes `completions` of the attempts `held`, retrying while that may help;
+/// leaves both empty or with what is given up.
+async fn write_batch(inner: &Inner, completions: &mut Vec<Completion>, held: &mut Vec<Held>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         // An attempt whose lease is lost has a new holder, or soon will: its outcome would
@@ -162,11 +179,11 @@ async fn write(inner: &Inner, pending: &mut Vec<Pending>) {
             .await
         {
             Ok(answers) => {
-                let refused = applied(inner, &mut completions, &mut held, answers).await;
+                let refused = applied(inner, completions, held, answers).await;
                 if refused.is_empty() {
                     return;
                 }
-                (completions, held) = refused.into_iter().unzip();
+                (*completions, *held) = refused.into_iter().unzip();
             }
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, jobs = completions.len(), ?backoff, "could not store outcomes; trying again");
@@ -176,7 +193,7 @@ async fn write(inner: &Inner, pending: &mut Vec<Pending>) {
             Err(error) if completions.len() > 1 => {
                 // Not a passing failure: write each alone, so one bad outcome fails alone.
                 tracing::warn!(%error, "a batch of outcomes was refused; writing them one by one");
-                for one in completions.into_iter().zip(held) {
+                for one in completions.drain(..).zip(held.drain(..)) {
                     Box::pin(write(inner, &mut vec![one])).await;
                 }
                 return;
@@ -189,6 +206,8 @@ async fn write(inner: &Inner, pending: &mut Vec<Pending>) {
                     "could not store the job's outcome; it runs again once its lease runs out"
                 );
                 inner.registry.remove(completion.id, completion.attempt);
+                completions.clear();
+                held.clear();
                 return;
             }
         }
@@ -204,16 +223,17 @@ async fn applied(
     answers: Vec<Completed>,
 ) -> Vec<Pending> {
     let announcing = inner.announcing();
+    let signalling = inner.signalling();
     let mut events = Vec::new();
     let mut refused = Vec::new();
     let mut requeued = false;
-    let mut done = Vec::with_capacity(written.len());
-    for ((completion, held), answer) in written.drain(..).zip(held.drain(..)).zip(answers) {
+    for (at, answer) in answers.iter().enumerate() {
+        let completion = &written[at];
         match answer {
             Completed::Applied(status) => {
-                requeued |= status == JobStatus::Queued;
-                if announcing || status == JobStatus::Queued {
-                    events.push(event_of(&completion, status));
+                requeued |= *status == JobStatus::Queued;
+                if announcing || (signalling && *status == JobStatus::Queued) {
+                    events.push(event_of(completion, *status));
                 }
             }
             Completed::Refused(reason) => {
@@ -224,8 +244,7 @@ async fn applied(
                         error: format!("the job's outcome could not be stored: {reason}"),
                     },
                 };
-                refused.push((failed, held));
-                continue;
+                refused.push((failed, held[at].clone()));
             }
             Completed::NotHeld => tracing::warn!(
                 job.id = %completion.id,
@@ -234,9 +253,16 @@ async fn applied(
             ),
             _ => {}
         }
-        done.push((completion.id, completion.attempt));
     }
-    inner.registry.remove_all(done.into_iter());
+    inner.registry.remove_all(
+        written
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| !matches!(answer, Completed::Refused(_)))
+            .map(|(completion, _)| (completion.id, completion.attempt)),
+    );
+    written.clear();
+    held.clear();
     inner.announce(events).await;
     if requeued {
         inner.wake_lanes();

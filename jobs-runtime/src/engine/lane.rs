@@ -131,8 +131,9 @@ impl Lane {
                     {
                         state.target = (state.target / 2).max(self.floor);
                     }
-                    // A worker waits while a claim is in flight: claim more at a time.
-                    None if state.claiming => {
+                    // A worker found nothing while the store still had jobs: claim more
+                    // at a time.
+                    None if !state.drained => {
                         state.target = (state.target * 2).min(self.capacity);
                     }
                     _ => {}
@@ -266,6 +267,10 @@ impl Lane {
             let mut state = self.lock();
             state.claiming = false;
             state.drained = count < want;
+            if !state.drained {
+                // The store had all that was asked for: ask for more next time.
+                state.target = (state.target * 2).min(self.capacity);
+            }
             if state.closed {
                 true
             } else {

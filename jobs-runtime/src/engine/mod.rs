@@ -66,7 +66,7 @@ pub(crate) struct Inner {
     /// This engine's id as the store records it on the jobs it holds.
     pub(crate) holder: String,
     pub(crate) registry: Registry,
-    pub(crate) lanes: HashMap<Arc<str>, Arc<Lane>>,
+    pub(crate) lanes: HashMap<Arc<str>, Arc<Lane>, crate::id_hash::IdHash>,
     pub(crate) waiters: Arc<Waiters>,
     pub(crate) completer: Completer,
     /// Fired when shutdown begins (or the last handle is dropped): no new submissions,
@@ -129,9 +129,15 @@ impl Inner {
         }
     }
 
-    /// Whether events nobody would read may be skipped.
+    /// Whether anyone reads events (else they need not be built).
     pub(crate) fn announcing(&self) -> bool {
         self.notifications().has_subscribers()
+    }
+
+    /// Whether anyone reads the events that carry signals (submits, requeues, cancels).
+    pub(crate) fn signalling(&self) -> bool {
+        let notifications = self.notifications();
+        notifications.has_subscribers() || notifications.has_signal_subscribers()
     }
 
     /// Publishes `events` (already stored changes).

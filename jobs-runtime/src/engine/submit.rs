@@ -23,17 +23,20 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
         }
     }
     let answers = inner.store.insert_many(jobs.clone()).await?;
-    let mut events = Vec::with_capacity(jobs.len());
+    let signalling = inner.signalling();
+    let mut events = Vec::with_capacity(if signalling { jobs.len() } else { 0 });
     let stored: Vec<Job> = jobs
         .into_iter()
         .zip(answers)
         .map(|(job, answer)| match answer {
             Inserted::Existing(holder) => *holder,
             _ => {
-                events.push(JobEvent::Submitted {
-                    id: job.id,
-                    job_type: job.job_type.clone(),
-                });
+                if signalling {
+                    events.push(JobEvent::Submitted {
+                        id: job.id,
+                        job_type: job.job_type.clone(),
+                    });
+                }
                 if let Some(lane) = inner.lanes.get(job.queue.as_str()) {
                     lane.wake();
                 }

@@ -107,7 +107,7 @@ impl Items {
 /// The queued ids of every named queue.
 #[derive(Default)]
 pub(crate) struct Lanes {
-    lanes: HashMap<String, Items>,
+    lanes: HashMap<String, Items, crate::id_hash::IdHash>,
 }
 
 impl Lanes {

@@ -50,8 +50,10 @@ struct State {
     lanes: Lanes,
     // The holders that ever claimed here; entries keep an index into it.
     holders: Vec<String>,
-    // The running jobs, for the rescuer's look at expired leases.
-    running: IdMap<()>,
+    // The ids of jobs claimed since the last compaction, among them every running job:
+    // the rescuer looks at these for expired leases. Ids of jobs no longer running are
+    // dropped whenever they outnumber the running ones (no work per finish).
+    running: Vec<JobId>,
 }
 
 struct Entry {
@@ -228,7 +230,16 @@ impl State {
             claimed.push(ClaimedJob::of(&entry.job));
             let type_slot = entry.type_slot;
             self.moved(type_slot, JobStatus::Queued, JobStatus::Running);
-            self.running.insert(id, ());
+            self.running.push(id);
+        }
+        let live = self.counts[slot(JobStatus::Running)];
+        if self.running.len() > 2 * live + 64 {
+            let (index, entries) = (&self.index, &self.entries);
+            self.running.retain(|id| {
+                index
+                    .get(id)
+                    .is_some_and(|at| entries[*at as usize].job.status == JobStatus::Running)
+            });
         }
         claimed
     }
@@ -269,7 +280,6 @@ impl State {
         }
         self.moved(type_slot, JobStatus::Running, status);
         self.release_key(at as usize);
-        self.running.remove(&completion.id);
         Completed::Applied(status)
     }
 
@@ -301,8 +311,9 @@ impl State {
         let now = Instant::now();
         let mut expired: Vec<(Instant, ExpiredLease)> = self
             .running
-            .keys()
+            .iter()
             .filter_map(|id| self.get(id))
+            .filter(|entry| entry.job.status == JobStatus::Running)
             .filter_map(|entry| {
                 let until = entry.lease_until?;
                 (until <= now).then(|| {
@@ -311,7 +322,9 @@ impl State {
                 })
             })
             .collect();
-        expired.sort_by_key(|(until, _)| *until);
+        expired.sort_by_key(|(until, lease)| (*until, lease.id));
+        // An id claimed twice since the last compaction appears twice.
+        expired.dedup_by_key(|(_, lease)| lease.id);
         expired.truncate(limit);
         expired.into_iter().map(|(_, lease)| lease).collect()
     }
