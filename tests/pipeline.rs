@@ -54,6 +54,18 @@ async fn frozen(args: serde_json::Value, ctx: JobContext) -> Result<String, JobE
                 "not told"
             },
         );
+        // The token itself has fired too (the lease keeper ran while this thread slept),
+        // so an executor that waits on it rather than asking stops as well.
+        let fired = tokio::time::timeout(Duration::from_millis(200), ctx.cancelled()).await;
+        record(
+            &run,
+            1,
+            if fired.is_ok() {
+                "token fired"
+            } else {
+                "token silent"
+            },
+        );
         record(&run, 1, "end");
         return Ok("stale".to_owned());
     }
@@ -61,9 +73,21 @@ async fn frozen(args: serde_json::Value, ctx: JobContext) -> Result<String, JobE
     Ok("fresh".to_owned())
 }
 
+/// Records the end of an attempt when dropped: when it returns, and when the engine drops
+/// an attempt that does not stop.
+struct Ends(String, u32);
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        record(&self.0, self.1, "end");
+    }
+}
+
 /// Attempt 1 ignores its token altogether; later attempts succeed.
 #[job_executor("Deaf")]
-async fn deaf(ctx: JobContext) -> Result<u32, JobError> {
+async fn deaf(run: String, ctx: JobContext) -> Result<u32, JobError> {
+    record(&run, ctx.attempt(), "start");
+    let _ends = Ends(run, ctx.attempt());
     if ctx.attempt() == 1 {
         ctx.report_progress(1, "not listening");
         tokio::time::sleep(Duration::from_secs(3_600)).await;
@@ -140,6 +164,11 @@ async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: En
             .any(|(a, what, _)| *a == 1 && *what == "told to stop"),
         "attempt 1 was told to stop when it woke: {seen:?}"
     );
+    assert!(
+        seen.iter()
+            .any(|(a, what, _)| *a == 1 && *what == "token fired"),
+        "attempt 1's token fired: {seen:?}"
+    );
     let first_end = seen
         .iter()
         .find(|(a, what, _)| *a == 1 && *what == "end")
@@ -173,7 +202,8 @@ async fn a_newer_attempt_waits_for_an_older_one_that_will_not_stop(env: Env) {
         .crash_budget(10)
         .start()
         .unwrap();
-    let job = jobs.submit_job("Deaf").await.unwrap();
+    let run = JobId::new().to_string();
+    let job = jobs.submit_job_with("Deaf", json!(run)).await.unwrap();
     wait_for_progress(&jobs, job.id).await;
     faulty.fail_renewals(true);
     // Attempt 1 loses its lease by the local clock; the store's lease runs out too and
@@ -190,6 +220,20 @@ async fn a_newer_attempt_waits_for_an_older_one_that_will_not_stop(env: Env) {
         Some(json!(done.attempt))
     );
     assert!(done.attempt >= 2);
+    // Attempt 1 was dropped before any later attempt started: never two at once.
+    let seen = seen(&run);
+    let first_end = seen
+        .iter()
+        .find(|(a, what, _)| *a == 1 && *what == "end")
+        .expect("attempt 1 was dropped")
+        .2;
+    let later_start = seen
+        .iter()
+        .filter(|(a, what, _)| *a > 1 && *what == "start")
+        .map(|(_, _, at)| *at)
+        .min()
+        .expect("a later attempt ran");
+    assert!(later_start >= first_end, "{seen:?}");
     jobs.shutdown().await;
 }
 

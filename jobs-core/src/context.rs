@@ -148,7 +148,10 @@ impl JobContext {
         self.inner.changed.notify_one();
     }
 
-    /// Whether the job has been asked to stop.
+    /// Whether the job has been asked to stop: canceled, past its time limit, interrupted
+    /// by a shutdown, or no longer this process's because its lease was lost. The lease is
+    /// judged by the local clock on every call, so a process that was paused or starved
+    /// past its lease sees `true` as soon as it looks, before anyone has told it.
     pub fn is_cancelled(&self) -> bool {
         self.inner.token.is_cancelled()
             || self

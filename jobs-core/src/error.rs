@@ -133,7 +133,7 @@ pub enum SubmitError {
         /// What serde said about the payload.
         reason: String,
     },
-    /// The payload is larger than the repository accepts.
+    /// The payload is larger than the store accepts.
     #[error("the payload of job type `{job_type}` is too large: more than {limit} bytes of JSON; pass large data by reference (a URL, a key) instead")]
     PayloadTooLarge {
         /// The job type.
@@ -152,7 +152,7 @@ pub enum SubmitError {
     /// The service has been shut down; start a new one to submit again.
     #[error("the job service has shut down: start a new one to submit jobs")]
     ShutDown,
-    /// The repository or queue failed.
+    /// The store failed (its kind says whether trying again may help).
     #[error("could not store the job: {0}")]
     Storage(#[from] StorageError),
 }
@@ -198,7 +198,7 @@ pub enum JobsError {
     /// The service shut down while waiting.
     #[error("the job service has shut down")]
     ShutDown,
-    /// The repository or queue failed.
+    /// The store failed (its kind says whether trying again may help).
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{JobId, JobStatus, Progress, Timestamp};
 
-/// Something that happened to a job. Repositories publish these as they apply changes, so
-/// a subscriber sees the changes of every process that shares the repository.
+/// Something that happened to a job. The engine builds these from what the store answered
+/// and publishes them once the change is stored, through the store's notifications, so a
+/// subscriber sees the changes of every process that shares the store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 #[non_exhaustive]

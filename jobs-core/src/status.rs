@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 ///
 /// Terminal states never change. [`JobStatus::can_transition_to`] is the one place that
-/// rule lives; every repository applies it by compare-and-set.
+/// rule lives; every store applies it by compare-and-set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum JobStatus {

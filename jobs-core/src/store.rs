@@ -53,7 +53,9 @@ pub trait JobStore: Send + Sync + 'static {
     }
 
     /// Claims up to `request.limit` due jobs (`Queued`, `run_at` reached) of
-    /// `request.queue`, higher priority first, then earliest due, then first submitted:
+    /// `request.queue`, higher priority first, then in the order they became due (first
+    /// submitted first among jobs due at once; a store may place a job that went back to
+    /// the queue behind those already waiting):
     /// each becomes `Running` at its next attempt, held by `request.holder` until
     /// `now + request.lease` unless renewed. Two claims never get the same job.
     fn claim<'a>(

@@ -25,16 +25,20 @@ pub(crate) fn kind_of(error: &sqlx::Error) -> StorageErrorKind {
 /// The kind of a database error by its SQLSTATE.
 fn kind_of_sqlstate(code: &str) -> StorageErrorKind {
     match code {
-        // Serialization failure, deadlock.
-        "40001" | "40P01" => StorageErrorKind::Transient,
+        // Serialization failure, deadlock, an unknown commit outcome, a lock not had in
+        // time, a read-only server (a replica being promoted after a failover).
+        "40001" | "40P01" | "40003" | "55P03" | "25006" => StorageErrorKind::Transient,
+        // Disk full, a database dropped: waiting does not help.
+        "53100" | "57P04" => StorageErrorKind::Other,
         "23505" => StorageErrorKind::Conflict,
         // Connection exceptions, insufficient resources, operator intervention (an admin
         // shutdown, a crash recovery, a canceled statement).
         _ if code.starts_with("08") || code.starts_with("53") || code.starts_with("57") => {
             StorageErrorKind::Transient
         }
-        // Data exceptions: a value out of range, a character the encoding lacks, ...
-        _ if code.starts_with("22") => StorageErrorKind::InvalidInput,
+        // Data exceptions (a value out of range, a character the encoding lacks) and
+        // violated checks.
+        _ if code.starts_with("22") || code == "23514" => StorageErrorKind::InvalidInput,
         _ => StorageErrorKind::Other,
     }
 }
@@ -87,7 +91,12 @@ mod tests {
             ("57014", Transient),
             ("40001", Transient),
             ("40P01", Transient),
+            ("55P03", Transient),
+            ("25006", Transient),
+            ("53100", Other),
+            ("57P04", Other),
             ("23505", Conflict),
+            ("23514", InvalidInput),
             ("22021", InvalidInput),
             ("22P05", InvalidInput),
             ("23503", Other),

@@ -66,10 +66,9 @@ impl Inserts {
                    AND (job_type, unique_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
             ),
             // The job of a periodic tick: $1–$10 its columns, $11 the schedule, $12 the
-            // tick (µs), $13 the notification of its submit. Stored only if the tick moves
-            // the schedule forward; the tick and the job are one statement, and the
-            // notification leaves with its commit. A tick whose job's key is held records
-            // the tick and stores nothing.
+            // tick (µs). Stored only if the tick moves the schedule forward; the tick and
+            // the job are one statement. A tick whose job's key is held records the tick
+            // and stores nothing. The engine announces the job it stored.
             tick: format!(
                 "WITH won AS (
                      INSERT INTO {schema}.job_schedules (name, last_tick)
@@ -84,11 +83,10 @@ impl Inserts {
                      WHERE EXISTS (SELECT 1 FROM won)
                      {UNIQUE_ACTIVE}
                      RETURNING id)
-                 SELECT id, pg_notify('{channel}', $13) FROM inserted",
+                 SELECT id FROM inserted",
                 tick = at_micros("$12::int8"),
                 created = at_micros("$4::int8"),
                 due = at_micros("$5::int8"),
-                channel = notifier.channel(),
             ),
             max_payload_bytes,
             notifier,
@@ -148,8 +146,6 @@ impl Inserts {
         tick: Timestamp,
     ) -> Result<bool, StorageError> {
         check_job(job, self.max_payload_bytes)?;
-        let notification = serde_json::to_string(&[submitted(job)])
-            .map_err(|e| StorageError::with_source("could not describe the periodic job", e))?;
         let row = sqlx::query(&self.tick)
             .bind(job.id.as_uuid())
             .bind(&job.job_type)
@@ -163,7 +159,6 @@ impl Inserts {
             .bind(&job.queue)
             .bind(schedule)
             .bind(tick.as_unix_micros())
-            .bind(notification)
             .fetch_optional(pool)
             .await
             .map_err(storage("could not store the periodic job"))?;

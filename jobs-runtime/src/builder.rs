@@ -116,8 +116,8 @@ impl JobsBuilder {
     }
 
     /// How many jobs run at once (default: the number of CPUs). `0` starts no worker:
-    /// the service only submits and reads, and other services sharing its repository and
-    /// queue run the jobs.
+    /// the service only submits and reads, and other services sharing its store run the
+    /// jobs.
     pub fn concurrency(mut self, workers: usize) -> Self {
         self.concurrency = workers;
         self
@@ -324,7 +324,7 @@ impl JobsBuilder {
                 .filter(|(_, workers)| *workers > 0)
                 .map(|(name, workers)| (Arc::from(name.as_str()), *workers)),
         );
-        let inner = Arc::new(Inner::new(store, catalog, config, &queues));
+        let inner = Arc::new(Inner::new(store, catalog, config, &queues, runtime.clone()));
         // Subscribe before any worker runs, so that no cancel request can slip by.
         let signals = inner.notifications().signals();
         let mut workers = Vec::new();

@@ -10,8 +10,8 @@ use tokio_util::sync::ReusableBoxFuture;
 
 /// A subscription to the events of every job, from [`Jobs::subscribe`](crate::Jobs::subscribe).
 ///
-/// Events arrive in the order the repository applied the changes. A subscriber that falls
-/// more than the repository's event capacity behind skips the oldest events; [`missed`]
+/// Events arrive in the order the engines published them. A subscriber that falls
+/// more than the store's event capacity behind skips the oldest events; [`missed`]
 /// counts them, and [`Jobs::get_job`](crate::Jobs::get_job) tells the current state.
 ///
 /// [`missed`]: JobEvents::missed
@@ -25,7 +25,7 @@ impl JobEvents {
         Self { rx, missed: 0 }
     }
 
-    /// The next event; `None` once the repository is gone.
+    /// The next event; `None` once the store is gone.
     pub async fn recv(&mut self) -> Option<JobEvent> {
         loop {
             match self.rx.recv().await {
@@ -70,7 +70,7 @@ async fn next_event(mut rx: broadcast::Receiver<JobEvent>) -> Received {
     (received, rx)
 }
 
-/// A [`Stream`] of job events, from [`JobEvents::into_stream`]. Ends when the repository
+/// A [`Stream`] of job events, from [`JobEvents::into_stream`]. Ends when the store
 /// is gone; skips events when it falls behind, counting them in [`JobEventStream::missed`].
 pub struct JobEventStream {
     next: ReusableBoxFuture<'static, Received>,

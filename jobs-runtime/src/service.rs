@@ -28,20 +28,16 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         let inner = self.inner.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    inner
-                        .shutdown
-                        .get_or_init(|| crate::engine::shut_down(&inner))
-                        .await;
-                });
-            }
-            Err(_) => {
-                inner.intake.cancel();
-                inner.stopped.cancel();
-            }
-        }
+        // On the service's own runtime, wherever the handle is dropped; a runtime that is
+        // itself shutting down drops the task, and the store's leases run out as after a
+        // crash.
+        let runtime = inner.runtime.clone();
+        runtime.spawn(async move {
+            inner
+                .shutdown
+                .get_or_init(|| crate::engine::shut_down(&inner))
+                .await;
+        });
     }
 }
 
@@ -312,7 +308,7 @@ impl Jobs {
     }
 
     /// Waits until the job reaches a terminal state and returns it, without polling: the
-    /// wait is woken by the repository's events. Wrap it in `tokio::time::timeout` to bound it.
+    /// wait is woken by the store's events. Wrap it in `tokio::time::timeout` to bound it.
     pub async fn wait_for(&self, id: JobId) -> Result<Job, JobsError> {
         let inner = self.inner();
         loop {

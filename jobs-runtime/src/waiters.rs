@@ -1,6 +1,6 @@
 //! Waiting for jobs to finish without polling.
 //!
-//! One dispatcher task per service reads the repository's events while anyone waits, and
+//! One dispatcher task per service reads the store's events while anyone waits, and
 //! wakes the waiters of each job that finishes. It subscribes only while there are waiters,
 //! so a service nobody waits on pays nothing for it.
 
@@ -98,7 +98,7 @@ impl Waiters {
     }
 }
 
-/// Wakes the waiters of finished jobs. Whatever ends it (no waiters left, the repository
+/// Wakes the waiters of finished jobs. Whatever ends it (no waiters left, the store
 /// gone, its runtime shutting down), dropping it clears the `dispatching` flag and wakes
 /// everyone, so no waiter is left behind and the next registration starts a new one.
 struct Dispatcher {

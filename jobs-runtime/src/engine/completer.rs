@@ -15,8 +15,7 @@ use std::time::Duration;
 use jobs_core::{Completed, Completion, JobEvent, JobStatus, Outcome, Timestamp};
 use tokio::sync::Notify;
 
-use super::lane::Claimed;
-use super::running::Held;
+use super::running::{Claimed, Held};
 use super::Inner;
 
 /// An outcome on its way to the store, with the attempt's registry entry.
@@ -85,15 +84,37 @@ impl Completer {
     }
 }
 
+/// Clears the writing flag if the writer ends abnormally (a panic in a store, say), so
+/// later outcomes are not queued behind a writer that is gone.
+struct Writing<'a> {
+    completer: &'a Completer,
+    armed: bool,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.completer.lock().writing = false;
+            self.completer.idle.notify_waiters();
+        }
+    }
+}
+
 /// Writes queued outcomes, as many per call as have arrived, until none is left.
 async fn drain(inner: &Inner) {
     let completer = &inner.completer;
+    let mut writing = Writing {
+        completer,
+        armed: true,
+    };
     let most = inner.config.completion_batch;
     loop {
         let (mut completions, mut held) = {
             let mut state = completer.lock();
             if state.completions.is_empty() {
+                // Cleared under the lock that a push takes: no outcome is left behind.
                 state.writing = false;
+                writing.armed = false;
                 drop(state);
                 completer.idle.notify_waiters();
                 return;
@@ -139,6 +160,33 @@ pub(crate) async fn give_back(inner: &Inner, claimed: Vec<Claimed>) {
     write_direct(inner, pending).await;
 }
 
+/// Gives back one claimed attempt that never started and whose lease is lost by the local
+/// clock (the process was paused): if the store still holds it for this engine, it goes
+/// back to the queue without a lost lease counted against it; if not, nothing changes.
+pub(crate) async fn release_unstarted(inner: &Inner, id: jobs_core::JobId, attempt: u32) {
+    let release = Completion {
+        id,
+        attempt,
+        outcome: Outcome::Release,
+    };
+    match inner
+        .store
+        .complete_many(&inner.holder, std::slice::from_ref(&release))
+        .await
+    {
+        Ok(answers) => {
+            if let Some(Completed::Applied(status)) = answers.first() {
+                inner.announce(vec![event_of(&release, *status)]).await;
+                inner.wake_lanes();
+            }
+        }
+        Err(error) => {
+            tracing::warn!(job.id = %id, %error, "could not give a claim back; it is rescued once its lease runs out")
+        }
+    }
+    inner.registry.remove(id, attempt);
+}
+
 /// The longest wait between two tries of a failed write.
 const MOST_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -178,6 +226,20 @@ async fn write_batch(inner: &Inner, completions: &mut Vec<Completion>, held: &mu
             .complete_many(&inner.holder, completions.as_slice())
             .await
         {
+            Ok(answers) if answers.len() != completions.len() => {
+                tracing::error!(
+                    asked = completions.len(),
+                    answered = answers.len(),
+                    "the store answered a batch of outcomes with the wrong number of answers; \
+                     those jobs run again once their leases run out"
+                );
+                for completion in completions.iter() {
+                    inner.registry.remove(completion.id, completion.attempt);
+                }
+                completions.clear();
+                held.clear();
+                return;
+            }
             Ok(answers) => {
                 let refused = applied(inner, completions, held, answers).await;
                 if refused.is_empty() {
@@ -236,16 +298,25 @@ async fn applied(
                     events.push(event_of(completion, *status));
                 }
             }
-            Completed::Refused(reason) => {
-                let failed = Completion {
-                    id: completion.id,
-                    attempt: completion.attempt,
-                    outcome: Outcome::Failed {
-                        error: format!("the job's outcome could not be stored: {reason}"),
-                    },
-                };
-                refused.push((failed, held[at].clone()));
-            }
+            Completed::Refused(reason) => match &completion.outcome {
+                // The failure written for a refused outcome was refused too: give up
+                // rather than try for ever (the entry is removed below).
+                Outcome::Failed { error } if error.starts_with(REFUSED) => tracing::error!(
+                    job.id = %completion.id,
+                    %reason,
+                    "the store refused the job's outcome and its failure; it runs again once its lease runs out"
+                ),
+                _ => {
+                    let failed = Completion {
+                        id: completion.id,
+                        attempt: completion.attempt,
+                        outcome: Outcome::Failed {
+                            error: format!("{REFUSED}: {reason}"),
+                        },
+                    };
+                    refused.push((failed, held[at].clone()));
+                }
+            },
             Completed::NotHeld => tracing::warn!(
                 job.id = %completion.id,
                 attempt = completion.attempt,
@@ -257,9 +328,8 @@ async fn applied(
     inner.registry.remove_all(
         written
             .iter()
-            .zip(&answers)
-            .filter(|(_, answer)| !matches!(answer, Completed::Refused(_)))
-            .map(|(completion, _)| (completion.id, completion.attempt)),
+            .filter(|completion| !refused.iter().any(|(again, _)| again.id == completion.id))
+            .map(|completion| (completion.id, completion.attempt)),
     );
     written.clear();
     held.clear();
@@ -269,6 +339,9 @@ async fn applied(
     }
     refused
 }
+
+/// How the failure written for a refused outcome begins.
+const REFUSED: &str = "the job's outcome could not be stored";
 
 /// The longest error text an event carries; the job has it whole.
 const MAX_EVENT_TEXT_CHARS: usize = 500;

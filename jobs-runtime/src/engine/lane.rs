@@ -17,16 +17,8 @@ use std::time::{Duration, Instant};
 use jobs_core::{ClaimRequest, ClaimedJob, Completion, Outcome, StorageError, Timestamp};
 use tokio::sync::Notify;
 
-use super::running::Held;
+use super::running::Claimed;
 use super::Inner;
-
-/// A claimed job with its registry entry.
-pub(crate) struct Claimed {
-    pub(crate) job: ClaimedJob,
-    pub(crate) held: Held,
-    /// When the claim was sent.
-    pub(crate) claimed_at: Instant,
-}
 
 /// How long a claimed job may wait in the buffer before the lane keeps fewer.
 const WAITED_TOO_LONG: Duration = Duration::from_millis(500);
@@ -190,6 +182,9 @@ impl Lane {
             return poll.min(Duration::from_millis(200));
         }
         match inner.store.next_due(&self.name).await {
+            // Due now, yet the last claim got none: another process holds it, or a
+            // cluster-wide limit is reached. Look again shortly, not in a tight loop.
+            Ok(Some(due)) if due.is_zero() => poll.min(Duration::from_millis(20)),
             Ok(Some(due)) => due.min(poll).max(Duration::from_millis(1)),
             _ => poll,
         }
@@ -330,6 +325,18 @@ async fn adopt(lane: Arc<Lane>, inner: Arc<Inner>, job: ClaimedJob, sent: Instan
             )
             .pop();
         if let Some(Ok(held)) = entry {
+            if held.lost() {
+                // The wait outlasted the claim's lease: give it back if still held here.
+                super::completer::release_unstarted(&inner, job.id, job.attempt).await;
+                return;
+            }
+            if inner.announcing() {
+                let started = jobs_core::JobEvent::Started {
+                    id: job.id,
+                    attempt: job.attempt,
+                };
+                inner.announce(vec![started]).await;
+            }
             lane.push(
                 &inner,
                 Claimed {

@@ -20,34 +20,45 @@ pub(crate) fn renew_soon(inner: &Inner) {
     inner.renew_now.notify_one();
 }
 
-/// Renews every third of a lease, until the engine has stopped.
+/// Renews every third of a lease, until the engine has stopped. A renewal that does not
+/// answer within a third of a lease is given up for that round: the local deadlines are
+/// checked whatever the store does, so a stuck call cannot keep a lost attempt running.
 pub(crate) async fn keep(inner: Arc<Inner>) {
     let every = (inner.config.lease / 3).max(Duration::from_millis(20));
     let mut next = tokio::time::Instant::now() + every;
     loop {
         // Wake early when a held attempt's local deadline comes first, to stop it on time.
         let wake = next.min(tokio::time::Instant::now() + earliest_deadline(&inner, every));
-        tokio::select! {
+        let asked = tokio::select! {
             _ = inner.stopped.cancelled() => return,
-            _ = inner.renew_now.notified() => {}
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-        if tokio::time::Instant::now() >= next {
+            _ = inner.renew_now.notified() => true,
+            _ = tokio::time::sleep_until(wake) => false,
+        };
+        sweep(&inner);
+        if asked || tokio::time::Instant::now() >= next {
             next = tokio::time::Instant::now() + every;
-            renew(&inner).await;
-        }
-        for (_, held) in inner.registry.snapshot() {
-            // Stops the attempts whose deadline has passed.
-            held.lost();
+            if tokio::time::timeout(every, renew(&inner)).await.is_err() {
+                tracing::warn!("renewing job leases took longer than a third of the lease");
+            }
+            sweep(&inner);
         }
     }
 }
 
+/// Stops the attempts whose local deadline has passed.
+fn sweep(inner: &Inner) {
+    for (_, held) in inner.registry.snapshot() {
+        held.lost();
+    }
+}
+
+/// How long until the earliest local deadline of an attempt not yet known lost.
 fn earliest_deadline(inner: &Inner, at_most: Duration) -> Duration {
     inner
         .registry
         .snapshot()
         .iter()
+        .filter(|(_, held)| !held.is_marked_lost())
         .map(|(_, held)| held.until_deadline())
         .min()
         .unwrap_or(at_most)

@@ -81,6 +81,9 @@ pub(crate) struct Inner {
     pub(crate) shutdown: tokio::sync::OnceCell<()>,
     /// Asks the lease keeper for a renewal round now.
     pub(crate) renew_now: tokio::sync::Notify,
+    /// The runtime the service was started in: a drop of the last handle from outside it
+    /// still shuts down there.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl Inner {
@@ -89,6 +92,7 @@ impl Inner {
         catalog: Catalog,
         config: Config,
         queues: &[(Arc<str>, usize)],
+        runtime: tokio::runtime::Handle,
     ) -> Self {
         let local_bus = store.notifications().is_none().then(EventBus::default);
         let lanes = queues
@@ -115,6 +119,7 @@ impl Inner {
             helpers: Mutex::new(Vec::new()),
             shutdown: tokio::sync::OnceCell::new(),
             renew_now: tokio::sync::Notify::new(),
+            runtime,
         }
     }
 
@@ -204,12 +209,20 @@ pub(crate) async fn join_within(tasks: &mut Vec<JoinHandle<()>>, limit: Duration
 /// interrupted goes back to the queue without counting a failure.
 pub(crate) async fn shut_down(inner: &Arc<Inner>) {
     inner.intake.cancel();
+    let grace = inner.config.shutdown_grace;
     for lane in inner.lanes.values() {
         lane.close();
-        completer::give_back(inner, lane.drain()).await;
+    }
+    // Every lane is closed before anything is given back, so no worker starts a job that
+    // is being given back; claims still in flight give theirs back when they land.
+    let claimed_ahead: Vec<_> = inner.lanes.values().flat_map(|lane| lane.drain()).collect();
+    if tokio::time::timeout(grace, completer::give_back(inner, claimed_ahead))
+        .await
+        .is_err()
+    {
+        tracing::warn!("could not give back the jobs claimed ahead within the grace period; they are rescued once their leases run out");
     }
     let mut workers = take(&inner.workers);
-    let grace = inner.config.shutdown_grace;
     if !join_within(&mut workers, grace).await {
         tracing::warn!(
             ?grace,

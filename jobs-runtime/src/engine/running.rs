@@ -7,10 +7,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use jobs_core::{AttemptLease, JobId, Lease};
+use jobs_core::{AttemptLease, ClaimedJob, JobId, Lease};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::id_hash::IdMap;
+
+/// A claimed job with its registry entry, as lanes hand them to workers.
+pub(crate) struct Claimed {
+    pub(crate) job: ClaimedJob,
+    pub(crate) held: Held,
+    /// When the claim was sent.
+    pub(crate) claimed_at: Instant,
+}
 
 /// Why an attempt's token fired first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +67,8 @@ pub(crate) struct HeldState {
     epoch: Instant,
     /// Its outcome is on its way to the store.
     finishing: AtomicBool,
+    /// Notified when the lease is found lost.
+    lost_notice: Notify,
 }
 
 impl Held {
@@ -79,7 +90,10 @@ impl Held {
         );
         match reason {
             StopReason::Canceled => self.0.canceled.store(true, Ordering::Release),
-            StopReason::LeaseLost => self.0.lost.store(true, Ordering::Release),
+            StopReason::LeaseLost => {
+                self.0.lost.store(true, Ordering::Release);
+                self.0.lost_notice.notify_waiters();
+            }
             _ => {}
         }
         self.0.token.cancel();
@@ -91,6 +105,22 @@ impl Held {
 
     pub(crate) fn canceled(&self) -> bool {
         self.0.canceled.load(Ordering::Acquire)
+    }
+
+    /// Whether the lease is already known lost (no clock read).
+    pub(crate) fn is_marked_lost(&self) -> bool {
+        self.0.lost.load(Ordering::Acquire)
+    }
+
+    /// Completes once the lease is known lost.
+    pub(crate) async fn until_lost(&self) {
+        loop {
+            let notified = self.0.lost_notice.notified();
+            if self.is_marked_lost() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether the lease is lost, by the store's word or by the local clock.
@@ -152,6 +182,7 @@ impl AttemptLease for HeldState {
                 Ordering::Acquire,
             );
             self.lost.store(true, Ordering::Release);
+            self.lost_notice.notify_waiters();
             self.token.cancel();
             return true;
         }
@@ -203,6 +234,7 @@ impl Registry {
                         deadline_us: AtomicU64::new(deadline),
                         epoch: self.epoch,
                         finishing: AtomicBool::new(false),
+                        lost_notice: Notify::new(),
                     }));
                     Ok(slot.insert(entry).clone())
                 }

@@ -37,14 +37,18 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
                         job_type: job.job_type.clone(),
                     });
                 }
-                if let Some(lane) = inner.lanes.get(job.queue.as_str()) {
-                    lane.wake();
-                }
                 job
             }
         })
         .collect();
+    // Announced before the local queues are woken, so that a job's `submitted` comes
+    // before its `started`.
     inner.announce(events).await;
+    for lane in inner.lanes.values() {
+        if stored.iter().any(|job| *job.queue == *lane.name) {
+            lane.wake();
+        }
+    }
     Ok(stored)
 }
 
@@ -68,12 +72,12 @@ pub(crate) async fn insert_tick(
     if !ticks.insert_tick(job, schedule, tick).await? {
         return Ok(false);
     }
-    if let Some(lane) = inner.lanes.get(queue.as_str()) {
-        lane.wake();
-    }
     inner
         .announce(vec![JobEvent::Submitted { id, job_type }])
         .await;
+    if let Some(lane) = inner.lanes.get(queue.as_str()) {
+        lane.wake();
+    }
     Ok(true)
 }
 

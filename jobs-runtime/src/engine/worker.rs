@@ -13,8 +13,8 @@ use jobs_core::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::lane::{later, Claimed, Lane, Next};
-use super::running::{Held, StopReason};
+use super::lane::{later, Lane, Next};
+use super::running::{Claimed, Held, StopReason};
 use super::Inner;
 use crate::panic::{panic_message, CatchUnwind};
 
@@ -32,8 +32,9 @@ async fn run(inner: &Arc<Inner>, claimed: Claimed) {
     let Claimed { job, held, .. } = claimed;
     let (id, attempt) = (job.id, job.attempt);
     if held.lost() {
-        // Claimed ahead, then the lease ran out (a paused process): another holder has it.
-        inner.registry.remove(id, attempt);
+        // Claimed ahead, then the lease ran out by the local clock (a paused process):
+        // give it back if the store still holds it here, else another holder has it.
+        super::completer::release_unstarted(inner, id, attempt).await;
         return;
     }
     let outcome = if held.canceled() {
@@ -78,7 +79,15 @@ async fn execute(inner: &Inner, job: ClaimedJob, held: &Held) -> Option<Outcome>
         });
     };
     let executor = entry.executor().clone();
-    let policy = executor.policy();
+    // User code (a hand-written executor): a panic here fails the job like one in `execute`.
+    let policy = match catch_unwind(AssertUnwindSafe(|| executor.policy())) {
+        Ok(policy) => policy,
+        Err(payload) => {
+            return Some(Outcome::Failed {
+                error: format!("the executor panicked: {}", panic_message(payload.as_ref())),
+            })
+        }
+    };
     let may_retry = job.may_retry();
     let failures = job.failures + 1;
     let timeout = job.timeout_ms.map(Duration::from_millis);
@@ -203,9 +212,10 @@ async fn drive<F: std::future::Future + Unpin>(
     // Made once: a fresh `cancelled()` future per turn of the loop would register anew.
     let abandon = inner.abandon.cancelled();
     tokio::pin!(abandon);
-    let fired = held.token().cancelled();
-    tokio::pin!(fired);
-    let mut watching = true;
+    // Notified when the lease is lost, whatever fired the token before.
+    let lost_notice = held.until_lost();
+    tokio::pin!(lost_notice);
+    let mut timed_out = false;
     // The time limit: when it passes the token fires; when the grace after it passes too,
     // the execution is dropped.
     let mut limit: Option<Pin<Box<tokio::time::Sleep>>> =
@@ -217,21 +227,19 @@ async fn drive<F: std::future::Future + Unpin>(
             biased;
             output = &mut execution => break Driven::Ended(output),
             _ = elapsed(&mut limit), if limit.is_some() => {
-                if held.reason() == StopReason::TimedOut {
+                if timed_out {
                     break Driven::Abandoned;
                 }
+                timed_out = true;
                 held.stop(StopReason::TimedOut);
                 if let Some(limit) = limit.as_mut() {
                     limit.as_mut().reset(Instant::now() + grace);
                 }
             }
             _ = elapsed(&mut lost), if lost.is_some() => break Driven::Abandoned,
-            _ = &mut fired, if watching => {
-                watching = false;
-                if held.lost() {
-                    // Another holder may run the job now: this copy must not go on.
-                    lost = Some(Box::pin(tokio::time::sleep(grace)));
-                }
+            _ = &mut lost_notice, if lost.is_none() => {
+                // Another holder may run the job now: this copy must not go on.
+                lost = Some(Box::pin(tokio::time::sleep(grace)));
             }
             answer = async { write.as_mut().expect("guarded by the condition").await }, if write.is_some() => {
                 write = None;
