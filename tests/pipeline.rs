@@ -122,10 +122,9 @@ for_each_backend!(
     jobs_claimed_ahead_go_back_when_the_service_is_dropped,
 );
 
-/// Defect 2: the renewals fail (an outage) while attempt 1 is frozen past its lease. When
-/// it wakes, `ctx.is_cancelled()` is already true; its result is discarded, and the job
-/// runs again only after attempt 1 has ended.
-async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: Env) {
+/// A service on a fault-injecting wrapper of `env`'s store, with short leases and room
+/// for many lost leases (the tests lose some on purpose).
+fn short_leases(env: &Env) -> (Arc<FaultyStore>, Jobs) {
     let faulty = Arc::new(FaultyStore::new(env.store()));
     let jobs = Jobs::builder()
         .store(faulty.clone())
@@ -133,9 +132,35 @@ async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: En
         .lease(Duration::from_millis(300))
         .rescue_interval(Duration::from_millis(100))
         .poll_interval(Duration::from_millis(100))
+        .timeout_grace(Duration::from_millis(200))
         .crash_budget(10)
         .start()
         .unwrap();
+    (faulty, jobs)
+}
+
+/// Asserts that every attempt after the first started only once attempt 1 had ended.
+fn assert_attempts_did_not_overlap(run: &str) {
+    let seen = seen(run);
+    let first_end = seen
+        .iter()
+        .find(|(a, what, _)| *a == 1 && *what == "end")
+        .unwrap_or_else(|| panic!("attempt 1 ended: {seen:?}"))
+        .2;
+    let later_start = seen
+        .iter()
+        .filter(|(a, what, _)| *a > 1 && *what == "start")
+        .map(|(_, _, at)| *at)
+        .min()
+        .unwrap_or_else(|| panic!("a later attempt ran: {seen:?}"));
+    assert!(later_start >= first_end, "attempts overlapped: {seen:?}");
+}
+
+/// Defect 2: the renewals fail (an outage) while attempt 1 is frozen past its lease. When
+/// it wakes, `ctx.is_cancelled()` is already true; its result is discarded, and the job
+/// runs again only after attempt 1 has ended.
+async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: Env) {
+    let (faulty, jobs) = short_leases(&env);
     let run = JobId::new().to_string();
     faulty.fail_renewals(true);
     let job = jobs
@@ -169,21 +194,7 @@ async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: En
             .any(|(a, what, _)| *a == 1 && *what == "token fired"),
         "attempt 1's token fired: {seen:?}"
     );
-    let first_end = seen
-        .iter()
-        .find(|(a, what, _)| *a == 1 && *what == "end")
-        .unwrap()
-        .2;
-    let later_start = seen
-        .iter()
-        .filter(|(a, what, _)| *a > 1 && *what == "start")
-        .map(|(_, _, at)| *at)
-        .min()
-        .unwrap();
-    assert!(
-        later_start >= first_end,
-        "the next attempt started only after attempt 1 ended: {seen:?}"
-    );
+    assert_attempts_did_not_overlap(&run);
     jobs.shutdown().await;
 }
 
@@ -191,17 +202,7 @@ async fn a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome(env: En
 /// claimed again here. The new claim is neither held unrun nor run beside the old one:
 /// the old one is dropped after the grace period and the new one runs.
 async fn a_newer_attempt_waits_for_an_older_one_that_will_not_stop(env: Env) {
-    let faulty = Arc::new(FaultyStore::new(env.store()));
-    let jobs = Jobs::builder()
-        .store(faulty.clone())
-        .concurrency(2)
-        .lease(Duration::from_millis(300))
-        .rescue_interval(Duration::from_millis(100))
-        .poll_interval(Duration::from_millis(100))
-        .timeout_grace(Duration::from_millis(200))
-        .crash_budget(10)
-        .start()
-        .unwrap();
+    let (faulty, jobs) = short_leases(&env);
     let run = JobId::new().to_string();
     let job = jobs.submit_job_with("Deaf", json!(run)).await.unwrap();
     wait_for_progress(&jobs, job.id).await;
@@ -221,19 +222,7 @@ async fn a_newer_attempt_waits_for_an_older_one_that_will_not_stop(env: Env) {
     );
     assert!(done.attempt >= 2);
     // Attempt 1 was dropped before any later attempt started: never two at once.
-    let seen = seen(&run);
-    let first_end = seen
-        .iter()
-        .find(|(a, what, _)| *a == 1 && *what == "end")
-        .expect("attempt 1 was dropped")
-        .2;
-    let later_start = seen
-        .iter()
-        .filter(|(a, what, _)| *a > 1 && *what == "start")
-        .map(|(_, _, at)| *at)
-        .min()
-        .expect("a later attempt ran");
-    assert!(later_start >= first_end, "{seen:?}");
+    assert_attempts_did_not_overlap(&run);
     jobs.shutdown().await;
 }
 

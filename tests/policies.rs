@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{finished, Env};
 use jobs::prelude::*;
-use jobs::{ClaimRequest, Completed, Completion, JobEvent, Outcome, Timestamp};
+use jobs::{JobEvent, Timestamp};
 use serde_json::{json, Value};
 
 /// Fails its first two attempts, then succeeds with the attempt number.
@@ -102,7 +102,6 @@ for_each_backend!(
     a_tick_gets_one_job_however_many_fire_it,
     periodic_jobs_run_once_per_tick_across_services,
     a_schedule_that_cannot_run_is_refused_at_start,
-    a_job_asked_to_stop_is_not_queued_again,
     unique_keys_are_per_job_type,
     a_burst_in_one_queue_does_not_hold_up_the_others,
     queue_names_are_checked,
@@ -612,49 +611,6 @@ async fn a_schedule_that_cannot_run_is_refused_at_start(env: Env) {
             "{cron} {job_type}: {error}"
         );
     }
-}
-
-async fn a_job_asked_to_stop_is_not_queued_again(env: Env) {
-    // The worker decides to retry (or snooze, or give back) before it hears of the
-    // cancel: the store ends the job Canceled rather than queue it again.
-    let jobs = env.start(0);
-    let store = jobs.store().clone();
-    for outcome in [
-        Outcome::Retry {
-            error: "flaky".into(),
-            run_at: Timestamp::now(),
-        },
-        Outcome::Snooze {
-            run_at: Timestamp::now(),
-        },
-        Outcome::Release,
-    ] {
-        let job = jobs.submit_job_with("Record", json!({})).await.unwrap();
-        let request = ClaimRequest {
-            queue: Job::DEFAULT_QUEUE,
-            limit: 1,
-            holder: "test-holder",
-            lease: Duration::from_secs(30),
-        };
-        let claimed = store.claim(request).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert_eq!((claimed[0].id, claimed[0].attempt), (job.id, 1));
-        store.request_cancel(job.id).await.unwrap();
-        let completion = Completion {
-            id: job.id,
-            attempt: 1,
-            outcome,
-        };
-        let answers = store
-            .complete_many("test-holder", std::slice::from_ref(&completion))
-            .await
-            .unwrap();
-        assert_eq!(answers, vec![Completed::Applied(JobStatus::Canceled)]);
-        let stored = jobs.get_job(job.id).await.unwrap().unwrap();
-        assert_eq!(stored.status, JobStatus::Canceled);
-        assert!(stored.finished_at.is_some());
-    }
-    jobs.shutdown().await;
 }
 
 async fn unique_keys_are_per_job_type(env: Env) {

@@ -42,7 +42,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait JobStore: Send + Sync + 'static {
     /// Stores new `Queued` jobs in one write. Answers, per job in order, whether it was
     /// stored or an active job of its type already holds its [`Job::unique_key`] (then
-    /// nothing is stored for it). A job with an id that is already stored is an error of
+    /// nothing is stored for it).
+    ///
+    /// A store with [`Notifications`] announces [`JobEvent::Submitted`] for every job it
+    /// stores as part of the same write (a database: in the same transaction, with the
+    /// event serialized by the caller's side, not assembled in SQL), so that a job's
+    /// `submitted` comes before anything else about it; it is the one event a store sends
+    /// itself. [`PeriodicTicks::insert_tick`] does the same. A job with an id that is already stored is an error of
     /// kind [`StorageErrorKind::Conflict`](crate::StorageErrorKind::Conflict) and nothing of the batch is stored.
     fn insert_many(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<Inserted>, StorageError>>;
 
@@ -158,7 +164,9 @@ pub trait JobStore: Send + Sync + 'static {
 /// Events carried across every process that shares a store.
 ///
 /// The engine builds each event from the rows a store call answered and publishes it
-/// here once the change is stored; the store only carries it (PostgreSQL: `NOTIFY`).
+/// here once the change is stored; the store only carries it (PostgreSQL: `NOTIFY`). The
+/// exception is `submitted`, which the store announces with the insert itself (see
+/// [`JobStore::insert_many`]).
 pub trait Notifications: Send + Sync {
     /// Announces `events` to every subscriber of every process on the store. Best effort:
     /// the changes are stored already, and a lost event only costs a subscriber a prompt

@@ -29,7 +29,6 @@ pub(crate) struct Inserts {
     holders: String,
     tick: String,
     max_payload_bytes: usize,
-    notifier: Notifier,
 }
 
 impl Inserts {
@@ -45,19 +44,26 @@ impl Inserts {
             // Rows go in by type and key (then input order), so that concurrent batches
             // take the key locks in one order, and the first of a batch's jobs with one
             // key is the one stored.
+            // $11 the `submitted` event of each job (JSON by serde): the statement sends
+            // the events of the jobs it stored, so each leaves with the insert's commit,
+            // before anything else can happen to its job.
             insert: format!(
-                "INSERT INTO {jobs} ({columns})
-                 SELECT id, job_type, 'Queued', payload, {created_at},
-                        CASE WHEN run_at_us <= created_us THEN now() ELSE {run_at} END,
-                        priority, max_attempts, timeout_ms, unique_key, queue
-                 FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
-                             $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[])
-                      WITH ORDINALITY
-                      AS t(id, job_type, payload, created_us, run_at_us, priority,
-                           max_attempts, timeout_ms, unique_key, queue, n)
-                 ORDER BY job_type, unique_key, n
-                 {UNIQUE_ACTIVE}
-                 RETURNING id"
+                "WITH inserted AS (
+                     INSERT INTO {jobs} ({columns})
+                     SELECT id, job_type, 'Queued', payload, {created_at},
+                            CASE WHEN run_at_us <= created_us THEN now() ELSE {run_at} END,
+                            priority, max_attempts, timeout_ms, unique_key, queue
+                     FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
+                                 $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[])
+                          WITH ORDINALITY
+                          AS t(id, job_type, payload, created_us, run_at_us, priority,
+                               max_attempts, timeout_ms, unique_key, queue, n)
+                     ORDER BY job_type, unique_key, n
+                     {UNIQUE_ACTIVE}
+                     RETURNING id)
+                 SELECT i.id, pg_notify('{channel}', e.event)
+                 FROM inserted i JOIN unnest($1::uuid[], $11::text[]) AS e(id, event) USING (id)",
+                channel = notifier.channel(),
             ),
             // The active jobs holding the keys $2 of the types $1.
             holders: format!(
@@ -66,9 +72,9 @@ impl Inserts {
                    AND (job_type, unique_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
             ),
             // The job of a periodic tick: $1–$10 its columns, $11 the schedule, $12 the
-            // tick (µs). Stored only if the tick moves the schedule forward; the tick and
-            // the job are one statement. A tick whose job's key is held records the tick
-            // and stores nothing. The engine announces the job it stored.
+            // tick (µs), $13 its `submitted` event. Stored only if the tick moves the
+            // schedule forward; the tick, the job and its event are one statement. A tick
+            // whose job's key is held records the tick and stores nothing.
             tick: format!(
                 "WITH won AS (
                      INSERT INTO {schema}.job_schedules (name, last_tick)
@@ -83,13 +89,13 @@ impl Inserts {
                      WHERE EXISTS (SELECT 1 FROM won)
                      {UNIQUE_ACTIVE}
                      RETURNING id)
-                 SELECT id FROM inserted",
+                 SELECT id, pg_notify('{channel}', $13) FROM inserted",
                 tick = at_micros("$12::int8"),
                 created = at_micros("$4::int8"),
                 due = at_micros("$5::int8"),
+                channel = notifier.channel(),
             ),
             max_payload_bytes,
-            notifier,
         }
     }
 
@@ -122,18 +128,8 @@ impl Inserts {
         connection: &mut PgConnection,
         jobs: &[Job],
     ) -> Result<Vec<Inserted>, StorageError> {
-        let answers = self.insert_on(connection, jobs).await?;
-        let events: Vec<JobEvent> = jobs
-            .iter()
-            .zip(&answers)
-            .filter(|(_, answer)| matches!(answer, Inserted::Stored))
-            .map(|(job, _)| submitted(job))
-            .collect();
-        self.notifier
-            .notify_on(connection, &events)
-            .await
-            .map_err(storage("could not announce the stored jobs"))?;
-        Ok(answers)
+        // The insert statement notifies the jobs it stores, on this connection.
+        self.insert_on(connection, jobs).await
     }
 
     /// Stores `job` as the job of tick `tick` of `schedule`, unless that tick or a later
@@ -146,6 +142,8 @@ impl Inserts {
         tick: Timestamp,
     ) -> Result<bool, StorageError> {
         check_job(job, self.max_payload_bytes)?;
+        let event = serde_json::to_string(&submitted(job))
+            .map_err(|e| StorageError::with_source("could not describe the periodic job", e))?;
         let row = sqlx::query(&self.tick)
             .bind(job.id.as_uuid())
             .bind(&job.job_type)
@@ -159,6 +157,7 @@ impl Inserts {
             .bind(&job.queue)
             .bind(schedule)
             .bind(tick.as_unix_micros())
+            .bind(event)
             .fetch_optional(pool)
             .await
             .map_err(storage("could not store the periodic job"))?;
@@ -231,7 +230,12 @@ impl Inserts {
         connection: &mut PgConnection,
         jobs: &[&Job],
     ) -> Result<HashSet<Uuid>, StorageError> {
+        let events: Vec<String> = jobs
+            .iter()
+            .map(|job| serde_json::to_string(&submitted(job)).unwrap_or_default())
+            .collect();
         let rows = bind_columns(sqlx::query(&self.insert), jobs)
+            .bind(events)
             .fetch_all(connection)
             .await
             .map_err(|error| {

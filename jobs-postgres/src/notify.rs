@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use jobs_core::{EventBus, JobEvent, Signal};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
-use sqlx::PgConnection;
 
 use crate::options::ConnectError;
 
@@ -34,23 +33,6 @@ impl Notifier {
 
     pub(crate) fn channel(&self) -> &str {
         &self.channel
-    }
-
-    /// Notifies `events` on `connection`, in as few notifications as fit: inside a
-    /// transaction they leave at its commit.
-    pub(crate) async fn notify_on(
-        &self,
-        connection: &mut PgConnection,
-        events: &[JobEvent],
-    ) -> Result<(), sqlx::Error> {
-        let payloads = payloads(events);
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        notify_query(&self.channel, payloads)
-            .execute(connection)
-            .await
-            .map(drop)
     }
 
     /// Announces `events` to every process, after the changes they describe committed. A

@@ -91,6 +91,42 @@ where
     cancel_and_progress_follow_the_status(fresh().await.as_ref()).await;
     scheduled_jobs_wait_and_next_due_says_how_long(fresh().await.as_ref()).await;
     listing_counting_and_pruning_agree(fresh().await.as_ref()).await;
+    a_store_with_notifications_announces_its_inserts(fresh().await.as_ref()).await;
+}
+
+/// A store with notifications announces `submitted` for each job it stores (and for no
+/// job whose unique key was held), and carries published events to subscribers.
+pub async fn a_store_with_notifications_announces_its_inserts(store: &dyn JobStore) {
+    let Some(notifications) = store.notifications() else {
+        return;
+    };
+    let mut events = notifications.subscribe();
+    let job = Job::new("T", Value::Null);
+    insert(store, vec![job.clone()]).await;
+    let published = jobs_core::JobEvent::Started {
+        id: job.id,
+        attempt: 1,
+    };
+    notifications.publish(vec![published.clone()]).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Ok(event)) if event.job_id() == job.id => seen.push(event),
+            Ok(Ok(_)) => {}
+            other => panic!("expected the job's events, got {other:?} after {seen:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            jobs_core::JobEvent::Submitted {
+                id: job.id,
+                job_type: "T".into()
+            },
+            published
+        ],
+        "the insert's own event first, then what was published"
+    );
 }
 
 /// Claims hand out each job once, by priority then submit order, and move it to

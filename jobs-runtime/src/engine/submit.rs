@@ -23,7 +23,8 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
         }
     }
     let answers = inner.store.insert_many(jobs.clone()).await?;
-    let signalling = inner.signalling();
+    // A store with notifications announced its inserts itself, in the same write.
+    let signalling = inner.store.notifications().is_none() && inner.signalling();
     let mut events = Vec::with_capacity(if signalling { jobs.len() } else { 0 });
     let stored: Vec<Job> = jobs
         .into_iter()
@@ -72,9 +73,12 @@ pub(crate) async fn insert_tick(
     if !ticks.insert_tick(job, schedule, tick).await? {
         return Ok(false);
     }
-    inner
-        .announce(vec![JobEvent::Submitted { id, job_type }])
-        .await;
+    // A store with notifications announced the insert itself, in the same write.
+    if inner.store.notifications().is_none() {
+        inner
+            .announce(vec![JobEvent::Submitted { id, job_type }])
+            .await;
+    }
     if let Some(lane) = inner.lanes.get(queue.as_str()) {
         lane.wake();
     }

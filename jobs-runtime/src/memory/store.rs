@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use jobs_core::{
     BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, EventBus,
-    ExpiredLease, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, JobStore, Lease,
-    Notifications, Outcome, PeriodicTicks, Progress, ProgressAck, Renewal, StorageError,
+    ExpiredLease, Inserted, Job, JobCount, JobEvent, JobId, JobPage, JobQuery, JobStatus, JobStore,
+    Lease, Notifications, Outcome, PeriodicTicks, Progress, ProgressAck, Renewal, StorageError,
     StorageErrorKind, Timestamp,
 };
 use serde_json::Value;
@@ -437,6 +437,26 @@ impl std::fmt::Debug for InMemoryStore {
     }
 }
 
+/// The `submitted` events of `jobs`.
+fn submitted(jobs: &[Job]) -> Vec<JobEvent> {
+    jobs.iter()
+        .map(|job| JobEvent::Submitted {
+            id: job.id,
+            job_type: job.job_type.clone(),
+        })
+        .collect()
+}
+
+/// The events of the jobs that `answers` say were stored.
+fn stored_only(events: Vec<JobEvent>, answers: &[Inserted]) -> Vec<JobEvent> {
+    events
+        .into_iter()
+        .zip(answers)
+        .filter(|(_, answer)| matches!(answer, Inserted::Stored))
+        .map(|(event, _)| event)
+        .collect()
+}
+
 /// An answer that is ready at once.
 fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
     Box::pin(std::future::ready(value))
@@ -444,7 +464,16 @@ fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
 
 impl JobStore for InMemoryStore {
     fn insert_many(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<Inserted>, StorageError>> {
-        ready(self.lock().insert(jobs))
+        let announce = self.bus.has_subscribers() || self.bus.has_signal_subscribers();
+        let events = announce.then(|| submitted(&jobs));
+        let mut state = self.lock();
+        let answers = state.insert(jobs);
+        if let (Ok(answers), Some(events)) = (&answers, events) {
+            // Sent under the lock, so no claim (which takes it) can come before.
+            self.bus.send(stored_only(events, answers));
+        }
+        drop(state);
+        ready(answers)
     }
 
     fn supports_unique_keys(&self) -> bool {
@@ -595,11 +624,13 @@ impl PeriodicTicks for InMemoryStore {
         if state.ticks.get(schedule).is_some_and(|last| *last >= tick) {
             return ready(Ok(false));
         }
+        let events = submitted(std::slice::from_ref(&job));
         let stored = state
             .insert(vec![job])
             .map(|answers| matches!(answers.first(), Some(Inserted::Stored)));
         if let Ok(true) = stored {
             state.ticks.insert(schedule.to_owned(), tick);
+            self.bus.send(events);
         }
         ready(stored)
     }
