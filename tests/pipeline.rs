@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{finished, wait_for_progress, Env};
 use jobs::conformance::FaultyStore;
 use jobs::prelude::*;
+use jobs::JobEvent;
 use serde_json::json;
 
 /// What attempts of the `Frozen` jobs saw, by run key.
@@ -103,6 +104,11 @@ async fn runs_once() -> Result<&'static str, JobError> {
     Ok("done")
 }
 
+#[job_executor("Quick")]
+async fn quick() -> Result<(), JobError> {
+    Ok(())
+}
+
 static HOLD: AtomicBool = AtomicBool::new(true);
 
 /// Waits while `HOLD` is set.
@@ -119,6 +125,7 @@ for_each_backend!(
     a_lost_lease_stops_its_attempt_at_once_and_discards_its_outcome,
     a_newer_attempt_waits_for_an_older_one_that_will_not_stop,
     a_final_write_that_fails_is_retried_not_dropped,
+    a_final_write_whose_answer_is_lost_is_still_announced,
     jobs_claimed_ahead_go_back_when_the_service_is_dropped,
 );
 
@@ -254,6 +261,36 @@ async fn a_final_write_that_fails_is_retried_not_dropped(env: Env) {
         "three failed writes, then the one that stored it"
     );
     assert_eq!(ONCE_RUNS.load(Ordering::SeqCst) - before, 1, "it ran once");
+    jobs.shutdown().await;
+}
+
+/// A final write that committed but whose answer was lost (a connection drop after the
+/// commit) is tried again and answered "not held": the engine reads the job and announces
+/// its end anyway, so a subscriber hears of it at once.
+async fn a_final_write_whose_answer_is_lost_is_still_announced(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(env.store()));
+    let jobs = Jobs::builder()
+        .store(faulty.clone())
+        .concurrency(1)
+        .start()
+        .unwrap();
+    let mut events = jobs.subscribe();
+    faulty.lose_next_answers(1);
+    let job = jobs.submit_job("Quick").await.unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match events.recv().await {
+                Some(JobEvent::Finished { id, status, .. }) if id == job.id => return status,
+                Some(_) => {}
+                None => panic!("the event stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("the finish was announced well before any backstop");
+    assert_eq!(finished, JobStatus::Succeeded);
+    let done = jobs.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempt), (JobStatus::Succeeded, 1));
     jobs.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobs_runtime::{JobsError, StorageError, SubmitError};
+use jobs_runtime::{JobsError, StorageError, StorageErrorKind, SubmitError};
 use serde_json::{json, Map, Value};
 
 /// An error answer: a status, a stable machine-readable code, a message for people, and
@@ -51,14 +51,37 @@ impl ApiError {
         )
     }
 
+    /// The answer to a failure of the store, by its kind: a passing failure is `503`
+    /// (try again shortly), a value the store cannot keep `400`, a conflict `409`,
+    /// anything else `500`. Only the kinds whose message describes the request show it;
+    /// the others stay in the log, as they may name hosts, tables or credentials.
     pub(crate) fn internal(error: &StorageError) -> Self {
-        // The details stay in the log: they may name hosts, tables or credentials.
-        tracing::error!(%error, "the job store failed while serving a request");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the job store failed; try again later",
-        )
+        match error.kind() {
+            StorageErrorKind::Transient => {
+                tracing::warn!(%error, "the job store is unavailable while serving a request");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the job store is unreachable or busy; try again shortly",
+                )
+            }
+            StorageErrorKind::InvalidInput => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                error.message().to_owned(),
+            ),
+            StorageErrorKind::Conflict => {
+                Self::new(StatusCode::CONFLICT, "conflict", error.message().to_owned())
+            }
+            _ => {
+                tracing::error!(%error, "the job store failed while serving a request");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the job store failed; try again later",
+                )
+            }
+        }
     }
 }
 
@@ -68,7 +91,14 @@ impl IntoResponse for ApiError {
         error.insert("code".into(), json!(self.code));
         error.insert("message".into(), json!(self.message));
         error.extend(self.extra);
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -119,5 +149,35 @@ impl From<JobsError> for ApiError {
                 other.to_string(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_answered_by_their_kind() {
+        let answer = |kind| ApiError::internal(&StorageError::of_kind(kind, "details"));
+        let unavailable = answer(StorageErrorKind::Transient);
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(unavailable.code(), "store_unavailable");
+        let response = unavailable.into_response();
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
+        let invalid = answer(StorageErrorKind::InvalidInput);
+        assert_eq!(
+            (invalid.status(), invalid.message.as_str()),
+            (StatusCode::BAD_REQUEST, "details")
+        );
+        assert_eq!(
+            answer(StorageErrorKind::Conflict).status(),
+            StatusCode::CONFLICT
+        );
+        let other = answer(StorageErrorKind::Other);
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !other.message.contains("details"),
+            "the details stay in the log"
+        );
     }
 }

@@ -625,6 +625,7 @@ pub async fn listing_counting_and_pruning_agree(store: &dyn JobStore) {
 pub struct FaultyStore {
     inner: Arc<dyn JobStore>,
     failing_completions: AtomicUsize,
+    lost_answers: AtomicUsize,
     failing_renewals: AtomicBool,
     completions_seen: AtomicUsize,
 }
@@ -635,6 +636,7 @@ impl FaultyStore {
         Self {
             inner,
             failing_completions: AtomicUsize::new(0),
+            lost_answers: AtomicUsize::new(0),
             failing_renewals: AtomicBool::new(false),
             completions_seen: AtomicUsize::new(0),
         }
@@ -644,6 +646,12 @@ impl FaultyStore {
     /// connection) and change nothing.
     pub fn fail_next_completions(&self, n: usize) {
         self.failing_completions.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` calls of `complete_many` are applied, then answered with a transient
+    /// error, as when a connection drops after the commit and before the answer.
+    pub fn lose_next_answers(&self, n: usize) {
+        self.lost_answers.store(n, Ordering::SeqCst);
     }
 
     /// From now on, every `renew` fails with a transient error (the store is unreachable)
@@ -695,6 +703,19 @@ impl JobStore for FaultyStore {
             .is_ok();
         if fail {
             return Box::pin(async { Err(Self::dropped("could not store the outcomes")) });
+        }
+        let lose = self
+            .lost_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose {
+            let applied = self.inner.complete_many(holder, completions);
+            return Box::pin(async move {
+                let _ = applied.await;
+                Err(Self::dropped(
+                    "the outcomes were stored, but the answer was lost",
+                ))
+            });
         }
         self.inner.complete_many(holder, completions)
     }

@@ -200,6 +200,8 @@ async fn write(inner: &Inner, pending: &mut Vec<Pending>) {
 /// leaves both empty or with what is given up.
 async fn write_batch(inner: &Inner, completions: &mut Vec<Completion>, held: &mut Vec<Held>) {
     let mut backoff = Duration::from_millis(10);
+    // Whether a write failed for a passing reason: it may have committed all the same.
+    let mut retried = false;
     loop {
         // An attempt whose lease is lost has a new holder, or soon will: its outcome would
         // be refused, and the job runs again.
@@ -241,13 +243,14 @@ async fn write_batch(inner: &Inner, completions: &mut Vec<Completion>, held: &mu
                 return;
             }
             Ok(answers) => {
-                let refused = applied(inner, completions, held, answers).await;
+                let refused = applied(inner, completions, held, answers, retried).await;
                 if refused.is_empty() {
                     return;
                 }
                 (*completions, *held) = refused.into_iter().unzip();
             }
             Err(error) if error.is_transient() => {
+                retried = true;
                 tracing::warn!(%error, jobs = completions.len(), ?backoff, "could not store outcomes; trying again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MOST_BACKOFF);
@@ -283,12 +286,14 @@ async fn applied(
     written: &mut Vec<Completion>,
     held: &mut Vec<Held>,
     answers: Vec<Completed>,
+    retried: bool,
 ) -> Vec<Pending> {
     let announcing = inner.announcing();
     let signalling = inner.signalling();
     let mut events = Vec::new();
     let mut refused = Vec::new();
     let mut requeued = false;
+    let mut unsure = Vec::new();
     for (at, answer) in answers.iter().enumerate() {
         let completion = &written[at];
         match answer {
@@ -317,12 +322,23 @@ async fn applied(
                     refused.push((failed, held[at].clone()));
                 }
             },
+            // After a failed try, "not held" may mean that try committed after all: say
+            // what the job is now, so that nobody waits for an event that never comes.
+            Completed::NotHeld if retried => unsure.push(completion.id),
             Completed::NotHeld => tracing::warn!(
                 job.id = %completion.id,
                 attempt = completion.attempt,
                 "the job was moved by someone else; this attempt's outcome was not stored"
             ),
             _ => {}
+        }
+    }
+    for id in unsure {
+        if let Ok(Some(job)) = inner.store.get(id).await {
+            if let Some(event) = state_of(&job) {
+                requeued |= job.status == JobStatus::Queued;
+                events.push(event);
+            }
         }
     }
     inner.registry.remove_all(
@@ -348,6 +364,25 @@ const MAX_EVENT_TEXT_CHARS: usize = 500;
 
 fn short(text: &str) -> String {
     text.chars().take(MAX_EVENT_TEXT_CHARS).collect()
+}
+
+/// The event that tells where `job` is now, after a write whose answer was lost: finished,
+/// or back in the queue; `None` while it runs.
+fn state_of(job: &jobs_core::Job) -> Option<JobEvent> {
+    match job.status {
+        status if status.is_terminal() => Some(JobEvent::Finished {
+            id: job.id,
+            status,
+            error: job.error.as_deref().map(short),
+        }),
+        JobStatus::Queued => Some(JobEvent::Requeued {
+            id: job.id,
+            attempt: job.attempt,
+            run_at: job.run_at,
+            error: job.errors.last().map(|error| short(&error.message)),
+        }),
+        _ => None,
+    }
 }
 
 /// The event announcing that `completion` was applied and left its job in `status`.
