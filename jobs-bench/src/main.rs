@@ -20,7 +20,10 @@
 //!
 //! `--backend postgres` (with `DATABASE_URL` set) runs `bulk` and `latency` on PostgreSQL,
 //! each run in a fresh schema. For `bulk`, `--processes P` starts P worker processes (this
-//! program again, with C workers each) against the pre-inserted jobs.
+//! program again, with C workers each) against the pre-inserted jobs; the reference cases
+//! are one process of 4 workers and one of 32 (`--concurrency 4`, `--concurrency 32`).
+//! `--prefetch N` fixes how many jobs each worker process claims ahead (default:
+//! adaptive).
 //!
 //! Each result is one machine-readable line (`scenario=bulk backend=memory jobs=...`)
 //! followed by a short human summary. A scenario fails loudly (exit code 1) unless every
@@ -74,7 +77,7 @@ fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args
         .next()
-        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor> [--jobs N] [--concurrency C] [--backend memory|postgres] [--processes P]")?;
+        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor> [--jobs N] [--concurrency C] [--backend memory|postgres] [--processes P] [--prefetch N]")?;
     let mut options = Options {
         scenario,
         jobs: 0,
@@ -104,7 +107,7 @@ fn parse_options() -> Result<Options, String> {
             other => {
                 return Err(format!(
                     "unknown flag or value `{other} {value}`; expected --jobs N, --concurrency C, \
-                     --backend memory|postgres, --processes P"
+                     --backend memory|postgres, --processes P, --prefetch N"
                 ))
             }
         }
