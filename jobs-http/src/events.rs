@@ -1,10 +1,20 @@
 //! Server-sent events.
+//!
+//! Every stream ends when the job service begins to shut down, after a last event
+//! `shutdown` that tells the client why, so a server's graceful shutdown never waits on
+//! an open dashboard. A job's stream also ends after that job's `finished` event. At most
+//! [`HttpOptions::max_streams`](crate::HttpOptions::max_streams) streams are open at once;
+//! beyond that a request gets `503`.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use futures_core::Stream;
 use jobs_runtime::{JobEvent, JobEventStream, JobId};
@@ -22,17 +32,60 @@ pub(crate) struct SseEvents {
     reported_missed: u64,
     /// An event read while a `lagged` notice went out first.
     held: Option<JobEvent>,
+    /// Completes when the service begins to shut down.
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Set once the last event has gone out: the stream ends.
+    done: bool,
+    _slot: StreamSlot,
+}
+
+/// One of the open streams, counted while it lives.
+pub(crate) struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    /// A slot if fewer than `limit` streams are open.
+    fn take(open: &Arc<AtomicUsize>, limit: usize) -> Result<Self, ApiError> {
+        let taken = open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!("{limit} event streams are open already; close one or try again later"),
+            ));
+        }
+        Ok(Self(open.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SseEvents {
-    fn new(events: JobEventStream, only: Option<JobId>) -> Self {
+    fn new(state: &AppState, only: Option<JobId>, slot: StreamSlot) -> Self {
+        let events = state.jobs.subscribe().into_stream();
         let reported_missed = events.missed();
         Self {
             events,
             only,
             reported_missed,
             held: None,
+            shutdown: Box::pin(state.jobs.shutdown_begun()),
+            done: false,
+            _slot: slot,
         }
+    }
+
+    fn encode(event: &JobEvent) -> Event {
+        let data = serde_json::to_value(event).unwrap_or_default();
+        let name = data["event"].as_str().unwrap_or("event").to_owned();
+        Event::default().event(name).data(data.to_string())
     }
 }
 
@@ -40,6 +93,16 @@ impl Stream for SseEvents {
     type Item = Result<Event, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            let last = Event::default()
+                .event("shutdown")
+                .data(r#"{"reason":"the server is shutting down"}"#);
+            return Poll::Ready(Some(Ok(last)));
+        }
         loop {
             let event = match self.held.take() {
                 Some(event) => event,
@@ -63,30 +126,42 @@ impl Stream for SseEvents {
             if self.only.is_some_and(|id| id != event.job_id()) {
                 continue;
             }
-            let data = serde_json::to_value(&event).unwrap_or_default();
-            let name = data["event"].as_str().unwrap_or("event").to_owned();
-            let sse = Event::default().event(name).data(data.to_string());
-            return Poll::Ready(Some(Ok(sse)));
+            // A job's stream has nothing more to say once the job has finished.
+            if self.only.is_some() && matches!(event, JobEvent::Finished { .. }) {
+                self.done = true;
+            }
+            return Poll::Ready(Some(Ok(Self::encode(&event))));
         }
     }
 }
 
 /// `GET /events`: every job's events from now on.
-pub(crate) async fn all_events(State(state): State<AppState>) -> Sse<KeepAliveStream<SseEvents>> {
-    let events = state.jobs.subscribe().into_stream();
-    Sse::new(SseEvents::new(events, None)).keep_alive(KeepAlive::default())
+pub(crate) async fn all_events(
+    State(state): State<AppState>,
+) -> Result<Sse<KeepAliveStream<SseEvents>>, ApiError> {
+    let slot = StreamSlot::take(&state.open_streams, state.max_streams)?;
+    Ok(Sse::new(SseEvents::new(&state, None, slot)).keep_alive(KeepAlive::default()))
 }
 
-/// `GET /jobs/{id}/events`: one job's events from now on.
+/// `GET /jobs/{id}/events`: one job's events from now on, until it has finished. For a
+/// job that has finished already, its `finished` event alone.
 pub(crate) async fn job_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<KeepAliveStream<SseEvents>>, ApiError> {
     let id = parse_id(&id)?;
-    // Subscribe before checking the job exists, so no event falls in between.
-    let events = state.jobs.subscribe().into_stream();
-    if state.jobs.get_job(id).await?.is_none() {
+    let slot = StreamSlot::take(&state.open_streams, state.max_streams)?;
+    // Subscribe before reading the job, so no event falls in between.
+    let mut stream = SseEvents::new(&state, Some(id), slot);
+    let Some(job) = state.jobs.get_job(id).await? else {
         return Err(ApiError::not_found("job with this id"));
+    };
+    if job.status.is_terminal() {
+        stream.held = Some(JobEvent::Finished {
+            id,
+            status: job.status,
+            error: job.error,
+        });
     }
-    Ok(Sse::new(SseEvents::new(events, Some(id))).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

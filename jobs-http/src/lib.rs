@@ -51,15 +51,25 @@ pub use error::ApiError;
 pub struct HttpOptions {
     bearer_token: Option<String>,
     max_body_bytes: usize,
+    max_streams: usize,
 }
 
 impl HttpOptions {
-    /// No authentication, request bodies up to 1 MiB.
+    /// No authentication, request bodies up to 1 MiB, at most 1,000 event streams.
     pub fn new() -> Self {
         Self {
             bearer_token: None,
             max_body_bytes: 1 << 20,
+            max_streams: 1_000,
         }
+    }
+
+    /// At most `streams` server-sent event streams (`/events`, `/jobs/{id}/events`) open
+    /// at once across all clients (default 1,000); beyond it a request gets `503` with
+    /// the code `too_many_streams`. Each open stream holds a subscription to every event.
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.max_streams = streams;
+        self
     }
 
     /// Require `Authorization: Bearer <token>` on every route but `/health`.
@@ -94,6 +104,9 @@ impl Default for HttpOptions {
 pub(crate) struct AppState {
     pub(crate) jobs: Jobs,
     pub(crate) token: Option<Arc<str>>,
+    /// How many event streams are open, and the most allowed.
+    pub(crate) open_streams: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) max_streams: usize,
 }
 
 /// The API router with the default [`HttpOptions`].
@@ -106,6 +119,8 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
     let state = AppState {
         jobs,
         token: options.bearer_token.map(Arc::from),
+        open_streams: Arc::default(),
+        max_streams: options.max_streams,
     };
     let api = Router::new()
         .route("/jobs", post(routes::submit).get(routes::list))

@@ -185,13 +185,13 @@ pub(crate) fn document() -> Value {
                 }
             } },
             "/jobs/{id}/events": { "get": {
-                "summary": "one job's events",
+                "summary": "one job's events, until its finished event (at once for a finished job); every stream ends with a shutdown event when the server stops",
                 "parameters": [id_parameter()],
-                "responses": { "200": events_response(), "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found") }
+                "responses": { "200": events_response(), "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found"), "503": error("too_many_streams") }
             } },
             "/events": { "get": {
-                "summary": "every job's events",
-                "responses": { "200": events_response(), "401": error("unauthorized") }
+                "summary": "every job's events; the stream ends with a shutdown event when the server stops",
+                "responses": { "200": events_response(), "401": error("unauthorized"), "503": error("too_many_streams") }
             } },
             "/job-types": { "get": {
                 "summary": "the job types this service runs",

@@ -596,3 +596,113 @@ async fn metrics_count_jobs_by_type_and_status_and_time_executions() {
     call(&app, "POST", &format!("/jobs/{waiting}/cancel"), None).await;
     jobs.shutdown().await;
 }
+
+/// Reads the whole stream until it ends, with a deadline.
+async fn read_stream_to_end(body: &mut Body) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("the stream did not end; got:\n{text}"));
+        match frame {
+            None => return text,
+            Some(frame) => {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    text.push_str(std::str::from_utf8(&data).unwrap());
+                }
+            }
+        }
+    }
+}
+
+async fn open_stream(app: &Router, uri: &str) -> axum::response::Response {
+    app.clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_stream_ends_after_its_finished_event_and_a_finished_job_gets_it_at_once() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, job) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut body = open_stream(&app, &format!("/jobs/{id}/events"))
+        .await
+        .into_body();
+    until(&app, &id, |job| job["status"] == "Running").await;
+    call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    let text = read_stream_to_end(&mut body).await;
+    assert!(text.trim_end().ends_with("}"), "{text}");
+    let last = text.rsplit("event: ").next().unwrap();
+    assert!(
+        last.starts_with("finished"),
+        "the last event is finished: {text}"
+    );
+    assert!(last.contains("\"status\":\"Canceled\""), "{text}");
+
+    // The job has finished: a new stream says so and ends.
+    let mut again = open_stream(&app, &format!("/jobs/{id}/events"))
+        .await
+        .into_body();
+    let text = read_stream_to_end(&mut again).await;
+    assert_eq!(text.matches("event: ").count(), 1, "{text}");
+    assert!(text.contains("event: finished"), "{text}");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn event_streams_end_with_a_last_event_when_shutdown_begins() {
+    // No workers: the job stays queued, so only the shutdown can end its stream.
+    let jobs = Jobs::builder()
+        .discover(false)
+        .concurrency(0)
+        .register(executor_fn("Wait", |ctx| async move {
+            ctx.cancelled().await;
+            ctx.check_cancelled()
+        }))
+        .start()
+        .unwrap();
+    let app = router(jobs.clone());
+    let (_, job) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut all = open_stream(&app, "/events").await.into_body();
+    let mut one = open_stream(&app, &format!("/jobs/{id}/events"))
+        .await
+        .into_body();
+    let stopping = tokio::spawn({
+        let jobs = jobs.clone();
+        async move { jobs.shutdown().await }
+    });
+    for body in [&mut all, &mut one] {
+        let text = read_stream_to_end(body).await;
+        assert!(
+            text.contains("event: shutdown") && text.contains("shutting down"),
+            "{text}"
+        );
+    }
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn streams_beyond_the_cap_are_refused_with_503_until_one_closes() {
+    let jobs = jobs();
+    let app = router_with(jobs.clone(), HttpOptions::new().max_streams(1));
+    let first = open_stream(&app, "/events").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let refused = open_stream(&app, "/events").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "too_many_streams", "{error}");
+    drop(first);
+    let after = open_stream(&app, "/events").await;
+    assert_eq!(
+        after.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
+    jobs.shutdown().await;
+}

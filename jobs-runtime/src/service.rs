@@ -388,6 +388,12 @@ impl Jobs {
         self.inner().intake.is_cancelled()
     }
 
+    /// Completes when [`Jobs::shutdown`] begins (at once if it has): for what should end
+    /// with the service, such as the event streams of an HTTP server.
+    pub fn shutdown_begun(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.inner().intake.clone().cancelled_owned()
+    }
+
     /// Shuts the service down gracefully.
     ///
     /// Submissions are refused from now on and no more jobs are claimed; jobs claimed
