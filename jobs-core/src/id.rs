@@ -3,8 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, Hasher};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -15,34 +14,44 @@ use crate::Timestamp;
 /// The last (milliseconds << 12 | sequence) handed out in this process.
 static LAST: AtomicU64 = AtomicU64::new(0);
 
+/// How many random bytes a thread draws from the operating system at a time.
+const POOL_BYTES: usize = 4_096;
+
+struct Pool {
+    bytes: [u8; POOL_BYTES],
+    used: usize,
+}
+
 thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
+    // Random bytes from the operating system's cryptographic generator, drawn a page at a
+    // time: an id's random part cannot be predicted from other ids, and a draw costs one
+    // system call per 512 ids.
+    static POOL: RefCell<Pool> = const {
+        RefCell::new(Pool {
+            bytes: [0; POOL_BYTES],
+            used: POOL_BYTES,
+        })
+    };
 }
 
-/// A per-thread seed from the standard library's randomly keyed hasher.
-fn seed() -> u64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(LAST.load(Ordering::Relaxed));
-    hasher.finish() | 1
-}
-
-/// The UUID for `stamp` (milliseconds << 12 | sequence) and 64 random bits, of which 62
-/// are kept.
 fn encode(stamp: u64, random: u64) -> Uuid {
     let high = ((stamp >> 12) << 16) | (0x7 << 12) | (stamp & 0xfff);
     let low = (random & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     Uuid::from_u64_pair(high, low)
 }
 
-/// xorshift64*: fast, and plenty for the random part of an id (not for secrets).
+/// Eight random bytes from the pool: unpredictable, from the operating system.
 pub(crate) fn random_u64() -> u64 {
-    RNG.with(|state| {
-        let mut x = state.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        state.set(x);
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.used + 8 > POOL_BYTES {
+            getrandom::getrandom(&mut pool.bytes)
+                .expect("the operating system's random generator failed");
+            pool.used = 0;
+        }
+        let at = pool.used;
+        pool.used += 8;
+        u64::from_le_bytes(pool.bytes[at..at + 8].try_into().expect("eight bytes"))
     })
 }
 
@@ -173,6 +182,57 @@ impl FromStr for JobId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The random part of an id: its low 62 bits.
+    fn random_bits(id: JobId) -> u64 {
+        id.as_uuid().as_u64_pair().1 & 0x3fff_ffff_ffff_ffff
+    }
+
+    /// What an attacker who saw one id would predict for the next id of the same thread
+    /// if ids came from xorshift64* (the generator the random part once came from): the
+    /// output is the state times a constant, so the state follows from the output up to
+    /// its two hidden top bits.
+    fn xorshift_predictions(seen: u64) -> Vec<u64> {
+        const M: u64 = 0x2545_f491_4f6c_dd1d;
+        // M is odd, so it has an inverse modulo 2⁶⁴ (Newton's iteration).
+        let mut inverse: u64 = 1;
+        for _ in 0..6 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(M.wrapping_mul(inverse)));
+        }
+        (0..4u64)
+            .map(|top| {
+                let mut x = (seen | (top << 62)).wrapping_mul(inverse);
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                x.wrapping_mul(M) & 0x3fff_ffff_ffff_ffff
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_next_id_cannot_be_predicted_from_the_last_one() {
+        // The attack works on the old generator: it is the right attack.
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        let mut step = || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d) & 0x3fff_ffff_ffff_ffff
+        };
+        let (first, second) = (step(), step());
+        assert!(xorshift_predictions(first).contains(&second));
+        // It fails on ids: over a thousand pairs, never a hit.
+        let ids: Vec<JobId> = (0..1_001).map(|_| JobId::new()).collect();
+        for pair in ids.windows(2) {
+            let predicted = xorshift_predictions(random_bits(pair[0]));
+            assert!(
+                !predicted.contains(&random_bits(pair[1])),
+                "predicted {}",
+                pair[1]
+            );
+        }
+    }
 
     #[test]
     fn ids_order_like_their_bytes() {
