@@ -174,14 +174,15 @@ pub(crate) fn document() -> Value {
                 }
             } },
             "/jobs/{id}/cancel": { "post": {
-                "summary": "cancel a job",
+                "summary": "cancel a job; the request must say Content-Type: application/json (a cross-site form cannot), its body is ignored",
                 "parameters": [id_parameter()],
                 "responses": {
                     "200": { "description": "whether the cancel took effect", "content": { "application/json": { "schema": {
                         "type": "object", "required": ["canceled", "status"],
                         "properties": { "canceled": { "type": "boolean" }, "status": { "type": "string", "enum": status_enum } }
                     } } } },
-                    "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found")
+                    "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found"),
+                    "415": error("json_required")
                 }
             } },
             "/jobs/{id}/events": { "get": {

@@ -159,8 +159,10 @@ pub(crate) async fn result(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
+    require_json(&headers)?;
     let (canceled, status) = match state.jobs.cancel(id).await? {
         CancelOutcome::CanceledQueued(job) => (true, job.status),
         CancelOutcome::Requested(job) => (true, job.status),
@@ -250,4 +252,25 @@ pub(crate) async fn job_types(State(state): State<AppState>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "jobTypes": types }))
+}
+
+/// Refuses a state-changing request that does not say it is JSON. A cross-site HTML form
+/// can only send form encodings or plain text, and a page script cannot send JSON to
+/// another origin without a preflight that this server never grants, so this keeps a page
+/// the operator visits from changing jobs behind their back.
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "json_required",
+            "send this request with Content-Type: application/json (cross-site forms cannot)",
+        ))
+    }
 }

@@ -61,7 +61,13 @@ async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (St
             request = request.header(header::CONTENT_TYPE, "application/json");
             Body::from(body.to_string())
         }
-        None => Body::empty(),
+        None => {
+            if method == "POST" {
+                // State-changing requests say they are JSON, as the dashboard's do.
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            Body::empty()
+        }
     };
     send(app, request.body(body).unwrap()).await
 }
@@ -704,5 +710,38 @@ async fn streams_beyond_the_cap_are_refused_with_503_until_one_closes() {
         StatusCode::OK,
         "a closed stream frees its slot"
     );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cross_site_form_cannot_cancel_a_job() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, job) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    until(&app, &id, |job| job["status"] == "Running").await;
+    // What an HTML form on another site sends (no custom headers, no JSON).
+    for content_type in [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+    ] {
+        let mut request = Request::post(format!("/jobs/{id}/cancel"));
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        let (status, body) = send(&app, request.body(Body::from("x=1")).unwrap()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}: {body}"
+        );
+        assert_eq!(body["error"]["code"], "json_required");
+    }
+    let (_, still) = call(&app, "GET", &format!("/jobs/{id}"), None).await;
+    assert_eq!(still["status"], "Running", "nothing changed: {still}");
+    assert_eq!(still["cancelRequested"], false);
+    let (status, _) = call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    assert_eq!(status, StatusCode::OK, "a JSON request cancels");
     jobs.shutdown().await;
 }
