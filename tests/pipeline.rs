@@ -146,6 +146,17 @@ fn short_leases(env: &Env) -> (Arc<FaultyStore>, Jobs) {
     (faulty, jobs)
 }
 
+/// A service of one worker on a fault-injecting wrapper of `env`'s store.
+fn one_worker(env: &Env) -> (Arc<FaultyStore>, Jobs) {
+    let faulty = Arc::new(FaultyStore::new(env.store()));
+    let jobs = Jobs::builder()
+        .store(faulty.clone())
+        .concurrency(1)
+        .start()
+        .unwrap();
+    (faulty, jobs)
+}
+
 /// Asserts that every attempt after the first started only once attempt 1 had ended.
 fn assert_attempts_did_not_overlap(run: &str) {
     let seen = seen(run);
@@ -236,12 +247,7 @@ async fn a_newer_attempt_waits_for_an_older_one_that_will_not_stop(env: Env) {
 /// Defect 3: the first writes of a job's success fail (a connection drop): the success is
 /// retried and stored; the job does not run again.
 async fn a_final_write_that_fails_is_retried_not_dropped(env: Env) {
-    let faulty = Arc::new(FaultyStore::new(env.store()));
-    let jobs = Jobs::builder()
-        .store(faulty.clone())
-        .concurrency(1)
-        .start()
-        .unwrap();
+    let (faulty, jobs) = one_worker(&env);
     let before = ONCE_RUNS.load(Ordering::SeqCst);
     faulty.fail_next_completions(3);
     let job = jobs.submit_job("RunsOnce").await.unwrap();
@@ -268,12 +274,7 @@ async fn a_final_write_that_fails_is_retried_not_dropped(env: Env) {
 /// commit) is tried again and answered "not held": the engine reads the job and announces
 /// its end anyway, so a subscriber hears of it at once.
 async fn a_final_write_whose_answer_is_lost_is_still_announced(env: Env) {
-    let faulty = Arc::new(FaultyStore::new(env.store()));
-    let jobs = Jobs::builder()
-        .store(faulty.clone())
-        .concurrency(1)
-        .start()
-        .unwrap();
+    let (faulty, jobs) = one_worker(&env);
     let mut events = jobs.subscribe();
     faulty.lose_next_answers(1);
     let job = jobs.submit_job("Quick").await.unwrap();
