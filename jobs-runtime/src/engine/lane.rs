@@ -20,6 +20,16 @@ use tokio::sync::Notify;
 use super::running::Claimed;
 use super::Inner;
 
+/// The idle worker that times the lane's next look: gives the watch up when it wakes
+/// (or is dropped at shutdown).
+struct Watch<'a>(&'a Lane);
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.0.lock().watching = false;
+    }
+}
+
 /// How long a claimed job may wait in the buffer before the lane keeps fewer.
 const WAITED_TOO_LONG: Duration = Duration::from_millis(500);
 
@@ -47,6 +57,8 @@ struct State {
     closed: bool,
     /// The last claim got fewer jobs than it asked for: the store has no more due now.
     drained: bool,
+    /// An idle worker is timing the next look for due jobs.
+    watching: bool,
     /// The lane's last claim failed: idle workers wait before trying again.
     failing: bool,
 }
@@ -162,7 +174,16 @@ impl Lane {
                 }
                 continue;
             }
-            let wait = self.idle_wait(inner).await;
+            // One idle worker watches the clock (asks the store when the next job is due);
+            // the others sleep until woken, or until the poll interval at the latest, so an
+            // idle lane costs the store one look per wake-up, not one per worker.
+            let watcher = !std::mem::replace(&mut self.lock().watching, true);
+            let _watch = watcher.then(|| Watch(self));
+            let wait = if watcher {
+                self.idle_wait(inner).await
+            } else {
+                inner.config.poll_interval
+            };
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(wait) => {
