@@ -167,6 +167,12 @@ pub use serde_json;
 #[doc(inline)]
 pub use jobs_postgres as postgres;
 
+/// The SQLite store (cargo feature `sqlite`): durable jobs in one file, shared by the
+/// processes of one machine. `Jobs::builder().store(SqliteStore::open("jobs.sqlite3")?)`.
+#[cfg(feature = "sqlite")]
+#[doc(inline)]
+pub use jobs_sqlite as sqlite;
+
 /// What most users import: `use jobs::prelude::*;`.
 pub mod prelude {
     #[doc(no_inline)]

@@ -31,3 +31,15 @@ async fn the_postgres_store_passes_the_conformance_suite() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_store_passes_the_conformance_suite() {
+    let files = std::sync::Mutex::new(Vec::new());
+    jobs::conformance::run_all(|| {
+        let file = common::SqliteFile::new();
+        let store = file.open();
+        files.lock().unwrap().push(file);
+        async move { store as Arc<dyn JobStore> }
+    })
+    .await;
+}

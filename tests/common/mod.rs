@@ -91,12 +91,14 @@ use std::sync::Arc;
 
 use jobs::{JobStore, JobsBuilder};
 use jobs_postgres::{PostgresOptions, PostgresStore};
+use jobs_sqlite::SqliteStore;
 
 /// The stores the behavioural suite runs against.
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Memory,
     Postgres,
+    Sqlite,
 }
 
 /// One test's storage: services built from it share jobs, queue and events.
@@ -105,6 +107,8 @@ pub struct Env {
     store: Arc<dyn JobStore>,
     /// For PostgreSQL: where to connect another process-like store to the same jobs.
     postgres: Option<(String, String)>,
+    /// For SQLite: the file (in a directory removed with the last `Env` of the test).
+    sqlite: Option<Arc<SqliteFile>>,
 }
 
 /// The database URL for PostgreSQL tests; `None` (after saying so) when none is given
@@ -129,6 +133,37 @@ async fn postgres(url: &str, schema: &str) -> Arc<PostgresStore> {
         .expect("connect to PostgreSQL")
 }
 
+/// A SQLite database file in a fresh directory of its own, removed when dropped.
+pub struct SqliteFile {
+    dir: std::path::PathBuf,
+}
+
+impl SqliteFile {
+    /// A fresh directory for a database file.
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(fresh_schema("jobs_sqlite_test"));
+        std::fs::create_dir_all(&dir).expect("create a directory for the test database");
+        Self { dir }
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.join("jobs.sqlite3")
+    }
+
+    /// A store on the file, as one process would open it.
+    pub fn open(&self) -> Arc<SqliteStore> {
+        let options = jobs_sqlite::SqliteOptions::new().poll_interval(Duration::from_millis(10));
+        SqliteStore::open_with(self.path(), options).expect("open the SQLite database")
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A fresh schema name.
 pub fn fresh_schema(prefix: &str) -> String {
     format!(
@@ -146,7 +181,17 @@ impl Env {
                 backend,
                 store: Arc::new(jobs::memory::InMemoryStore::new()),
                 postgres: None,
+                sqlite: None,
             }),
+            Backend::Sqlite => {
+                let file = Arc::new(SqliteFile::new());
+                Some(Env {
+                    backend,
+                    store: file.open(),
+                    postgres: None,
+                    sqlite: Some(file),
+                })
+            }
             Backend::Postgres => {
                 let url = database_url()?;
                 let schema = fresh_schema("jobs_test");
@@ -156,6 +201,7 @@ impl Env {
                     backend,
                     store,
                     postgres: Some((url, schema)),
+                    sqlite: None,
                 })
             }
         }
@@ -185,22 +231,32 @@ impl Env {
     /// The same store as another process would see it: for PostgreSQL a second store
     /// with its own connections and listener; in memory the same object.
     pub async fn another(&self) -> Env {
+        if let Some(file) = &self.sqlite {
+            return Env {
+                backend: self.backend,
+                store: file.open(),
+                postgres: None,
+                sqlite: Some(file.clone()),
+            };
+        }
         match &self.postgres {
             None => Env {
                 backend: self.backend,
                 store: self.store.clone(),
                 postgres: None,
+                sqlite: None,
             },
             Some((url, schema)) => Env {
                 backend: self.backend,
                 store: postgres(url, schema).await,
                 postgres: self.postgres.clone(),
+                sqlite: None,
             },
         }
     }
 }
-/// Runs each named `async fn(Env)` against every backend, as `memory::name` and
-/// `postgres::name`.
+/// Runs each named `async fn(Env)` against every backend, as `memory::name`,
+/// `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {
@@ -209,6 +265,16 @@ macro_rules! for_each_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(env) = $crate::common::Env::new($crate::common::Backend::Memory).await {
+                        super::$name(env).await;
+                    }
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = $crate::common::Env::new($crate::common::Backend::Sqlite).await {
                         super::$name(env).await;
                     }
                 }

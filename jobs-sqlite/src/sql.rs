@@ -1,0 +1,590 @@
+//! The statements, run on a connection's thread inside the writer's transaction (or on
+//! the reader). They move plain values; JSON is written and parsed by the callers, off the
+//! connection's thread, except on rare paths (a unique key's holder, a cancel).
+//!
+//! The writer holds SQLite's write lock for the whole transaction, so a look-up followed
+//! by a change inside one function is atomic against every other process too.
+
+use jobs_core::{
+    CancelOutcome, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, Progress, Renewal,
+    StorageError, StorageErrorKind, Timestamp,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{failed, storage};
+use crate::rows::{expired_from_row, id_bytes, json, RawClaim, RawJob, COLUMNS};
+
+/// A job ready to insert: the job, its payload as JSON text and its `submitted` event.
+pub(crate) struct NewJob {
+    pub(crate) job: Job,
+    pub(crate) payload: String,
+    pub(crate) event: String,
+    /// Due exactly at `job.run_at` (a periodic tick), not at the insert when that is
+    /// earlier than its submit.
+    pub(crate) exact_run_at: bool,
+}
+
+/// Inserts `jobs` in order; a job whose unique key an active job holds (one stored
+/// earlier in the batch included) is not stored. Records the `submitted` events of the
+/// stored jobs as one event row of `origin`. Answers per job, and the indexes stored.
+pub(crate) fn insert_jobs(
+    connection: &Connection,
+    jobs: &[NewJob],
+    origin: &str,
+) -> Result<(Vec<Inserted>, Vec<usize>), StorageError> {
+    const WHAT: &str = "could not store the jobs";
+    let now = Timestamp::now().as_unix_micros();
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO jobs (id, job_type, queue, status, payload, created_at, run_at,
+                               priority, max_attempts, timeout_ms, unique_key)
+             VALUES (?1, ?2, ?3, 'Queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(failed(WHAT))?;
+    let mut answers = Vec::with_capacity(jobs.len());
+    let mut stored = Vec::with_capacity(jobs.len());
+    for (index, new) in jobs.iter().enumerate() {
+        let job = &new.job;
+        if let Some(key) = &job.unique_key {
+            if let Some(holder) = key_holder(connection, &job.job_type, key)? {
+                answers.push(Inserted::Existing(Box::new(holder)));
+                continue;
+            }
+        }
+        let created = job.created_at.as_unix_micros();
+        let run_at = job.run_at.as_unix_micros();
+        // An immediate job is due when it is stored, not at the submitter's clock.
+        let due = if run_at <= created && !new.exact_run_at {
+            now
+        } else {
+            run_at
+        };
+        insert
+            .execute(params![
+                id_bytes(job.id),
+                job.job_type,
+                job.queue,
+                new.payload,
+                created,
+                due,
+                job.priority,
+                job.max_attempts.max(1),
+                job.timeout_ms.map(|ms| ms.clamp(1, i64::MAX as u64) as i64),
+                job.unique_key,
+            ])
+            .map_err(|error| match storage(WHAT, error) {
+                conflict if conflict.kind() == StorageErrorKind::Conflict => StorageError::of_kind(
+                    StorageErrorKind::Conflict,
+                    format!("a job with id {} is already stored", job.id),
+                ),
+                other => other,
+            })?;
+        answers.push(Inserted::Stored);
+        stored.push(index);
+    }
+    if !stored.is_empty() {
+        let events: Vec<&str> = stored.iter().map(|at| jobs[*at].event.as_str()).collect();
+        record_events(connection, origin, &format!("[{}]", events.join(",")))?;
+    }
+    Ok((answers, stored))
+}
+
+/// The active job of `job_type` holding `key`, if any.
+fn key_holder(
+    connection: &Connection,
+    job_type: &str,
+    key: &str,
+) -> Result<Option<Job>, StorageError> {
+    let raw = connection
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE job_type = ?1 AND unique_key = ?2
+             AND status IN ('Queued', 'Running')"
+        ))
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![job_type, key], RawJob::read)
+                .optional()
+        })
+        .map_err(failed("could not look up a unique key"))?;
+    raw.map(RawJob::into_job).transpose()
+}
+
+/// Records one event row: `events` is a JSON array of events.
+pub(crate) fn record_events(
+    connection: &Connection,
+    origin: &str,
+    events: &str,
+) -> Result<(), StorageError> {
+    connection
+        .prepare_cached("INSERT INTO job_events (origin, at, events) VALUES (?1, ?2, ?3)")
+        .and_then(|mut statement| {
+            statement.execute(params![origin, Timestamp::now().as_unix_micros(), events])
+        })
+        .map(drop)
+        .map_err(failed("could not record job events"))
+}
+
+/// Stores the job of tick `tick` of `schedule` unless that tick (or a later one) has its
+/// job already; a tick whose job's key is held is recorded and stores nothing. Whether
+/// the job was stored.
+pub(crate) fn insert_tick(
+    connection: &Connection,
+    new: &NewJob,
+    schedule: &str,
+    tick: Timestamp,
+    origin: &str,
+) -> Result<bool, StorageError> {
+    let won = connection
+        .prepare_cached(
+            "INSERT INTO job_schedules (name, last_tick) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick
+             WHERE job_schedules.last_tick < excluded.last_tick",
+        )
+        .and_then(|mut statement| statement.execute(params![schedule, tick.as_unix_micros()]))
+        .map_err(failed("could not record a periodic tick"))?;
+    if won == 0 {
+        return Ok(false);
+    }
+    let mut job = NewJob {
+        job: new.job.clone(),
+        payload: new.payload.clone(),
+        event: new.event.clone(),
+        exact_run_at: true,
+    };
+    // Due at the tick (the tick it is the job of), never later than now.
+    job.job.run_at = job.job.run_at.min(Timestamp::now());
+    let (answers, _) = insert_jobs(connection, std::slice::from_ref(&job), origin)?;
+    Ok(matches!(answers.first(), Some(Inserted::Stored)))
+}
+
+/// Claims up to `limit` due jobs of `queue` for `holder` until `lease_until` (µs), no
+/// more than `global_limit` running at once when the queue has one. In claim order.
+pub(crate) fn claim(
+    connection: &Connection,
+    queue: &str,
+    limit: usize,
+    holder: &str,
+    lease_us: i64,
+    global_limit: Option<u32>,
+) -> Result<Vec<RawClaim>, StorageError> {
+    const WHAT: &str = "could not claim jobs";
+    let mut limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    if let Some(global) = global_limit {
+        let running: i64 = connection
+            .prepare_cached("SELECT count(*) FROM jobs WHERE status = 'Running' AND queue = ?1")
+            .and_then(|mut statement| statement.query_row([queue], |row| row.get(0)))
+            .map_err(failed(WHAT))?;
+        limit = limit.min((i64::from(global) - running).max(0));
+    }
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = Timestamp::now().as_unix_micros();
+    let mut statement = connection
+        .prepare_cached(
+            "UPDATE jobs SET status = 'Running', attempt = attempt + 1, started_at = ?1,
+                 progress_percent = NULL, progress_message = NULL,
+                 holder = ?2, lease_until = ?1 + ?3
+             WHERE rowid IN (
+                 SELECT rowid FROM jobs
+                 WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
+                 ORDER BY priority DESC, run_at, id LIMIT ?5)
+             RETURNING id, job_type, payload, attempt, max_attempts,
+                       json_array_length(errors), timeout_ms, priority, run_at",
+        )
+        .map_err(failed(WHAT))?;
+    let mut claimed = statement
+        .query_map(params![now, holder, lease_us, queue, limit], RawClaim::read)
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(failed(WHAT))?;
+    claimed.sort_by(|a, b| {
+        a.order
+            .cmp(&b.order)
+            .then_with(|| a.id_bytes().cmp(b.id_bytes()))
+    });
+    Ok(claimed)
+}
+
+/// Microseconds until the earliest queued job of `queue` is due (zero or less: one is
+/// due now); `None` when none is queued.
+pub(crate) fn next_due(connection: &Connection, queue: &str) -> Result<Option<i64>, StorageError> {
+    let earliest: Option<i64> = connection
+        .prepare_cached("SELECT min(run_at) FROM jobs WHERE status = 'Queued' AND queue = ?1")
+        .and_then(|mut statement| statement.query_row([queue], |row| row.get(0)))
+        .map_err(failed("could not read when the next job is due"))?;
+    Ok(earliest.map(|at| at - Timestamp::now().as_unix_micros()))
+}
+
+/// One completion as the statement takes it.
+pub(crate) struct Change {
+    pub(crate) index: usize,
+    pub(crate) id: [u8; 16],
+    pub(crate) attempt: u32,
+    /// `Succeeded`, `Failed`, `Canceled`, `Retry`, `Snooze` or `Release`.
+    pub(crate) kind: &'static str,
+    /// The job's error (`Failed`).
+    pub(crate) error: Option<String>,
+    /// The attempt error to append to `errors` (JSON), for `Failed` and `Retry`.
+    pub(crate) entry: Option<String>,
+    /// The result as JSON, for `Succeeded` with a non-null result.
+    pub(crate) result: Option<String>,
+    pub(crate) run_at: Option<i64>,
+}
+
+/// Applies `changes` held by `holder`: the status each job is in now, or `None` when it
+/// was not `Running` at that attempt for `holder`. Requeues of a job asked to stop end
+/// it `Canceled`, by the rule of `Job::finish`.
+pub(crate) fn complete(
+    connection: &Connection,
+    holder: &str,
+    changes: &[Change],
+) -> Result<Vec<Option<JobStatus>>, StorageError> {
+    const WHAT: &str = "could not store the jobs' outcomes";
+    let now = Timestamp::now().as_unix_micros();
+    let mut update = connection
+        .prepare_cached(
+            "UPDATE jobs SET
+                 status = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
+                     THEN CASE WHEN cancel_requested THEN 'Canceled' ELSE 'Queued' END
+                     ELSE ?3 END,
+                 error = CASE WHEN ?3 = 'Failed' THEN ?4 ELSE error END,
+                 errors = CASE WHEN ?5 IS NULL THEN errors
+                     ELSE json_insert(errors, '$[#]', json(?5)) END,
+                 finished_at = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
+                     AND NOT cancel_requested THEN NULL ELSE ?7 END,
+                 run_at = CASE WHEN ?3 IN ('Retry', 'Snooze') AND NOT cancel_requested
+                     THEN ?6 ELSE run_at END,
+                 attempt = CASE WHEN ?3 = 'Release' AND NOT cancel_requested
+                     THEN attempt - 1 ELSE attempt END,
+                 started_at = CASE WHEN ?3 = 'Release' AND NOT cancel_requested
+                     THEN NULL ELSE started_at END,
+                 progress_percent = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
+                     AND NOT cancel_requested THEN NULL ELSE progress_percent END,
+                 progress_message = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
+                     AND NOT cancel_requested THEN NULL ELSE progress_message END,
+                 holder = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
+                     AND NOT cancel_requested THEN NULL ELSE holder END,
+                 lease_until = NULL
+             WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?8
+             RETURNING status",
+        )
+        .map_err(failed(WHAT))?;
+    let mut store_result = connection
+        .prepare_cached("INSERT OR REPLACE INTO job_results (job_id, result) VALUES (?1, ?2)")
+        .map_err(failed(WHAT))?;
+    let mut answers = Vec::with_capacity(changes.len());
+    for change in changes {
+        let status: Option<String> = update
+            .query_row(
+                params![
+                    change.id,
+                    change.attempt,
+                    change.kind,
+                    change.error,
+                    change.entry,
+                    change.run_at,
+                    now,
+                    holder
+                ],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed(WHAT))?;
+        let status = status.map(|text| crate::rows::status(&text)).transpose()?;
+        if status == Some(JobStatus::Succeeded) {
+            if let Some(result) = &change.result {
+                store_result
+                    .execute(params![change.id, result])
+                    .map_err(failed(WHAT))?;
+            }
+        }
+        answers.push(status);
+    }
+    Ok(answers)
+}
+
+/// Extends the leases held by `holder` to `until` (µs), unless they ran out already.
+pub(crate) fn renew(
+    connection: &Connection,
+    holder: &str,
+    leases: &[(JobId, u32)],
+    until: i64,
+) -> Result<Vec<Renewal>, StorageError> {
+    const WHAT: &str = "could not renew leases";
+    let now = Timestamp::now().as_unix_micros();
+    let mut statement = connection
+        .prepare_cached(
+            "UPDATE jobs SET lease_until = ?1
+             WHERE id = ?2 AND status = 'Running' AND attempt = ?3 AND holder = ?4
+               AND lease_until > ?5
+             RETURNING cancel_requested",
+        )
+        .map_err(failed(WHAT))?;
+    leases
+        .iter()
+        .map(|(id, attempt)| {
+            let held: Option<bool> = statement
+                .query_row(params![until, id_bytes(*id), attempt, holder, now], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(failed(WHAT))?;
+            Ok(match held {
+                Some(cancel_requested) => Renewal::Held { cancel_requested },
+                None => Renewal::Lost,
+            })
+        })
+        .collect()
+}
+
+/// Up to `limit` running jobs whose lease ran out, oldest lease first.
+pub(crate) fn expired(
+    connection: &Connection,
+    limit: usize,
+) -> Result<Vec<jobs_core::ExpiredLease>, StorageError> {
+    const WHAT: &str = "could not look for expired leases";
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT id, attempt, holder, max_attempts, json_array_length(errors),
+                    cancel_requested
+             FROM jobs WHERE status = 'Running' AND lease_until <= ?1
+             ORDER BY lease_until LIMIT ?2",
+        )
+        .map_err(failed(WHAT))?;
+    let rows = statement
+        .query_map(
+            params![
+                Timestamp::now().as_unix_micros(),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            expired_from_row,
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(failed(WHAT))?;
+    rows.into_iter().collect()
+}
+
+/// Records progress of attempt `attempt`; `Some(cancel_requested)` when it is running.
+pub(crate) fn update_progress(
+    connection: &Connection,
+    id: JobId,
+    attempt: u32,
+    progress: &Progress,
+) -> Result<Option<bool>, StorageError> {
+    connection
+        .prepare_cached(
+            "UPDATE jobs SET progress_percent = ?3, progress_message = ?4
+             WHERE id = ?1 AND status = 'Running' AND attempt = ?2
+             RETURNING cancel_requested",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row(
+                    params![
+                        id_bytes(id),
+                        attempt,
+                        progress.percent.min(100),
+                        progress.message
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()
+        })
+        .map_err(failed("could not store progress"))
+}
+
+/// Cancels a queued job, or flags a running one.
+pub(crate) fn request_cancel(
+    connection: &Connection,
+    id: JobId,
+) -> Result<CancelOutcome, StorageError> {
+    const WHAT: &str = "could not cancel the job";
+    let Some(mut job) = get(connection, id)?.map(RawJob::into_job).transpose()? else {
+        return Ok(CancelOutcome::NotFound);
+    };
+    match job.status {
+        JobStatus::Queued => {
+            job.cancel_queued()
+                .map_err(|error| StorageError::with_source(WHAT, error))?;
+            connection
+                .prepare_cached(
+                    "UPDATE jobs SET status = 'Canceled', finished_at = ?2 WHERE id = ?1",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        id_bytes(id),
+                        job.finished_at.map(|at| at.as_unix_micros())
+                    ])
+                })
+                .map_err(failed(WHAT))?;
+            Ok(CancelOutcome::CanceledQueued(job))
+        }
+        JobStatus::Running => {
+            connection
+                .prepare_cached("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1")
+                .and_then(|mut statement| statement.execute([id_bytes(id)]))
+                .map_err(failed(WHAT))?;
+            job.cancel_requested = true;
+            Ok(CancelOutcome::Requested(job))
+        }
+        status => Ok(CancelOutcome::AlreadyFinished(status)),
+    }
+}
+
+/// The row of job `id`, if any.
+pub(crate) fn get(connection: &Connection, id: JobId) -> Result<Option<RawJob>, StorageError> {
+    connection
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))
+        .and_then(|mut statement| statement.query_row([id_bytes(id)], RawJob::read).optional())
+        .map_err(failed("could not read the job"))
+}
+
+/// Rows of a page, newest first: one more than the page when more follow.
+pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJob>, StorageError> {
+    let mut filters = Vec::new();
+    if query.status.is_some() {
+        filters.push("status = ?1");
+    }
+    if query.job_type.is_some() {
+        filters.push("job_type = ?2");
+    }
+    if query.cursor.is_some() {
+        filters.push("id < ?3");
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?4");
+    let mut statement = connection
+        .prepare_cached(&sql)
+        .map_err(failed("could not list jobs"))?;
+    // ?4 always appears, so the statement has four parameters whichever filters it uses.
+    let limit = i64::try_from(query.limit.clamp(1, JobQuery::MAX_LIMIT) + 1).unwrap_or(1);
+    let jobs = statement
+        .query_map(
+            params![
+                query.status.map(|status| status.as_str()),
+                query.job_type,
+                query.cursor.map(id_bytes),
+                limit
+            ],
+            RawJob::read,
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(failed("could not list jobs"))?;
+    Ok(jobs)
+}
+
+/// The page of `rows` (one more than the page when more follow).
+pub(crate) fn page(rows: Vec<RawJob>, limit: usize) -> Result<JobPage, StorageError> {
+    let limit = limit.clamp(1, JobQuery::MAX_LIMIT);
+    let more = rows.len() > limit;
+    let jobs = rows
+        .into_iter()
+        .take(limit)
+        .map(RawJob::into_job)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if more {
+        jobs.last().map(|job| job.id)
+    } else {
+        None
+    };
+    Ok(JobPage::new(jobs, next_cursor))
+}
+
+/// The result text of a succeeded job (`Some(None)`: it returned none).
+pub(crate) fn get_result(
+    connection: &Connection,
+    id: JobId,
+) -> Result<Option<Option<String>>, StorageError> {
+    connection
+        .prepare_cached(
+            "SELECT r.result FROM jobs j LEFT JOIN job_results r ON r.job_id = j.id
+             WHERE j.id = ?1 AND j.status = 'Succeeded'",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row([id_bytes(id)], |row| row.get::<_, Option<String>>(0))
+                .optional()
+        })
+        .map_err(failed("could not read the job's result"))
+}
+
+/// How many jobs of each type are in each status.
+pub(crate) fn count_jobs(connection: &Connection) -> Result<Vec<JobCount>, StorageError> {
+    const WHAT: &str = "could not count jobs";
+    let mut statement = connection
+        .prepare_cached("SELECT job_type, status, count(*) FROM jobs GROUP BY job_type, status")
+        .map_err(failed(WHAT))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(failed(WHAT))?;
+    let mut counts = rows
+        .into_iter()
+        .map(|(job_type, status, count)| {
+            Ok(JobCount::new(
+                job_type,
+                crate::rows::status(&status)?,
+                count.max(0) as u64,
+            ))
+        })
+        .collect::<Result<Vec<_>, StorageError>>()?;
+    counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
+    Ok(counts)
+}
+
+/// Deletes up to `limit` jobs that finished before `before`, oldest first, with their
+/// results.
+pub(crate) fn prune_finished(
+    connection: &Connection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<u64, StorageError> {
+    const WHAT: &str = "could not delete finished jobs";
+    let ids: Vec<Vec<u8>> = connection
+        .prepare_cached(
+            "SELECT id FROM jobs
+             WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < ?1
+             ORDER BY finished_at LIMIT ?2",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(
+                    params![
+                        before.as_unix_micros(),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |row| row.get(0),
+                )?
+                .collect()
+        })
+        .map_err(failed(WHAT))?;
+    let mut delete_job = connection
+        .prepare_cached("DELETE FROM jobs WHERE id = ?1")
+        .map_err(failed(WHAT))?;
+    let mut delete_result = connection
+        .prepare_cached("DELETE FROM job_results WHERE job_id = ?1")
+        .map_err(failed(WHAT))?;
+    for id in &ids {
+        delete_job.execute([id]).map_err(failed(WHAT))?;
+        delete_result.execute([id]).map_err(failed(WHAT))?;
+    }
+    Ok(ids.len() as u64)
+}
+
+/// The result text as a value (`null` when none was stored).
+pub(crate) fn result_value(text: Option<String>) -> Result<serde_json::Value, StorageError> {
+    match text {
+        Some(text) => json(&text),
+        None => Ok(serde_json::Value::Null),
+    }
+}
