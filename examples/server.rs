@@ -1,6 +1,9 @@
-//! The jobs HTTP API and dashboard with example job types: in memory by default, on
-//! PostgreSQL when `DATABASE_URL` is set. `JOBS_API_TOKEN`, when set, is required as a bearer token, and
-//! `JOBS_ADDR` changes the address (default 127.0.0.1:8080).
+//! The jobs HTTP API and dashboard with example job types. Jobs are kept in the SQLite
+//! file `jobs.sqlite3` in the working directory, so they outlive a restart or a crash;
+//! `JOBS_DATABASE_URL` chooses another place (`sqlite://path`, `postgres://…`, or
+//! `memory` to keep nothing), and `DATABASE_URL=postgres://…` selects PostgreSQL when
+//! `JOBS_DATABASE_URL` is not set. `JOBS_API_TOKEN`, when set, is required as a bearer
+//! token, and `JOBS_ADDR` changes the address (default 127.0.0.1:8080).
 //!
 //! ```sh
 //! cargo run --example server        # then open http://127.0.0.1:8080/ for the dashboard
@@ -61,13 +64,25 @@ async fn always_fails(reason: String) -> Result<(), JobError> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let builder = Jobs::builder().concurrency(8);
-    let (builder, storage) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.is_empty() => {
-            let backend = jobs_postgres::PostgresStore::connect(&url).await?;
-            backend.migrate().await?;
-            (builder.store(backend), "PostgreSQL")
-        }
-        _ => (builder, "memory"),
+    let url = std::env::var("JOBS_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .or_else(|| {
+            std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|url| url.starts_with("postgres"))
+        })
+        .unwrap_or_else(|| "sqlite://jobs.sqlite3".to_owned());
+    let (builder, storage) = if url == "memory" {
+        (builder, "memory".to_owned())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let backend = jobs_postgres::PostgresStore::connect(&url).await?;
+        backend.migrate().await?;
+        (builder.store(backend), "PostgreSQL".to_owned())
+    } else {
+        let backend = jobs_sqlite::SqliteStore::connect(&url, jobs_sqlite::SqliteOptions::new())?;
+        let storage = format!("SQLite file {}", backend.path().display());
+        (builder.store(backend), storage)
     };
     let jobs = builder.start()?;
     let options = jobs_http::HttpOptions::new().bearer_token_from_env("JOBS_API_TOKEN");

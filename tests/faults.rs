@@ -6,6 +6,8 @@
 //! ignored test `worker_process` then serves jobs until it is killed.
 
 mod common;
+#[path = "common/fault_jobs.rs"]
+mod fault_jobs;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,32 +16,6 @@ use std::time::Duration;
 use jobs::prelude::*;
 use jobs_postgres::sqlx::{self, Row};
 use jobs_postgres::{PostgresOptions, PostgresStore};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct FaultArgs {
-    /// Hang on the first attempt, so that the test can kill the worker mid-job.
-    hang_first: bool,
-    sleep_ms: u64,
-}
-
-#[job_executor("Fault")]
-async fn fault(args: FaultArgs, ctx: JobContext) -> Result<u32, JobError> {
-    ctx.report_progress(1, format!("attempt {}", ctx.attempt()));
-    if args.hang_first && ctx.attempt() == 1 {
-        tokio::time::sleep(Duration::from_secs(3_600)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
-    Ok(ctx.attempt())
-}
-
-/// Runs until canceled.
-#[job_executor("FaultWaits")]
-async fn fault_waits(ctx: JobContext) -> Result<(), JobError> {
-    ctx.report_progress(1, "waiting to be canceled");
-    ctx.cancelled().await;
-    ctx.check_cancelled()
-}
 
 /// Fault tests share the database server (one restarts it): run them one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

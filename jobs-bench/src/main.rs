@@ -25,6 +25,12 @@
 //! `--prefetch N` fixes how many jobs each worker process claims ahead (default:
 //! adaptive).
 //!
+//! `--backend sqlite` runs `bulk` and `latency` on a fresh SQLite file (in the system's
+//! temporary directory), `--synchronous normal` (default) or `full`. `bulk` drains with C
+//! workers in this process, or with `--processes P` in P worker processes sharing the
+//! file; `latency` runs its workers in this process, or with `--processes 1` in another
+//! process (submit→start then includes the other process's poll for changes).
+//!
 //! Each result is one machine-readable line (`scenario=bulk backend=memory jobs=...`)
 //! followed by a short human summary. A scenario fails loudly (exit code 1) unless every
 //! job reached `Succeeded`.
@@ -47,6 +53,8 @@ macro_rules! out {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
+
+mod sqlite;
 
 #[job_executor("Noop")]
 async fn noop() -> Result<(), JobError> {
@@ -71,13 +79,19 @@ struct Options {
     processes: usize,
     schema: Option<String>,
     prefetch: Option<usize>,
+    /// `--processes` was given (SQLite: worker processes instead of workers in this one).
+    processes_set: bool,
+    /// SQLite: `--synchronous normal|full`.
+    synchronous: jobs_sqlite::Synchronous,
+    /// SQLite worker processes: the database file.
+    file: Option<String>,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args
         .next()
-        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor> [--jobs N] [--concurrency C] [--backend memory|postgres] [--processes P] [--prefetch N]")?;
+        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full]")?;
     let mut options = Options {
         scenario,
         jobs: 0,
@@ -86,6 +100,9 @@ fn parse_options() -> Result<Options, String> {
         processes: 1,
         schema: None,
         prefetch: None,
+        processes_set: false,
+        synchronous: jobs_sqlite::Synchronous::Normal,
+        file: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -98,16 +115,27 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "--jobs" => options.jobs = number()?,
             "--concurrency" => options.concurrency = number()?.max(1),
-            "--processes" => options.processes = number()?.max(1),
-            "--backend" if value == "memory" || value == "postgres" => {
+            "--processes" => {
+                options.processes = number()?.max(1);
+                options.processes_set = true;
+            }
+            "--backend" if ["memory", "postgres", "sqlite"].contains(&value.as_str()) => {
                 options.backend = value.clone()
             }
+            "--synchronous" if value == "normal" => {
+                options.synchronous = jobs_sqlite::Synchronous::Normal
+            }
+            "--synchronous" if value == "full" => {
+                options.synchronous = jobs_sqlite::Synchronous::Full
+            }
+            "--file" => options.file = Some(value.clone()),
             "--schema" => options.schema = Some(value.clone()),
             "--prefetch" => options.prefetch = Some(number()?.max(1)),
             other => {
                 return Err(format!(
                     "unknown flag or value `{other} {value}`; expected --jobs N, --concurrency C, \
-                     --backend memory|postgres, --processes P, --prefetch N"
+                     --backend memory|postgres|sqlite, --processes P, --prefetch N, \
+                     --synchronous normal|full"
                 ))
             }
         }
@@ -132,7 +160,11 @@ async fn main() -> ExitCode {
         }
     };
     let postgres = options.backend == "postgres";
+    let sqlite = options.backend == "sqlite";
     let outcome = match options.scenario.as_str() {
+        "bulk" if sqlite => sqlite::bulk(&options).await,
+        "latency" if sqlite => sqlite::latency(&options).await,
+        "sqlite-worker" => sqlite::worker(&options).await,
         "bulk" if postgres => pg_bulk(&options).await,
         "latency" if postgres => pg_latency(&options).await,
         "pg-worker" => pg_worker(&options).await,
@@ -503,7 +535,7 @@ async fn latency(options: &Options) -> Result<(), String> {
 
 /// Submits `count` no-op jobs one at a time, each waited for before the next; returns
 /// the submit→start and submit→finish times.
-async fn one_at_a_time(
+pub(crate) async fn one_at_a_time(
     jobs: &Jobs,
     count: usize,
 ) -> Result<(Vec<Duration>, Vec<Duration>), String> {
@@ -524,7 +556,7 @@ async fn one_at_a_time(
 }
 
 /// Prints the latency result line and its summary.
-fn report_latency(
+pub(crate) fn report_latency(
     backend: &str,
     concurrency: usize,
     to_start: &mut [Duration],

@@ -22,10 +22,12 @@ use crate::error::{failed, stopped};
 
 /// What a change does once its transaction committed or failed: answer its caller.
 type Done = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
-/// A change: its statements, run inside the writer's transaction; whether they failed
-/// (then its savepoint is rolled back), and how to answer. Given the error instead of the
-/// connection when its transaction could not begin, it answers that error at once.
-type Change = Box<dyn FnOnce(Result<&Connection, &StorageError>) -> (bool, Done) + Send>;
+/// A change: its statements, run inside the writer's transaction; the error they failed
+/// with, if any (then its savepoint is rolled back), and how to answer. Given the error
+/// instead of the connection when its transaction could not begin, it answers that error
+/// at once.
+type Change =
+    Box<dyn FnOnce(Result<&Connection, &StorageError>) -> (Option<StorageError>, Done) + Send>;
 /// A read, which answers its caller itself.
 type Read = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -67,11 +69,11 @@ impl Writer {
         let change: Change = Box::new(move |connection| match connection {
             Err(error) => {
                 let _ = answer.send(Err(clone_error(error)));
-                (true, Box::new(|_| {}) as Done)
+                (None, Box::new(|_| {}) as Done)
             }
             Ok(connection) => {
                 let outcome = change(connection);
-                let failed = outcome.is_err();
+                let failed = outcome.as_ref().err().map(clone_error);
                 let done: Done = Box::new(move |committed| {
                     let _ = answer.send(committed.and(outcome));
                 });
@@ -152,41 +154,69 @@ fn write_loop(
 
 /// Runs `group` in one transaction, each change in a savepoint, and answers every change
 /// after the commit (or with the error that kept the transaction from committing).
+///
+/// Some failures (a full disk, an I/O error) make SQLite roll back the whole transaction,
+/// not just the statement: the changes that ran before in it are then answered with that
+/// failure, and the rest of the group runs in a new transaction.
 fn commit_group(connection: &Connection, group: Vec<Change>) {
-    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
-        let error = failed("could not start a write")(error);
-        for change in group {
-            let _ = change(Err(&error));
+    let mut group = group.into_iter();
+    while group.len() > 0 {
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            let error = failed("could not start a write")(error);
+            for change in group {
+                let _ = change(Err(&error));
+            }
+            return;
         }
-        return;
-    }
-    let mut answers = Vec::with_capacity(group.len());
-    for change in group {
-        let savepoint = connection.execute_batch("SAVEPOINT change");
-        let ran = catch_unwind(AssertUnwindSafe(|| change(Ok(connection))));
-        let (failed_change, done) = match ran {
-            Ok(ran) => ran,
-            // The change's answer went with the panic; its caller sees a stopped thread.
-            Err(_) => (true, Box::new(|_| {}) as Done),
-        };
-        if savepoint.is_ok() {
-            let undo = if failed_change {
-                "ROLLBACK TO change; RELEASE change"
-            } else {
-                "RELEASE change"
+        let mut answers: Vec<Done> = Vec::with_capacity(group.len());
+        let mut lost: Option<StorageError> = None;
+        for change in group.by_ref() {
+            let savepoint = connection.execute_batch("SAVEPOINT change");
+            let ran = catch_unwind(AssertUnwindSafe(|| change(Ok(connection))));
+            let (error, done) = match ran {
+                Ok(ran) => ran,
+                // The change's answer went with the panic; its caller sees a stopped
+                // thread.
+                Err(_) => (
+                    Some(StorageError::new("a change panicked")),
+                    Box::new(|_| {}) as Done,
+                ),
             };
-            let _ = connection.execute_batch(undo);
+            if connection.is_autocommit() {
+                // SQLite rolled the whole transaction back.
+                let error = error.unwrap_or_else(|| StorageError::new("the write was rolled back"));
+                done(Err(clone_error(&error)));
+                lost = Some(error);
+                break;
+            }
+            if savepoint.is_ok() {
+                let undo = if error.is_some() {
+                    "ROLLBACK TO change; RELEASE change"
+                } else {
+                    "RELEASE change"
+                };
+                let _ = connection.execute_batch(undo);
+            }
+            answers.push(done);
         }
-        answers.push(done);
-    }
-    let committed = connection
-        .execute_batch("COMMIT")
-        .map_err(failed("could not commit"));
-    if committed.is_err() {
-        let _ = connection.execute_batch("ROLLBACK");
-    }
-    for done in answers {
-        done(committed.as_ref().map(|_| ()).map_err(clone_error));
+        let committed = match lost {
+            Some(error) => Err(StorageError::of_kind(
+                error.kind(),
+                format!(
+                    "the write was rolled back with another: {}",
+                    error.message()
+                ),
+            )),
+            None => connection
+                .execute_batch("COMMIT")
+                .map_err(failed("could not commit")),
+        };
+        if committed.is_err() && !connection.is_autocommit() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for done in answers {
+            done(committed.as_ref().map(|_| ()).map_err(clone_error));
+        }
     }
 }
 

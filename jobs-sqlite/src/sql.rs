@@ -241,32 +241,40 @@ pub(crate) fn complete(
 ) -> Result<Vec<Option<JobStatus>>, StorageError> {
     const WHAT: &str = "could not store the jobs' outcomes";
     let now = Timestamp::now().as_unix_micros();
-    let mut update = connection
+    // Two statements, no RETURNING (which buffers its rows in a temporary table): the
+    // first applies the outcome unless a requeue meets a requested cancel, the second
+    // ends such a requeue `Canceled`. Whether a row changed is the answer.
+    let mut apply = connection
         .prepare_cached(
             "UPDATE jobs SET
-                 status = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     THEN CASE WHEN cancel_requested THEN 'Canceled' ELSE 'Queued' END
+                 status = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release') THEN 'Queued'
                      ELSE ?3 END,
                  error = CASE WHEN ?3 = 'Failed' THEN ?4 ELSE error END,
                  errors = CASE WHEN ?5 IS NULL THEN errors
                      ELSE json_insert(errors, '$[#]', json(?5)) END,
-                 finished_at = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     AND NOT cancel_requested THEN NULL ELSE ?7 END,
-                 run_at = CASE WHEN ?3 IN ('Retry', 'Snooze') AND NOT cancel_requested
-                     THEN ?6 ELSE run_at END,
-                 attempt = CASE WHEN ?3 = 'Release' AND NOT cancel_requested
-                     THEN attempt - 1 ELSE attempt END,
-                 started_at = CASE WHEN ?3 = 'Release' AND NOT cancel_requested
-                     THEN NULL ELSE started_at END,
+                 finished_at = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release') THEN NULL
+                     ELSE ?7 END,
+                 run_at = CASE WHEN ?3 IN ('Retry', 'Snooze') THEN ?6 ELSE run_at END,
+                 attempt = CASE WHEN ?3 = 'Release' THEN attempt - 1 ELSE attempt END,
+                 started_at = CASE WHEN ?3 = 'Release' THEN NULL ELSE started_at END,
                  progress_percent = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     AND NOT cancel_requested THEN NULL ELSE progress_percent END,
+                     THEN NULL ELSE progress_percent END,
                  progress_message = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     AND NOT cancel_requested THEN NULL ELSE progress_message END,
-                 holder = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     AND NOT cancel_requested THEN NULL ELSE holder END,
+                     THEN NULL ELSE progress_message END,
+                 holder = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release') THEN NULL
+                     ELSE holder END,
                  lease_until = NULL
              WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?8
-             RETURNING status",
+               AND NOT (cancel_requested AND ?3 IN ('Retry', 'Snooze', 'Release'))",
+        )
+        .map_err(failed(WHAT))?;
+    let mut cancel_requeue = connection
+        .prepare_cached(
+            "UPDATE jobs SET status = 'Canceled', finished_at = ?4, lease_until = NULL,
+                 errors = CASE WHEN ?5 IS NULL THEN errors
+                     ELSE json_insert(errors, '$[#]', json(?5)) END
+             WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?3
+               AND cancel_requested",
         )
         .map_err(failed(WHAT))?;
     let mut store_result = connection
@@ -274,23 +282,42 @@ pub(crate) fn complete(
         .map_err(failed(WHAT))?;
     let mut answers = Vec::with_capacity(changes.len());
     for change in changes {
-        let status: Option<String> = update
-            .query_row(
-                params![
+        let applied = apply
+            .execute(params![
+                change.id,
+                change.attempt,
+                change.kind,
+                change.error,
+                change.entry,
+                change.run_at,
+                now,
+                holder
+            ])
+            .map_err(failed(WHAT))?;
+        let requeue = matches!(change.kind, "Retry" | "Snooze" | "Release");
+        let status = if applied == 1 {
+            Some(match change.kind {
+                _ if requeue => JobStatus::Queued,
+                "Succeeded" => JobStatus::Succeeded,
+                "Failed" => JobStatus::Failed,
+                _ => JobStatus::Canceled,
+            })
+        } else if requeue
+            && cancel_requeue
+                .execute(params![
                     change.id,
                     change.attempt,
-                    change.kind,
-                    change.error,
-                    change.entry,
-                    change.run_at,
+                    holder,
                     now,
-                    holder
-                ],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(failed(WHAT))?;
-        let status = status.map(|text| crate::rows::status(&text)).transpose()?;
+                    change.entry
+                ])
+                .map_err(failed(WHAT))?
+                == 1
+        {
+            Some(JobStatus::Canceled)
+        } else {
+            None
+        };
         if status == Some(JobStatus::Succeeded) {
             if let Some(result) = &change.result {
                 store_result
@@ -312,29 +339,36 @@ pub(crate) fn renew(
 ) -> Result<Vec<Renewal>, StorageError> {
     const WHAT: &str = "could not renew leases";
     let now = Timestamp::now().as_unix_micros();
-    let mut statement = connection
+    let mut extend = connection
         .prepare_cached(
             "UPDATE jobs SET lease_until = ?1
              WHERE id = ?2 AND status = 'Running' AND attempt = ?3 AND holder = ?4
-               AND lease_until > ?5
-             RETURNING cancel_requested",
+               AND lease_until > ?5",
         )
         .map_err(failed(WHAT))?;
     leases
         .iter()
         .map(|(id, attempt)| {
-            let held: Option<bool> = statement
-                .query_row(params![until, id_bytes(*id), attempt, holder, now], |row| {
-                    row.get(0)
-                })
-                .optional()
+            let renewed = extend
+                .execute(params![until, id_bytes(*id), attempt, holder, now])
                 .map_err(failed(WHAT))?;
-            Ok(match held {
-                Some(cancel_requested) => Renewal::Held { cancel_requested },
-                None => Renewal::Lost,
+            Ok(if renewed == 1 {
+                Renewal::Held {
+                    cancel_requested: cancel_requested(connection, *id)?,
+                }
+            } else {
+                Renewal::Lost
             })
         })
         .collect()
+}
+
+/// Whether a cancel was requested for job `id`.
+fn cancel_requested(connection: &Connection, id: JobId) -> Result<bool, StorageError> {
+    connection
+        .prepare_cached("SELECT cancel_requested FROM jobs WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([id_bytes(id)], |row| row.get(0)))
+        .map_err(failed("could not read a job's cancel flag"))
 }
 
 /// Up to `limit` running jobs whose lease ran out, oldest lease first.
@@ -371,26 +405,25 @@ pub(crate) fn update_progress(
     attempt: u32,
     progress: &Progress,
 ) -> Result<Option<bool>, StorageError> {
-    connection
+    let stored = connection
         .prepare_cached(
             "UPDATE jobs SET progress_percent = ?3, progress_message = ?4
-             WHERE id = ?1 AND status = 'Running' AND attempt = ?2
-             RETURNING cancel_requested",
+             WHERE id = ?1 AND status = 'Running' AND attempt = ?2",
         )
         .and_then(|mut statement| {
-            statement
-                .query_row(
-                    params![
-                        id_bytes(id),
-                        attempt,
-                        progress.percent.min(100),
-                        progress.message
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()
+            statement.execute(params![
+                id_bytes(id),
+                attempt,
+                progress.percent.min(100),
+                progress.message
+            ])
         })
-        .map_err(failed("could not store progress"))
+        .map_err(failed("could not store progress"))?;
+    if stored == 1 {
+        cancel_requested(connection, id).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Cancels a queued job, or flags a running one.

@@ -229,6 +229,10 @@ fn open_connection(
     connection
         .pragma_update(None, "synchronous", options.synchronous.pragma())
         .map_err(setup)?;
+    // Statement journals and sorts in memory, not in temporary files.
+    connection
+        .pragma_update(None, "temp_store", "MEMORY")
+        .map_err(setup)?;
     if let Some(bytes) = options.max_size_bytes {
         let page: i64 = connection
             .query_row("PRAGMA page_size", [], |row| row.get(0))
