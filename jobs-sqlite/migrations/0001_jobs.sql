@@ -1,12 +1,15 @@
 -- Jobs, their results, the ticks of periodic schedules, and the events shared by the
--- processes that open the file. Times are microseconds since the Unix epoch.
+-- processes that open the file. Times are microseconds since the Unix epoch. Sets of
+-- statuses are written as OR chains: SQLite builds a temporary table for an IN list of
+-- three or more constants each time a statement evaluates it.
 
 CREATE TABLE jobs (
     id                BLOB    NOT NULL PRIMARY KEY,  -- UUID v7 bytes: id order is submit order
     job_type          TEXT    NOT NULL,
     queue             TEXT    NOT NULL,
     status            TEXT    NOT NULL
-                      CHECK (status IN ('Queued', 'Running', 'Succeeded', 'Failed', 'Canceled')),
+                      CHECK (status = 'Queued' OR status = 'Running' OR status = 'Succeeded'
+                             OR status = 'Failed' OR status = 'Canceled'),
     payload           TEXT    NOT NULL,              -- compact JSON
     progress_percent  INTEGER CHECK (progress_percent BETWEEN 0 AND 100),
     progress_message  TEXT,
@@ -35,9 +38,8 @@ CREATE INDEX jobs_type_status ON jobs (job_type, status, id DESC);
 -- At most one active job per type and unique key.
 CREATE UNIQUE INDEX jobs_unique_active ON jobs (job_type, unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('Queued', 'Running');
--- Retention: finished jobs, oldest first.
-CREATE INDEX jobs_finished ON jobs (finished_at)
-    WHERE status IN ('Succeeded', 'Failed', 'Canceled');
+-- Retention: finished jobs (only they have a finish time), oldest first.
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE job_results (
     job_id  BLOB NOT NULL PRIMARY KEY,

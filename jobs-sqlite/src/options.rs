@@ -49,6 +49,7 @@ pub struct SqliteOptions {
     pub(crate) event_capacity: usize,
     pub(crate) max_payload_bytes: usize,
     pub(crate) max_size_bytes: Option<u64>,
+    pub(crate) cache_bytes: u64,
     pub(crate) global_limits: HashMap<String, u32>,
 }
 
@@ -56,9 +57,13 @@ impl SqliteOptions {
     /// The default payload limit: 1 MiB of compact JSON.
     pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
+    /// The default page cache of each of the store's two connections: 32 MiB, taken
+    /// only as the file's hot pages need it.
+    pub const DEFAULT_CACHE_BYTES: u64 = 32 << 20;
+
     /// The defaults: `synchronous = NORMAL`, a 5 s busy timeout, a 20 ms look for other
-    /// processes' changes, 1 MiB payloads, room for 4,096 events per subscriber, no size
-    /// limit, no cluster-wide queue limits.
+    /// processes' changes, 1 MiB payloads, room for 4,096 events per subscriber, a 32 MiB
+    /// page cache per connection, no size limit, no cluster-wide queue limits.
     pub fn new() -> Self {
         Self {
             synchronous: Synchronous::Normal,
@@ -67,6 +72,7 @@ impl SqliteOptions {
             event_capacity: jobs_core::EventBus::DEFAULT_CAPACITY,
             max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
             max_size_bytes: None,
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
             global_limits: HashMap::new(),
         }
     }
@@ -113,6 +119,15 @@ impl SqliteOptions {
     /// no limit but the disk's.
     pub fn max_size_bytes(mut self, bytes: u64) -> Self {
         self.max_size_bytes = Some(bytes);
+        self
+    }
+
+    /// How much memory each of the store's two connections may use to cache the file's
+    /// pages (`PRAGMA cache_size`; default 32 MiB). SQLite's own default, 2 MiB, holds the
+    /// indexes of some ten thousand jobs; past that every claim and completion reads
+    /// pages back from the operating system.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
         self
     }
 

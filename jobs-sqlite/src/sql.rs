@@ -242,30 +242,26 @@ pub(crate) fn complete(
     const WHAT: &str = "could not store the jobs' outcomes";
     let now = Timestamp::now().as_unix_micros();
     // Two statements, no RETURNING (which buffers its rows in a temporary table): the
-    // first applies the outcome unless a requeue meets a requested cancel, the second
-    // ends such a requeue `Canceled`. Whether a row changed is the answer.
+    // first applies the outcome unless a requeue (?9) meets a requested cancel, the
+    // second ends such a requeue `Canceled`. Whether a row changed is the answer. ?10
+    // marks a release (the attempt never started).
     let mut apply = connection
         .prepare_cached(
             "UPDATE jobs SET
-                 status = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release') THEN 'Queued'
-                     ELSE ?3 END,
+                 status = CASE WHEN ?9 THEN 'Queued' ELSE ?3 END,
                  error = CASE WHEN ?3 = 'Failed' THEN ?4 ELSE error END,
                  errors = CASE WHEN ?5 IS NULL THEN errors
                      ELSE json_insert(errors, '$[#]', json(?5)) END,
-                 finished_at = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release') THEN NULL
-                     ELSE ?7 END,
-                 run_at = CASE WHEN ?3 IN ('Retry', 'Snooze') THEN ?6 ELSE run_at END,
-                 attempt = CASE WHEN ?3 = 'Release' THEN attempt - 1 ELSE attempt END,
-                 started_at = CASE WHEN ?3 = 'Release' THEN NULL ELSE started_at END,
-                 progress_percent = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     THEN NULL ELSE progress_percent END,
-                 progress_message = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release')
-                     THEN NULL ELSE progress_message END,
-                 holder = CASE WHEN ?3 IN ('Retry', 'Snooze', 'Release') THEN NULL
-                     ELSE holder END,
+                 finished_at = CASE WHEN ?9 THEN NULL ELSE ?7 END,
+                 run_at = CASE WHEN ?9 AND ?6 IS NOT NULL THEN ?6 ELSE run_at END,
+                 attempt = CASE WHEN ?10 THEN attempt - 1 ELSE attempt END,
+                 started_at = CASE WHEN ?10 THEN NULL ELSE started_at END,
+                 progress_percent = CASE WHEN ?9 THEN NULL ELSE progress_percent END,
+                 progress_message = CASE WHEN ?9 THEN NULL ELSE progress_message END,
+                 holder = CASE WHEN ?9 THEN NULL ELSE holder END,
                  lease_until = NULL
              WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?8
-               AND NOT (cancel_requested AND ?3 IN ('Retry', 'Snooze', 'Release'))",
+               AND NOT (cancel_requested AND ?9)",
         )
         .map_err(failed(WHAT))?;
     let mut cancel_requeue = connection
@@ -282,6 +278,7 @@ pub(crate) fn complete(
         .map_err(failed(WHAT))?;
     let mut answers = Vec::with_capacity(changes.len());
     for change in changes {
+        let requeue = matches!(change.kind, "Retry" | "Snooze" | "Release");
         let applied = apply
             .execute(params![
                 change.id,
@@ -291,10 +288,11 @@ pub(crate) fn complete(
                 change.entry,
                 change.run_at,
                 now,
-                holder
+                holder,
+                requeue,
+                change.kind == "Release"
             ])
             .map_err(failed(WHAT))?;
-        let requeue = matches!(change.kind, "Retry" | "Snooze" | "Release");
         let status = if applied == 1 {
             Some(match change.kind {
                 _ if requeue => JobStatus::Queued,
@@ -585,8 +583,7 @@ pub(crate) fn prune_finished(
     const WHAT: &str = "could not delete finished jobs";
     let ids: Vec<Vec<u8>> = connection
         .prepare_cached(
-            "SELECT id FROM jobs
-             WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < ?1
+            "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1
              ORDER BY finished_at LIMIT ?2",
         )
         .and_then(|mut statement| {

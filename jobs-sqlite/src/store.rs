@@ -229,6 +229,14 @@ fn open_connection(
     connection
         .pragma_update(None, "synchronous", options.synchronous.pragma())
         .map_err(setup)?;
+    // A negative cache size is in KiB.
+    connection
+        .pragma_update(
+            None,
+            "cache_size",
+            -((options.cache_bytes / 1024).max(64) as i64),
+        )
+        .map_err(setup)?;
     // Statement journals and sorts in memory, not in temporary files.
     connection
         .pragma_update(None, "temp_store", "MEMORY")
