@@ -132,9 +132,11 @@
 //! ## Stores and the engine
 //!
 //! Jobs live in a store ([`JobStore`]): in memory by default ([`memory::InMemoryStore`]:
-//! fast, for one process, not durable), or PostgreSQL with the cargo feature `postgres`
-//! (`jobs::postgres`: many worker processes on many machines share one database and see
-//! each other's events through `LISTEN/NOTIFY`). A store keeps rows and applies fenced
+//! fast, for one process, not durable), SQLite with the cargo feature `sqlite`
+//! (`jobs::sqlite`: durable jobs in one file, shared by the processes of one machine, no
+//! server to run), or PostgreSQL with the cargo feature `postgres` (`jobs::postgres`:
+//! many worker processes on many machines share one database and see each other's events
+//! through `LISTEN/NOTIFY`). A store keeps rows and applies fenced
 //! changes in batches; it decides nothing. The engine inside every [`Jobs`] service runs
 //! the same pipeline over any store:
 //!
