@@ -2,7 +2,8 @@
 //!
 //! Every stream ends when the job service begins to shut down, after a last event
 //! `shutdown` that tells the client why, so a server's graceful shutdown never waits on
-//! an open dashboard. A job's stream also ends after that job's `finished` event. At most
+//! an open dashboard. A job's stream is handed that job's events alone, and ends after
+//! its `finished` event. At most
 //! [`HttpOptions::max_streams`](crate::HttpOptions::max_streams) streams are open at once;
 //! beyond that a request gets `503`.
 
@@ -17,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use futures_core::Stream;
-use jobs_runtime::{JobEvent, JobEventStream, JobId};
+use jobs_runtime::{JobEvent, JobEventStream, JobId, JobWatch};
 
 use crate::routes::parse_id_public as parse_id;
 use crate::{ApiError, AppState};
@@ -27,7 +28,7 @@ use crate::{ApiError, AppState};
 /// A client that reads too slowly skips events; it is then sent `event: lagged` with
 /// `{"missed": n}` before the next event, so it knows to read the jobs again.
 pub(crate) struct SseEvents {
-    events: JobEventStream,
+    events: Source,
     only: Option<JobId>,
     reported_missed: u64,
     /// An event read while a `lagged` notice went out first.
@@ -37,6 +38,29 @@ pub(crate) struct SseEvents {
     /// Set once the last event has gone out: the stream ends.
     done: bool,
     _slot: StreamSlot,
+}
+
+/// Where a stream's events come from: every job's, or one job's alone (handed only that
+/// job's events, so other jobs' traffic costs it nothing and never pushes it behind).
+enum Source {
+    All(JobEventStream),
+    One(JobWatch),
+}
+
+impl Source {
+    fn missed(&self) -> u64 {
+        match self {
+            Source::All(events) => events.missed(),
+            Source::One(watch) => watch.missed(),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<JobEvent>> {
+        match self {
+            Source::All(events) => Pin::new(events).poll_next(cx),
+            Source::One(watch) => Pin::new(watch).poll_next(cx),
+        }
+    }
 }
 
 /// One of the open streams, counted while it lives.
@@ -69,7 +93,10 @@ impl Drop for StreamSlot {
 
 impl SseEvents {
     fn new(state: &AppState, only: Option<JobId>, slot: StreamSlot) -> Self {
-        let events = state.jobs.subscribe().into_stream();
+        let events = match only {
+            None => Source::All(state.jobs.subscribe().into_stream()),
+            Some(id) => Source::One(state.jobs.watch_job(id)),
+        };
         let reported_missed = events.missed();
         Self {
             events,
@@ -107,8 +134,7 @@ impl Stream for SseEvents {
             let event = match self.held.take() {
                 Some(event) => event,
                 None => {
-                    let Some(event) = std::task::ready!(Pin::new(&mut self.events).poll_next(cx))
-                    else {
+                    let Some(event) = std::task::ready!(self.events.poll_next(cx)) else {
                         return Poll::Ready(None);
                     };
                     let missed = self.events.missed();

@@ -34,6 +34,20 @@ impl JobExecutor for Double {
     }
 }
 
+/// A service with no workers whose store holds `capacity` events per subscriber.
+fn without_workers(capacity: usize) -> Jobs {
+    let store = Arc::new(jobs_runtime::memory::InMemoryStore::with_event_capacity(
+        capacity,
+    ));
+    Jobs::builder()
+        .discover(false)
+        .concurrency(0)
+        .store(store)
+        .register(Double)
+        .start()
+        .unwrap()
+}
+
 fn jobs() -> Jobs {
     Jobs::builder()
         .discover(false)
@@ -483,14 +497,7 @@ async fn events_of_a_job_arrive_as_server_sent_events() {
 #[tokio::test]
 async fn a_client_that_falls_behind_is_told_it_missed_events() {
     // Room for two events only, and no workers: the submits below overflow it.
-    let store = Arc::new(jobs_runtime::memory::InMemoryStore::with_event_capacity(2));
-    let jobs = Jobs::builder()
-        .discover(false)
-        .concurrency(0)
-        .store(store)
-        .register(Double)
-        .start()
-        .unwrap();
+    let jobs = without_workers(2);
     let app = router(jobs.clone());
     let response = app
         .clone()
@@ -743,5 +750,42 @@ async fn a_cross_site_form_cannot_cancel_a_job() {
     assert_eq!(still["cancelRequested"], false);
     let (status, _) = call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
     assert_eq!(status, StatusCode::OK, "a JSON request cancels");
+    jobs.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stream_is_not_pushed_behind_by_other_jobs_events() {
+    // Room for 64 events, no workers: 300 other jobs' events pass while the job's
+    // stream is not read. A stream reading every job's events would fall behind and
+    // report `lagged`; a job's stream gets its job's events alone.
+    let jobs = without_workers(64);
+    let app = router(jobs.clone());
+    let (_, job) = call(
+        &app,
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": 1 } })),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut body = open_stream(&app, &format!("/jobs/{id}/events"))
+        .await
+        .into_body();
+    for _ in 0..15 {
+        let batch: Vec<_> = (0..20)
+            .map(|n| jobs.prepare_job("Double", json!({ "n": n })).unwrap())
+            .collect();
+        // Paced by the service's own dispatch: each batch is handed out before the next.
+        let mut last = jobs.watch_job(batch.last().unwrap().id);
+        jobs.submit_many(batch).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), last.recv())
+            .await
+            .expect("the batch's events were dispatched");
+    }
+    call(&app, "POST", &format!("/jobs/{id}/cancel"), None).await;
+    let text = read_stream_to_end(&mut body).await;
+    assert!(!text.contains("event: lagged"), "{text}");
+    assert_eq!(text.matches("event: ").count(), 1, "{text}");
+    assert!(text.contains("event: finished"), "{text}");
     jobs.shutdown().await;
 }

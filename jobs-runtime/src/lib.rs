@@ -18,6 +18,7 @@ mod scheduler;
 mod service;
 mod typed;
 mod waiters;
+mod watchers;
 
 pub use builder::{BuildError, JobsBuilder};
 pub use catalog::{Catalog, CatalogEntry, DuplicateJobType};
@@ -26,3 +27,4 @@ pub use jobs_core::*;
 pub use metrics::{DurationHistogram, ExecutionStats, DURATION_BUCKETS};
 pub use service::Jobs;
 pub use typed::JobHandle;
+pub use watchers::JobWatch;

@@ -16,6 +16,7 @@ use crate::engine::running::StopReason;
 use crate::engine::{submit, Inner};
 use crate::events::JobEvents;
 use crate::typed::JobHandle;
+use crate::watchers::JobWatch;
 use crate::JobsBuilder;
 
 /// Shuts the service down when the last [`Jobs`] handle is dropped without a
@@ -346,6 +347,16 @@ impl Jobs {
     /// requested, finished) from now on.
     pub fn subscribe(&self) -> JobEvents {
         JobEvents::new(self.inner().notifications().subscribe())
+    }
+
+    /// The events of job `id` from now on, and no other job's: what a page that follows
+    /// one job wants. Cheaper than filtering [`Jobs::subscribe`] (one task hands each event
+    /// to the watchers of its job), and other jobs' traffic never makes it fall behind.
+    /// Read the job with [`Jobs::get_job`] after starting the watch, so that no event falls
+    /// in between.
+    pub fn watch_job(&self, id: JobId) -> JobWatch {
+        let inner = self.inner();
+        inner.watchers.watch(id, inner.notifications())
     }
 
     /// The job types this service accepts, sorted.

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::waiters::Waiters;
+use crate::watchers::Watchers;
 use completer::Completer;
 use lane::Lane;
 use running::{Registry, StopReason};
@@ -68,6 +69,7 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) lanes: HashMap<Arc<str>, Arc<Lane>, crate::id_hash::IdHash>,
     pub(crate) waiters: Arc<Waiters>,
+    pub(crate) watchers: Arc<Watchers>,
     pub(crate) completer: Completer,
     /// Fired when shutdown begins (or the last handle is dropped): no new submissions,
     /// no new claims; jobs claimed ahead are given back.
@@ -111,6 +113,7 @@ impl Inner {
             registry: Registry::default(),
             lanes,
             waiters: Arc::new(Waiters::default()),
+            watchers: Arc::new(Watchers::default()),
             completer: Completer::default(),
             intake: CancellationToken::new(),
             abandon: CancellationToken::new(),
