@@ -86,6 +86,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let jobs = builder.start()?;
     let options = jobs_http::HttpOptions::new().bearer_token_from_env("JOBS_API_TOKEN");
+    if options.is_unauthenticated() {
+        println!(
+            "no JOBS_API_TOKEN: serving without authentication, to loopback host names only \
+             (localhost, 127.0.0.1, [::1]); set JOBS_API_TOKEN to serve other hosts"
+        );
+    }
     let app = jobs_http::router_with(jobs.clone(), options);
     let addr = std::env::var("JOBS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -26,7 +26,9 @@
 //! Every error body is `{"error": {"code": "...", "message": "..."}}` with a stable `code`;
 //! storage failures answer `500 internal` without their details, which go to the log.
 //! With [`HttpOptions::bearer_token`], every route but `/health` requires
-//! `Authorization: Bearer <token>` (compared in constant time).
+//! `Authorization: Bearer <token>` (compared in constant time). Without one, only requests
+//! naming a loopback host (`localhost`, `127.0.0.1`, `[::1]`) are served
+//! ([`HttpOptions::allowed_hosts`]), against DNS rebinding.
 #![warn(missing_docs)]
 
 mod auth;
@@ -52,21 +54,53 @@ pub struct HttpOptions {
     bearer_token: Option<String>,
     max_body_bytes: usize,
     max_streams: usize,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 impl HttpOptions {
-    /// No authentication, request bodies up to 1 MiB, at most 1,000 event streams.
+    /// No authentication (so loopback host names only), request bodies up to 1 MiB, at
+    /// most 1,000 event streams.
     pub fn new() -> Self {
         Self {
             bearer_token: None,
             max_body_bytes: 1 << 20,
             max_streams: 1_000,
+            allowed_hosts: None,
         }
+    }
+
+    /// The host names (without port) requests may name in their `Host` header; others get
+    /// `403 host_not_allowed`. By default, without a bearer token only the loopback names
+    /// are served ([`HttpOptions::LOOPBACK_HOSTS`]), so that a web page the operator
+    /// visits cannot reach an unauthenticated server through DNS rebinding (its requests
+    /// carry the attacker's host name); with a token, any host. Setting a list applies it
+    /// with or without a token. `/health` answers any host. Requests without a `Host`
+    /// header (not sent by browsers) are served.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_hosts = Some(
+            hosts
+                .into_iter()
+                .map(|host| host.into().to_ascii_lowercase())
+                .collect(),
+        );
+        self
+    }
+
+    /// The host names served by default without a token.
+    pub const LOOPBACK_HOSTS: [&'static str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+    /// Whether the router will serve requests without authentication.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.bearer_token.is_none()
     }
 
     /// At most `streams` server-sent event streams (`/events`, `/jobs/{id}/events`) open
     /// at once across all clients (default 1,000); beyond it a request gets `503` with
-    /// the code `too_many_streams`. Each open stream holds a subscription to every event.
+    /// the code `too_many_streams`.
     pub fn max_streams(mut self, streams: usize) -> Self {
         self.max_streams = streams;
         self
@@ -107,6 +141,8 @@ pub(crate) struct AppState {
     /// How many event streams are open, and the most allowed.
     pub(crate) open_streams: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) max_streams: usize,
+    /// The host names served (`None`: any).
+    pub(crate) allowed_hosts: Option<Arc<[String]>>,
 }
 
 /// The API router with the default [`HttpOptions`].
@@ -116,11 +152,17 @@ pub fn router(jobs: Jobs) -> Router {
 
 /// The API router with `options`.
 pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
+    let allowed_hosts = match (&options.allowed_hosts, &options.bearer_token) {
+        (Some(hosts), _) => Some(hosts.clone()),
+        (None, None) => Some(HttpOptions::LOOPBACK_HOSTS.map(str::to_owned).to_vec()),
+        (None, Some(_)) => None,
+    };
     let state = AppState {
         jobs,
         token: options.bearer_token.map(Arc::from),
         open_streams: Arc::default(),
         max_streams: options.max_streams,
+        allowed_hosts: allowed_hosts.map(Arc::from),
     };
     let api = Router::new()
         .route("/jobs", post(routes::submit).get(routes::list))
@@ -135,12 +177,18 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let pages = Router::new()
         .route("/", get(dashboard::serve))
-        .route("/health", get(routes::health))
         .route("/openapi.json", get(openapi::serve))
         .merge(api)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_allowed_host,
+        ));
+    Router::new()
+        .route("/health", get(routes::health))
+        .merge(pages)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)
 }

@@ -40,7 +40,7 @@ pub(crate) fn document() -> Value {
         "info": {
             "title": "jobs",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Submit background jobs, watch their status and progress, fetch their results and cancel them."
+            "description": "Submit background jobs, watch their status and progress, fetch their results and cancel them. Without an API token only loopback host names are served (403 host_not_allowed for others)."
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -50,7 +50,7 @@ pub(crate) fn document() -> Value {
                     "properties": { "error": {
                         "type": "object", "required": ["code", "message"],
                         "properties": {
-                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, not_found, not_succeeded, unauthorized, shutting_down, internal" },
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, not_found, not_succeeded, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, internal" },
                             "message": { "type": "string" },
                             "knownTypes": { "type": "array", "items": { "type": "string" } },
                             "status": { "type": "string", "enum": status_enum },

@@ -789,3 +789,71 @@ async fn a_job_stream_is_not_pushed_behind_by_other_jobs_events() {
     assert!(text.contains("event: finished"), "{text}");
     jobs.shutdown().await;
 }
+
+/// A request for `uri` naming `host`, with `token` if given.
+fn for_host(method: &str, uri: &str, host: &str, token: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, host)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = if method == "POST" {
+        Body::from(json!({ "type": "Double", "payload": { "n": 1 } }).to_string())
+    } else {
+        Body::empty()
+    };
+    request.body(body).unwrap()
+}
+
+#[tokio::test]
+async fn without_a_token_only_loopback_hosts_are_served_against_dns_rebinding() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    // A page on evil.example that rebinds its name to 127.0.0.1 still sends its name.
+    for (method, uri) in [
+        ("GET", "/"),
+        ("GET", "/jobs"),
+        ("POST", "/jobs"),
+        ("GET", "/events"),
+    ] {
+        let (status, body) = send(&app, for_host(method, uri, "evil.example:8080", None)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {body}");
+        assert_eq!(body["error"]["code"], "host_not_allowed", "{body}");
+    }
+    // Nothing was stored by the refused submit.
+    let (_, page) = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 0, "{page}");
+    for host in [
+        "localhost:8080",
+        "127.0.0.1:8080",
+        "[::1]:8080",
+        "LOCALHOST",
+    ] {
+        let (status, body) = send(&app, for_host("GET", "/jobs", host, None)).await;
+        assert_eq!(status, StatusCode::OK, "{host}: {body}");
+    }
+    let (status, _) = send(&app, for_host("GET", "/health", "evil.example", None)).await;
+    assert_eq!(status, StatusCode::OK, "health answers any host");
+
+    // With a token any host is served (the token is what protects it) ...
+    let guarded = router_with(jobs.clone(), HttpOptions::new().bearer_token("s3cret"));
+    let (status, body) = send(
+        &guarded,
+        for_host("GET", "/jobs", "jobs.example.com", Some("s3cret")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // ... and a list of hosts applies with or without one.
+    let listed = router_with(
+        jobs.clone(),
+        HttpOptions::new().allowed_hosts(["jobs.internal"]),
+    );
+    let (status, _) = send(&listed, for_host("GET", "/jobs", "jobs.internal:80", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&listed, for_host("GET", "/jobs", "localhost", None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    jobs.shutdown().await;
+}
