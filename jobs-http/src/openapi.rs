@@ -28,7 +28,13 @@ fn job_response(description: &str) -> Value {
 fn events_response() -> Value {
     json!({
         "description": "server-sent events; each event's name is its kind and its data the JSON of a JobEvent",
-        "content": { "text/event-stream": { "schema": { "type": "string" } } }
+        "content": { "text/event-stream": { "schema": {
+            "type": "object", "required": ["event", "data"],
+            "properties": {
+                "event": { "type": "string", "enum": ["submitted", "started", "progress", "cancelRequested", "requeued", "finished", "lagged", "shutdown"] },
+                "data": { "type": "string", "description": "the event's JSON" }
+            }
+        } } }
     })
 }
 
@@ -114,13 +120,15 @@ pub(crate) fn document() -> Value {
                     "summary": "submit a job",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
                         "type": "object", "required": ["type"], "additionalProperties": false,
+                        "not": { "required": ["runAt", "delayMs"] },
+                        "description": "runAt and delayMs are two ways to say when: give at most one",
                         "properties": {
                             "type": { "type": "string" },
                             "payload": {},
                             "runAt": { "type": "string", "format": "date-time", "description": "not before this time" },
                             "delayMs": { "type": "integer", "minimum": 0, "description": "not before this long from now" },
                             "priority": { "type": "integer", "minimum": -32768, "maximum": 32767, "description": "higher runs first; the type's by default" },
-                            "retries": { "type": "integer", "minimum": 0, "description": "the type's by default" },
+                            "retries": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "the type's by default" },
                             "timeoutMs": { "type": "integer", "minimum": 1, "description": "per attempt; the type's by default" },
                             "uniqueKey": { "type": "string", "minLength": 1, "maxLength": 255, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
                             "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" }
@@ -176,6 +184,7 @@ pub(crate) fn document() -> Value {
             "/jobs/{id}/cancel": { "post": {
                 "summary": "cancel a job; the request must say Content-Type: application/json (a cross-site form cannot), its body is ignored",
                 "parameters": [id_parameter()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {} } } },
                 "responses": {
                     "200": { "description": "whether the cancel took effect", "content": { "application/json": { "schema": {
                         "type": "object", "required": ["canceled", "status"],

@@ -205,7 +205,7 @@ pub(crate) async fn list(
         )
     })?;
     let mut query = JobQuery::new();
-    if let Some(status) = params.status.filter(|s| !s.is_empty()) {
+    if let Some(status) = params.status {
         let status: JobStatus =
             status
                 .parse()
@@ -227,7 +227,7 @@ pub(crate) async fn list(
         }
         query = query.limit(limit);
     }
-    if let Some(cursor) = params.cursor.filter(|c| !c.is_empty()) {
+    if let Some(cursor) = params.cursor {
         query = query.cursor(parse_id(&cursor)?);
     }
     let page = state.jobs.list_jobs(query).await?;

@@ -324,6 +324,8 @@ async fn listing_rejects_bad_filters() {
         "/jobs?limit=5000",
         "/jobs?limit=x",
         "/jobs?cursor=zz",
+        "/jobs?cursor=",
+        "/jobs?status=",
         "/jobs?colour=red",
     ] {
         let (status, body) = call(&app, "GET", uri, None).await;
