@@ -65,6 +65,18 @@ impl Writer {
         &self,
         change: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
+        self.write_then(change, |_| {}).await
+    }
+
+    /// Like [`Writer::write`], and runs `committed` on the writer thread as soon as the
+    /// change has committed, before the changes after it are answered: what must be
+    /// announced before anything that follows the change can be (a job's `submitted`
+    /// before its `started`).
+    pub(crate) async fn write_then<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+        committed: impl FnOnce(&T) + Send + 'static,
+    ) -> Result<T, StorageError> {
         let (answer, answered) = oneshot::channel();
         let change: Change = Box::new(move |connection| match connection {
             Err(error) => {
@@ -74,8 +86,12 @@ impl Writer {
             Ok(connection) => {
                 let outcome = change(connection);
                 let failed = outcome.as_ref().err().map(clone_error);
-                let done: Done = Box::new(move |committed| {
-                    let _ = answer.send(committed.and(outcome));
+                let done: Done = Box::new(move |commit| {
+                    let outcome = commit.and(outcome);
+                    if let Ok(value) = &outcome {
+                        committed(value);
+                    }
+                    let _ = answer.send(outcome);
                 });
                 (failed, done)
             }

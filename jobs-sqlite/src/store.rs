@@ -157,21 +157,22 @@ impl SqliteStore {
             exact_run_at: false,
         })
     }
+}
 
-    /// Hands the `submitted` events of the stored jobs to this process's subscribers.
-    fn announce_stored(&self, jobs: &[NewJob], stored: &[usize]) {
-        if stored.is_empty() {
-            return;
-        }
-        let events = stored
-            .iter()
-            .map(|at| JobEvent::Submitted {
-                id: jobs[*at].job.id,
-                job_type: jobs[*at].job.job_type.clone(),
-            })
-            .collect();
-        self.bus.send(events);
+/// Hands the `submitted` events of the stored jobs to this process's subscribers (on the
+/// writer thread, at the commit, so before anything else about those jobs).
+fn announce_stored(bus: &EventBus, jobs: &[NewJob], stored: &[usize]) {
+    if stored.is_empty() {
+        return;
     }
+    let events = stored
+        .iter()
+        .map(|at| JobEvent::Submitted {
+            id: jobs[*at].job.id,
+            job_type: jobs[*at].job.job_type.clone(),
+        })
+        .collect();
+    bus.send(events);
 }
 
 /// The path a URL names.
@@ -318,14 +319,17 @@ impl JobStore for SqliteStore {
                 .map(|job| self.prepare(job))
                 .collect::<Result<Vec<_>, _>>()?;
             let origin = self.origin.clone();
-            let (new, answers, stored) = self
+            let bus = self.bus.clone();
+            let (answers, _) = self
                 .writer
-                .write(move |connection| {
-                    let (answers, stored) = sql::insert_jobs(connection, &new, &origin)?;
-                    Ok((new, answers, stored))
-                })
+                .write_then(
+                    move |connection| {
+                        let (answers, stored) = sql::insert_jobs(connection, &new, &origin)?;
+                        Ok((answers, (new, stored)))
+                    },
+                    move |(_, (new, stored))| announce_stored(&bus, new, stored),
+                )
                 .await?;
-            self.announce_stored(&new, &stored);
             Ok(answers)
         })
     }
@@ -588,16 +592,21 @@ impl PeriodicTicks for SqliteStore {
             let new = self.prepare(job)?;
             let origin = self.origin.clone();
             let schedule = schedule.to_owned();
-            let (new, stored) = self
+            let bus = self.bus.clone();
+            let (_, stored) = self
                 .writer
-                .write(move |connection| {
-                    let stored = sql::insert_tick(connection, &new, &schedule, tick, &origin)?;
-                    Ok((new, stored))
-                })
+                .write_then(
+                    move |connection| {
+                        let stored = sql::insert_tick(connection, &new, &schedule, tick, &origin)?;
+                        Ok((new, stored))
+                    },
+                    move |(new, stored)| {
+                        if *stored {
+                            announce_stored(&bus, std::slice::from_ref(new), &[0]);
+                        }
+                    },
+                )
                 .await?;
-            if stored {
-                self.announce_stored(std::slice::from_ref(&new), &[0]);
-            }
             Ok(stored)
         })
     }
