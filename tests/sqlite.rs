@@ -398,9 +398,8 @@ async fn a_cluster_wide_limit_holds_across_stores_on_one_file() {
         .start()
         .unwrap();
     let options = SubmitOptions::new().queue("reports");
-    let mut ids = Vec::new();
     for _ in 0..12 {
-        let job = submitter
+        submitter
             .submit_job_with_options(
                 "Fault",
                 serde_json::json!({ "hang_first": false, "sleep_ms": 100 }),
@@ -408,7 +407,6 @@ async fn a_cluster_wide_limit_holds_across_stores_on_one_file() {
             )
             .await
             .unwrap();
-        ids.push(job.id);
     }
     let services: Vec<Jobs> = [here, there]
         .into_iter()
@@ -442,7 +440,6 @@ async fn a_cluster_wide_limit_holds_across_stores_on_one_file() {
         service.shutdown().await;
     }
     submitter.shutdown().await;
-    drop(ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -801,8 +801,17 @@ async fn pg_worker(options: &Options) -> Result<(), String> {
     let backend = PostgresStore::connect_with(&database_url()?, pg_options(schema))
         .await
         .map_err(|e| e.to_string())?;
+    serve_until_killed(backend, options).await
+}
+
+/// A worker process's service on `store`, with C workers (and `--prefetch`), serving
+/// until the process is killed.
+pub(crate) async fn serve_until_killed(
+    store: Arc<dyn JobStore>,
+    options: &Options,
+) -> Result<(), String> {
     let mut builder = Jobs::builder()
-        .store(backend)
+        .store(store)
         .concurrency(options.concurrency);
     if let Some(prefetch) = options.prefetch {
         builder = builder.prefetch(prefetch);

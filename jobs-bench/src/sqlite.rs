@@ -181,16 +181,7 @@ pub(crate) async fn worker(options: &Options) -> Result<(), String> {
         .file
         .as_deref()
         .ok_or("sqlite-worker needs --file")?;
-    let store = open(Path::new(path), options)?;
-    let mut builder = Jobs::builder()
-        .store(store)
-        .concurrency(options.concurrency);
-    if let Some(prefetch) = options.prefetch {
-        builder = builder.prefetch(prefetch);
-    }
-    let _jobs = builder.start().map_err(|e| e.to_string())?;
-    std::future::pending::<()>().await;
-    Ok(())
+    crate::serve_until_killed(open(Path::new(path), options)?, options).await
 }
 
 /// One job at a time: workers in this process, or with `--processes` in another.

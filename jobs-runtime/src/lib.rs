@@ -17,7 +17,6 @@ mod panic;
 mod scheduler;
 mod service;
 mod typed;
-mod waiters;
 mod watchers;
 
 pub use builder::{BuildError, JobsBuilder};

@@ -17,6 +17,10 @@ use crate::engine::{submit, Inner};
 use crate::events::JobEvents;
 use crate::typed::JobHandle;
 use crate::watchers::JobWatch;
+
+/// How long [`Jobs::wait_for`] waits for its job's finish event before it reads the job
+/// again anyway: a backstop, not the way waits normally end.
+const WAIT_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::JobsBuilder;
 
 /// Shuts the service down when the last [`Jobs`] handle is dropped without a
@@ -312,13 +316,32 @@ impl Jobs {
     /// wait is woken by the store's events. Wrap it in `tokio::time::timeout` to bound it.
     pub async fn wait_for(&self, id: JobId) -> Result<Job, JobsError> {
         let inner = self.inner();
+        // Watch before reading, so a finish in between is not missed.
+        let mut watch = inner.watchers.watch(id, inner.notifications());
         loop {
-            let waiter = inner.waiters.register(id, inner.notifications());
             let job = inner.store.get(id).await?.ok_or(JobsError::NotFound(id))?;
             if job.status.is_terminal() {
                 return Ok(job);
             }
-            waiter.woken().await;
+            // Read again at the job's finish, or when the watch ended or may have missed
+            // it, or after the backstop interval (for an event a store could not deliver:
+            // notifications sent while its connection was being re-established).
+            let missed = watch.missed();
+            let _ = tokio::time::timeout(WAIT_BACKSTOP, async {
+                while let Some(event) = watch.recv().await {
+                    if matches!(event, jobs_core::JobEvent::Finished { .. })
+                        || watch.missed() > missed
+                    {
+                        return;
+                    }
+                }
+                // The watch ended (the store is gone): wait out the backstop.
+                std::future::pending::<()>().await;
+            })
+            .await;
+            if watch.is_closed() {
+                watch = inner.watchers.watch(id, inner.notifications());
+            }
         }
     }
 

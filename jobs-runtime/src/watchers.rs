@@ -1,4 +1,4 @@
-//! Subscriptions to one job's events.
+//! Subscriptions to one job's events, and what waits for a job's end is built on.
 //!
 //! One dispatcher task per service reads the store's events while anyone watches a job,
 //! and hands each event to the watchers of its job only. A watcher therefore costs the
@@ -93,6 +93,11 @@ impl JobWatch {
     /// The next event of the job; `None` once the watch has ended.
     pub async fn recv(&mut self) -> Option<JobEvent> {
         self.events.recv().await
+    }
+
+    /// Whether the watch has ended: nothing more will arrive.
+    pub fn is_closed(&self) -> bool {
+        self.events.is_closed() && self.events.is_empty()
     }
 
     /// How many of the job's events this watcher skipped because it fell behind (or the

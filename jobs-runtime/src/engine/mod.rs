@@ -30,7 +30,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use crate::waiters::Waiters;
 use crate::watchers::Watchers;
 use completer::Completer;
 use lane::Lane;
@@ -68,7 +67,6 @@ pub(crate) struct Inner {
     pub(crate) holder: String,
     pub(crate) registry: Registry,
     pub(crate) lanes: HashMap<Arc<str>, Arc<Lane>, crate::id_hash::IdHash>,
-    pub(crate) waiters: Arc<Waiters>,
     pub(crate) watchers: Arc<Watchers>,
     pub(crate) completer: Completer,
     /// Fired when shutdown begins (or the last handle is dropped): no new submissions,
@@ -112,7 +110,6 @@ impl Inner {
             holder: format!("{}-{}", std::process::id(), &JobId::new().to_string()[19..]),
             registry: Registry::default(),
             lanes,
-            waiters: Arc::new(Waiters::default()),
             watchers: Arc::new(Watchers::default()),
             completer: Completer::default(),
             intake: CancellationToken::new(),
