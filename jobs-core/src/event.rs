@@ -54,6 +54,20 @@ pub enum JobEvent {
         /// The failed attempt's error; `None` for a snooze.
         error: Option<String>,
     },
+    /// A `Failed` or `Canceled` job was queued again by an operator's retry.
+    #[serde(rename_all = "camelCase")]
+    Retried {
+        /// The job.
+        id: JobId,
+        /// Its type.
+        job_type: String,
+    },
+    /// A finished job was deleted with its result.
+    #[serde(rename_all = "camelCase")]
+    Deleted {
+        /// The job.
+        id: JobId,
+    },
     /// The job reached a terminal state.
     #[serde(rename_all = "camelCase")]
     Finished {
@@ -75,6 +89,8 @@ impl JobEvent {
             | JobEvent::Progress { id, .. }
             | JobEvent::CancelRequested { id }
             | JobEvent::Requeued { id, .. }
+            | JobEvent::Retried { id, .. }
+            | JobEvent::Deleted { id }
             | JobEvent::Finished { id, .. } => *id,
         }
     }

@@ -186,6 +186,7 @@ impl Job {
                 attempt: self.attempt,
                 message: error.to_owned(),
                 at: now,
+                started_at: self.started_at,
             });
         }
         if let Outcome::Failed { error } = outcome {
@@ -218,6 +219,45 @@ impl Job {
         }
         self.status = JobStatus::Canceled;
         self.finished_at = Some(Timestamp::now());
+        Ok(())
+    }
+}
+
+impl Job {
+    /// Queues a `Failed` or `Canceled` job again, as an operator's retry does: it becomes
+    /// `Queued`, due now, with its error, progress, cancel request and finish time
+    /// cleared. It keeps its attempt count (the next attempt is numbered after the last)
+    /// and the errors of its failed attempts; when its attempts are used up it gets one
+    /// more, so the retry runs even if that attempt fails too. A job that had not failed
+    /// yet keeps its remaining attempts. Jobs in any other status are refused.
+    ///
+    /// ```
+    /// use jobs_core::{Job, JobStatus, Outcome};
+    ///
+    /// let mut job = Job::new("Export", serde_json::Value::Null);
+    /// job.start().unwrap();
+    /// job.finish(1, &Outcome::Failed { error: "disk full".into() }).unwrap();
+    /// job.retry_finished().unwrap();
+    /// assert_eq!((job.status, job.attempt, job.errors.len()), (JobStatus::Queued, 1, 1));
+    /// assert!(job.error.is_none());
+    /// assert!(job.retry_finished().is_err(), "a queued job cannot be retried");
+    /// ```
+    pub fn retry_finished(&mut self) -> Result<(), TransitionError> {
+        if !matches!(self.status, JobStatus::Failed | JobStatus::Canceled) {
+            return Err(TransitionError::NotAllowed {
+                from: self.status,
+                to: JobStatus::Queued,
+            });
+        }
+        self.status = JobStatus::Queued;
+        self.error = None;
+        self.progress = None;
+        self.cancel_requested = false;
+        self.finished_at = None;
+        self.run_at = Timestamp::now();
+        self.max_attempts = self
+            .max_attempts
+            .max((self.errors.len() as u32).saturating_add(1));
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ mod event;
 mod executor;
 mod id;
 mod job;
+mod ops;
 mod policy;
 mod status;
 pub mod store;
@@ -30,6 +31,9 @@ pub use executor::{
 };
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Progress, TransitionError};
+pub use ops::{
+    DeleteOutcome, FinishedCount, Operations, QueueCounts, QueueWorkers, RetryOutcome, WorkerInfo,
+};
 pub use policy::{valid_queue_name, AttemptError, Backoff, JobPolicy, SubmitOptions};
 pub use status::{JobStatus, ParseJobStatusError};
 pub use store::{

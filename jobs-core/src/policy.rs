@@ -146,6 +146,9 @@ pub struct AttemptError {
     pub message: String,
     /// When it failed.
     pub at: Timestamp,
+    /// When the attempt started (`None` in records written before this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
 }
 
 impl AttemptError {
@@ -155,6 +158,7 @@ impl AttemptError {
             attempt,
             message: message.into(),
             at: Timestamp::now(),
+            started_at: None,
         }
     }
 }

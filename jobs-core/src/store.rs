@@ -154,6 +154,13 @@ pub trait JobStore: Send + Sync + 'static {
         None
     }
 
+    /// The operator's abilities (retry and delete finished jobs, queue counts, throughput,
+    /// worker heartbeats), if this store has them; `None` makes those calls answer
+    /// "not supported". Every store of this workspace has them.
+    fn operations(&self) -> Option<&dyn crate::Operations> {
+        None
+    }
+
     /// Periodic ticks recorded once across processes, if the store can record them.
     /// Without them, a service with periodic jobs refuses to start.
     fn ticks(&self) -> Option<&dyn PeriodicTicks> {
@@ -214,7 +221,9 @@ impl Signal {
         let mut due = false;
         for event in events {
             match event {
-                JobEvent::Submitted { .. } | JobEvent::Requeued { .. } => due = true,
+                JobEvent::Submitted { .. }
+                | JobEvent::Requeued { .. }
+                | JobEvent::Retried { .. } => due = true,
                 JobEvent::CancelRequested { id } => send(Signal::CancelRequested(*id)),
                 _ => {}
             }
@@ -492,6 +501,8 @@ pub struct JobQuery {
     pub status: Option<JobStatus>,
     /// Only jobs of this type.
     pub job_type: Option<String>,
+    /// Only jobs of this named queue.
+    pub queue: Option<String>,
     /// At most this many jobs, between 1 and [`JobQuery::MAX_LIMIT`].
     pub limit: usize,
     /// Only jobs older than this one (the `next_cursor` of the previous page).
@@ -509,6 +520,7 @@ impl JobQuery {
         Self {
             status: None,
             job_type: None,
+            queue: None,
             limit: Self::DEFAULT_LIMIT,
             cursor: None,
         }
@@ -523,6 +535,12 @@ impl JobQuery {
     /// Only jobs of `job_type`.
     pub fn job_type(mut self, job_type: impl Into<String>) -> Self {
         self.job_type = Some(job_type.into());
+        self
+    }
+
+    /// Only jobs of the named queue `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
         self
     }
 
@@ -542,6 +560,7 @@ impl JobQuery {
     pub fn matches(&self, job: &Job) -> bool {
         self.status.is_none_or(|s| s == job.status)
             && self.job_type.as_deref().is_none_or(|t| t == job.job_type)
+            && self.queue.as_deref().is_none_or(|q| q == job.queue)
     }
 }
 

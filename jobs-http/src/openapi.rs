@@ -31,7 +31,7 @@ fn events_response() -> Value {
         "content": { "text/event-stream": { "schema": {
             "type": "object", "required": ["event", "data"],
             "properties": {
-                "event": { "type": "string", "enum": ["submitted", "started", "progress", "cancelRequested", "requeued", "finished", "lagged", "shutdown"] },
+                "event": { "type": "string", "enum": ["submitted", "started", "progress", "cancelRequested", "requeued", "retried", "deleted", "finished", "lagged", "shutdown"] },
                 "data": { "type": "string", "description": "the event's JSON" }
             }
         } } }
@@ -41,7 +41,7 @@ fn events_response() -> Value {
 /// The document.
 pub(crate) fn document() -> Value {
     let status_enum = json!(["Queued", "Running", "Succeeded", "Failed", "Canceled"]);
-    json!({
+    let mut document = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "jobs",
@@ -56,7 +56,7 @@ pub(crate) fn document() -> Value {
                     "properties": { "error": {
                         "type": "object", "required": ["code", "message"],
                         "properties": {
-                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, not_found, not_succeeded, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, internal" },
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, not_found, not_succeeded, not_retryable, unique_key_held, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
                             "message": { "type": "string" },
                             "knownTypes": { "type": "array", "items": { "type": "string" } },
                             "status": { "type": "string", "enum": status_enum },
@@ -96,7 +96,8 @@ pub(crate) fn document() -> Value {
                             "properties": {
                                 "attempt": { "type": "integer" },
                                 "message": { "type": "string" },
-                                "at": { "type": "string", "format": "date-time" }
+                                "at": { "type": "string", "format": "date-time", "description": "when the attempt failed" },
+                                "startedAt": { "type": "string", "format": "date-time", "description": "when the attempt started" }
                             }
                         } },
                         "uniqueKey": { "type": "string", "nullable": true },
@@ -149,6 +150,7 @@ pub(crate) fn document() -> Value {
                     "parameters": [
                         { "name": "status", "in": "query", "schema": { "type": "string", "enum": status_enum } },
                         { "name": "type", "in": "query", "schema": { "type": "string" } },
+                        { "name": "queue", "in": "query", "schema": { "type": "string" } },
                         { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
                         { "name": "cursor", "in": "query", "schema": { "type": "string", "format": "uuid" } }
                     ],
@@ -165,11 +167,22 @@ pub(crate) fn document() -> Value {
                     }
                 }
             },
-            "/jobs/{id}": { "get": {
-                "summary": "a job's status and progress",
-                "parameters": [id_parameter()],
-                "responses": { "200": job_response("the job"), "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found") }
-            } },
+            "/jobs/{id}": {
+                "get": {
+                    "summary": "a job's status and progress",
+                    "parameters": [id_parameter()],
+                    "responses": { "200": job_response("the job"), "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found") }
+                },
+                "delete": {
+                    "summary": "delete a finished job and its result",
+                    "parameters": [id_parameter()],
+                    "responses": {
+                        "204": { "description": "deleted" },
+                        "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found"),
+                        "409": error("not_finished, with the job's status")
+                    }
+                }
+            },
             "/jobs/{id}/result": { "get": {
                 "summary": "a succeeded job's result",
                 "parameters": [id_parameter()],
@@ -235,6 +248,122 @@ pub(crate) fn document() -> Value {
                 "responses": { "200": { "description": "OpenAPI 3" } }
             } }
         }
+    });
+    if let (Some(paths), Value::Object(more)) = (
+        document["paths"].as_object_mut(),
+        operator_paths(&status_enum),
+    ) {
+        paths.extend(more);
+    }
+    document
+}
+
+/// The operator's routes and the dashboard's files, kept apart from [`document`] so that
+/// neither `json!` grows past the macro recursion limit.
+fn operator_paths(status_enum: &Value) -> Value {
+    let queue = json!({
+        "type": "object",
+        "required": ["queue", "queued", "scheduled", "running", "finishedPerMinute", "failedPerMinute", "workers"],
+        "properties": {
+            "queue": { "type": "string" },
+            "queued": { "type": "integer", "minimum": 0 },
+            "scheduled": { "type": "integer", "minimum": 0 },
+            "running": { "type": "integer", "minimum": 0 },
+            "finishedPerMinute": { "type": "number", "minimum": 0 },
+            "failedPerMinute": { "type": "number", "minimum": 0 },
+            "workers": { "type": "array", "items": {
+                "type": "object", "required": ["id", "host", "pid", "concurrency", "lastSeen", "quiet"],
+                "properties": {
+                    "id": { "type": "string" },
+                    "host": { "type": "string" },
+                    "pid": { "type": "integer" },
+                    "concurrency": { "type": "integer", "minimum": 0 },
+                    "lastSeen": { "type": "string", "format": "date-time" },
+                    "quiet": { "type": "boolean", "description": "no heartbeat for three beats: the process may be gone" }
+                }
+            } }
+        }
+    });
+    json!({
+            "/jobs/{id}/retry": { "post": {
+                "summary": "queue a Failed or Canceled job again; it keeps its attempts and errors. The request must say Content-Type: application/json; its body is ignored",
+                "parameters": [id_parameter()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {} } } },
+                "responses": {
+                    "200": job_response("the job, Queued again"),
+                    "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found"),
+                    "409": error("not_retryable (with the job's status) or unique_key_held"),
+                    "415": error("json_required")
+                }
+            } },
+            "/jobs/bulk": { "post": {
+                "summary": "cancel, retry or delete every job matching a filter, newest first; with dryRun, only count them",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["action", "filter"], "additionalProperties": false,
+                    "properties": {
+                        "action": { "type": "string", "enum": ["cancel", "retry", "delete"] },
+                        "filter": {
+                            "type": "object", "additionalProperties": false,
+                            "properties": {
+                                "status": { "type": "string", "enum": status_enum },
+                                "type": { "type": "string" },
+                                "queue": { "type": "string" }
+                            }
+                        },
+                        "dryRun": { "type": "boolean", "default": false }
+                    }
+                } } } },
+                "responses": {
+                    "200": { "description": "how many matched and how many changed", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["matched", "changed"],
+                        "properties": { "matched": { "type": "integer", "minimum": 0 }, "changed": { "type": "integer", "minimum": 0 } }
+                    } } } },
+                    "400": error("invalid_body (a filter value)"),
+                    "401": error("unauthorized"),
+                    "415": error("unsupported_media_type"),
+                    "422": error("invalid_body: well-formed JSON of the wrong shape")
+                }
+            } },
+            "/queues": { "get": {
+                "summary": "per queue: queued, scheduled and running jobs, finished and failed per minute (last five whole minutes), and the worker processes serving it",
+                "responses": {
+                    "200": { "description": "the queues, by name", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["queues"],
+                        "properties": { "queues": { "type": "array", "items": queue } }
+                    } } } },
+                    "401": error("unauthorized")
+                }
+            } },
+            "/throughput": { "get": {
+                "summary": "jobs finished per minute over every queue, oldest first; the last entry is the minute under way",
+                "parameters": [
+                    { "name": "minutes", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1440, "default": 60 } }
+                ],
+                "responses": {
+                    "200": { "description": "the series", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["minutes"],
+                        "properties": { "minutes": { "type": "array", "items": {
+                            "type": "object", "required": ["minute", "succeeded", "failed", "canceled"],
+                            "properties": {
+                                "minute": { "type": "string", "format": "date-time" },
+                                "succeeded": { "type": "integer", "minimum": 0 },
+                                "failed": { "type": "integer", "minimum": 0 },
+                                "canceled": { "type": "integer", "minimum": 0 }
+                            }
+                        } } }
+                    } } } },
+                    "400": error("invalid_query"),
+                    "401": error("unauthorized")
+                }
+            } },
+            "/dashboard/app.js": { "get": {
+                "summary": "the dashboard's script", "security": [],
+                "responses": { "200": { "description": "the script", "content": { "text/javascript": { "schema": { "type": "string" } } } } }
+            } },
+            "/dashboard/app.css": { "get": {
+                "summary": "the dashboard's style sheet", "security": [],
+                "responses": { "200": { "description": "the style sheet", "content": { "text/css": { "schema": { "type": "string" } } } } }
+            } }
     })
 }
 

@@ -7,7 +7,10 @@ use axum::response::IntoResponse;
 use axum::Json;
 use std::time::Duration;
 
-use jobs_runtime::{CancelOutcome, JobId, JobQuery, JobStatus, SubmitOptions, Timestamp};
+use jobs_runtime::{
+    BulkAction, CancelOutcome, DeleteOutcome, JobId, JobQuery, JobStatus, RetryOutcome,
+    SubmitOptions, Timestamp,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -185,8 +188,18 @@ pub(crate) struct ListParams {
     status: Option<String>,
     #[serde(rename = "type")]
     job_type: Option<String>,
+    queue: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+}
+
+/// A query string the route cannot read, with what it accepts.
+fn query_error(rejection: QueryRejection, accepted: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("{}; accepted: {accepted}", rejection.body_text()),
+    )
 }
 
 /// `GET /jobs`.
@@ -194,29 +207,14 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(params) = params.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!(
-                "{}; accepted: status, type, limit, cursor",
-                rejection.body_text()
-            ),
-        )
-    })?;
-    let mut query = JobQuery::new();
-    if let Some(status) = params.status {
-        let status: JobStatus =
-            status
-                .parse()
-                .map_err(|error: jobs_runtime::ParseJobStatusError| {
-                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", error.to_string())
-                })?;
-        query = query.status(status);
-    }
-    if let Some(job_type) = params.job_type.filter(|t| !t.is_empty()) {
-        query = query.job_type(job_type);
-    }
+    let Query(params) =
+        params.map_err(|rejection| query_error(rejection, "status, type, queue, limit, cursor"))?;
+    let mut query = filter_query(
+        params.status.as_deref(),
+        params.job_type,
+        params.queue,
+        "invalid_query",
+    )?;
     if let Some(limit) = params.limit {
         if limit == 0 || limit > JobQuery::MAX_LIMIT {
             return Err(ApiError::new(
@@ -234,6 +232,171 @@ pub(crate) async fn list(
     Ok(Json(
         json!({ "jobs": page.jobs, "nextCursor": page.next_cursor }),
     ))
+}
+
+/// The filter of a listing or a bulk action; an empty type or queue is no filter.
+fn filter_query(
+    status: Option<&str>,
+    job_type: Option<String>,
+    queue: Option<String>,
+    code: &'static str,
+) -> Result<JobQuery, ApiError> {
+    let mut query = JobQuery::new();
+    if let Some(status) = status {
+        let status: JobStatus =
+            status
+                .parse()
+                .map_err(|error: jobs_runtime::ParseJobStatusError| {
+                    ApiError::new(StatusCode::BAD_REQUEST, code, error.to_string())
+                })?;
+        query = query.status(status);
+    }
+    if let Some(job_type) = job_type.filter(|t| !t.is_empty()) {
+        query = query.job_type(job_type);
+    }
+    if let Some(queue) = queue.filter(|q| !q.is_empty()) {
+        query = query.queue(queue);
+    }
+    Ok(query)
+}
+
+/// `POST /jobs/{id}/retry`.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    require_json(&headers)?;
+    match state.jobs.retry_job(id).await? {
+        RetryOutcome::Retried(job) => Ok(Json(*job)),
+        RetryOutcome::NotRetryable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_retryable",
+            format!("the job is {status}; only a Failed or Canceled job can be retried"),
+        )
+        .with("status", json!(status))),
+        RetryOutcome::KeyHeld => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "unique_key_held",
+            "another active job of this type holds the job's unique key; retry it once that job has finished",
+        )),
+        _ => Err(ApiError::not_found("job with this id")),
+    }
+}
+
+/// `DELETE /jobs/{id}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match state.jobs.delete_job(id).await? {
+        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        DeleteOutcome::NotFinished(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_finished",
+            format!("the job is {status}; only a finished job can be deleted (cancel it first)"),
+        )
+        .with("status", json!(status))),
+        _ => Err(ApiError::not_found("job with this id")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkFilter {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    queue: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct BulkBody {
+    action: BulkActionName,
+    filter: BulkFilter,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum BulkActionName {
+    Cancel,
+    Retry,
+    Delete,
+}
+
+/// `POST /jobs/bulk`: cancel, retry or delete every job that matches a filter, or with
+/// `dryRun` count them (what the dashboard shows before asking to confirm).
+pub(crate) async fn bulk(
+    State(state): State<AppState>,
+    body: Result<Json<BulkBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                "unsupported_media_type"
+            } else {
+                "invalid_body"
+            },
+            format!(
+                "{}; send JSON such as {{\"action\": \"retry\", \"filter\": {{\"status\": \"Failed\"}}}}",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    let filter = filter_query(
+        body.filter.status.as_deref(),
+        body.filter.job_type,
+        body.filter.queue,
+        "invalid_body",
+    )?;
+    if body.dry_run {
+        let matched = state.jobs.count_matching(&filter).await?;
+        return Ok(Json(json!({ "matched": matched, "changed": 0 })));
+    }
+    let action = match body.action {
+        BulkActionName::Cancel => BulkAction::Cancel,
+        BulkActionName::Retry => BulkAction::Retry,
+        BulkActionName::Delete => BulkAction::Delete,
+    };
+    let report = state.jobs.bulk(action, &filter).await?;
+    Ok(Json(json!(report)))
+}
+
+/// `GET /queues`.
+pub(crate) async fn queues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let queues = state.jobs.queues().await?;
+    Ok(Json(json!({ "queues": queues })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ThroughputParams {
+    minutes: Option<u32>,
+}
+
+/// `GET /throughput?minutes=`.
+pub(crate) async fn throughput(
+    State(state): State<AppState>,
+    params: Result<Query<ThroughputParams>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(params) =
+        params.map_err(|rejection| query_error(rejection, "minutes (1 to 1440)"))?;
+    let minutes = params.minutes.unwrap_or(60);
+    if !(1..=1_440).contains(&minutes) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "minutes must be between 1 and 1440",
+        ));
+    }
+    let series = state.jobs.throughput(minutes).await?;
+    Ok(Json(json!({ "minutes": series })))
 }
 
 /// `GET /job-types`.

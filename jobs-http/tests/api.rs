@@ -432,34 +432,58 @@ async fn a_bearer_token_guards_every_route_but_health() {
 }
 
 #[tokio::test]
-async fn the_dashboard_is_one_self_contained_page_served_without_the_token() {
+async fn the_dashboard_is_a_page_script_and_style_of_this_origin_served_without_the_token() {
     let jobs = jobs();
     let app = router_with(jobs.clone(), HttpOptions::new().bearer_token("s3cret"));
-    let response = app
-        .clone()
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let headers = response.headers().clone();
+    let get = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = app
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (status, headers, page) = get("/").await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
     let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-    assert!(csp.contains("connect-src 'self'"), "{csp}");
-    assert!(csp.contains("default-src 'none'"), "{csp}");
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let page = String::from_utf8(bytes.to_vec()).unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline"),
+        "no inline code allowed: {csp}"
+    );
     assert!(page.starts_with("<!doctype html>"));
-    // Nothing is loaded from elsewhere: no external scripts, styles or absolute URLs.
+    // Its script and style come from next to it, and nothing from elsewhere.
+    assert!(page.contains(r#"<script src="/dashboard/app.js"></script>"#));
+    assert!(page.contains(r#"href="/dashboard/app.css""#));
     for needle in [
-        "<script src",
-        "stylesheet",
-        "http://",
-        "https://",
-        "//cdn",
-        "@import",
+        "<script>", "<style", " style=", "http://", "https://", "//cdn", "@import",
     ] {
         assert!(!page.contains(needle), "the page contains `{needle}`");
     }
+    let (status, headers, script) = get("/dashboard/app.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.contains("async function start()"));
+    let (status, headers, style) = get("/dashboard/app.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    assert!(!style.contains("@import"));
     // The data behind it still needs the token.
     let (status, _) = call(&app, "GET", "/jobs", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -554,7 +578,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
             );
         }
     }
-    assert_eq!(described, 12, "every route is described");
+    assert_eq!(described, 19, "every route is described");
     jobs.shutdown().await;
 }
 
@@ -857,5 +881,204 @@ async fn without_a_token_only_loopback_hosts_are_served_against_dns_rebinding() 
     assert_eq!(status, StatusCode::OK);
     let (status, _) = send(&listed, for_host("GET", "/jobs", "localhost", None)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    jobs.shutdown().await;
+}
+
+/// The state the job `id` is in once it has finished.
+async fn finished(jobs: &Jobs, id: &Value) -> jobs_runtime::Job {
+    let id: jobs_runtime::JobId = id.as_str().unwrap().parse().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), jobs.wait_for(id))
+        .await
+        .expect("the job finishes")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn operators_retry_delete_and_act_in_bulk_with_clear_refusals() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, failed) = call(&app, "POST", "/jobs", Some(json!({ "type": "Fail" }))).await;
+    let failed_id = failed["id"].clone();
+    assert_eq!(finished(&jobs, &failed_id).await.attempt, 1);
+    let retry = format!("/jobs/{}/retry", failed_id.as_str().unwrap());
+
+    // A retry must say it is JSON, as every state-changing POST.
+    let request = Request::post(&retry).body(Body::empty()).unwrap();
+    let (status, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["error"]["code"], "json_required");
+    let (status, job) = call(&app, "POST", &retry, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(
+        (job["status"].as_str(), job["attempt"].as_u64()),
+        (Some("Queued"), Some(1))
+    );
+    let again = finished(&jobs, &failed_id).await;
+    assert_eq!(
+        (again.status, again.attempt, again.errors.len()),
+        (jobs_runtime::JobStatus::Failed, 2, 2),
+        "the retry ran a second attempt and kept the first one's error"
+    );
+
+    let (_, double) = call(
+        &app,
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": 2 } })),
+    )
+    .await;
+    let double_id = double["id"].as_str().unwrap().to_owned();
+    finished(&jobs, &double["id"]).await;
+    let (status, body) = call(&app, "POST", &format!("/jobs/{double_id}/retry"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        (
+            body["error"]["code"].as_str(),
+            body["error"]["status"].as_str()
+        ),
+        (Some("not_retryable"), Some("Succeeded"))
+    );
+    let unknown = jobs_runtime::JobId::new();
+    let (status, _) = call(&app, "POST", &format!("/jobs/{unknown}/retry"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Delete: only finished jobs, with their results.
+    let (_, wait) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
+    let wait_id = wait["id"].as_str().unwrap().to_owned();
+    let mut watch = jobs.watch_job(wait_id.parse().unwrap());
+    let running = async {
+        loop {
+            let job = jobs
+                .get_job(wait_id.parse().unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            if job.status == jobs_runtime::JobStatus::Running {
+                return;
+            }
+            watch.recv().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the waiting job starts");
+    let (status, body) = call(&app, "DELETE", &format!("/jobs/{wait_id}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "not_finished");
+    let (status, _) = call(&app, "DELETE", &format!("/jobs/{double_id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&app, "GET", &format!("/jobs/{double_id}/result"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the result went with it");
+    let (status, _) = call(&app, "DELETE", &format!("/jobs/{double_id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = call(&app, "DELETE", "/jobs/not-an-id", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_id"))
+    );
+
+    // Queues and the queue filter.
+    let (status, queues) = call(&app, "GET", "/queues", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let default = &queues["queues"][0];
+    assert_eq!(default["queue"], "default");
+    assert_eq!(default["running"], 1, "the waiting job");
+    assert_eq!(default["workers"][0]["concurrency"], 2, "{queues}");
+    assert_eq!(default["workers"][0]["pid"], std::process::id());
+    let (_, listed) = call(&app, "GET", "/jobs?queue=default", None).await;
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 2);
+    let (_, listed) = call(&app, "GET", "/jobs?queue=elsewhere", None).await;
+    assert!(listed["jobs"].as_array().unwrap().is_empty());
+
+    // Throughput: the minute under way holds this test's finishes.
+    let (status, series) = call(&app, "GET", "/throughput?minutes=5", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let minutes = series["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 5);
+    let total = |key: &str| {
+        minutes
+            .iter()
+            .map(|m| m[key].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((total("succeeded"), total("failed")), (1, 2));
+    for bad in [
+        "/throughput?minutes=0",
+        "/throughput?minutes=1441",
+        "/throughput?minutes=x",
+        "/throughput?hours=1",
+    ] {
+        let (status, body) = call(&app, "GET", bad, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query")),
+            "{bad}"
+        );
+    }
+
+    // Bulk: a dry run counts and changes nothing; then the action.
+    let bulk = |action: &str, filter: Value, dry_run: bool| json!({ "action": action, "filter": filter, "dryRun": dry_run });
+    let (status, report) = call(
+        &app,
+        "POST",
+        "/jobs/bulk",
+        Some(bulk("delete", json!({ "status": "Failed" }), true)),
+    )
+    .await;
+    assert_eq!(
+        (status, report.clone()),
+        (StatusCode::OK, json!({ "matched": 1, "changed": 0 }))
+    );
+    assert!(jobs
+        .get_job(failed_id.as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .is_some());
+    let (_, report) = call(
+        &app,
+        "POST",
+        "/jobs/bulk",
+        Some(bulk("cancel", json!({ "type": "Wait" }), false)),
+    )
+    .await;
+    assert_eq!(report, json!({ "matched": 1, "changed": 1 }));
+    assert_eq!(
+        finished(&jobs, &wait["id"]).await.status,
+        jobs_runtime::JobStatus::Canceled
+    );
+    let (_, report) = call(
+        &app,
+        "POST",
+        "/jobs/bulk",
+        Some(bulk("delete", json!({}), false)),
+    )
+    .await;
+    assert_eq!(
+        report,
+        json!({ "matched": 2, "changed": 2 }),
+        "every finished job"
+    );
+    assert!(jobs
+        .list_jobs(jobs_runtime::JobQuery::new())
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
+    for (body, code) in [
+        (bulk("explode", json!({}), false), "invalid_body"),
+        (json!({ "action": "retry" }), "invalid_body"),
+        (
+            bulk("retry", json!({ "status": "Bogus" }), false),
+            "invalid_body",
+        ),
+        (
+            bulk("retry", json!({ "colour": "red" }), false),
+            "invalid_body",
+        ),
+    ] {
+        let (status, answer) = call(&app, "POST", "/jobs/bulk", Some(body.clone())).await;
+        assert!(status.is_client_error(), "{body}: {status}");
+        assert_eq!(answer["error"]["code"], code, "{body}");
+    }
     jobs.shutdown().await;
 }

@@ -1,8 +1,10 @@
 //! The dashboard end to end in headless Chromium: a person's path through the page —
 //! give the token, submit a job and watch its progress reach 100 %, read its result,
 //! cancel a running job, see a failing job's error (markup in it shown as text), see a
-//! retried job's earlier error, be told
-//! about a bad payload, filter by status — driven by `tests/e2e/dashboard.mjs`
+//! retried job's earlier error, be told about a bad payload, filter by status; then the
+//! operator's console: the queues view with its workers, the throughput chart's live
+//! update, retry from a row, find by id and a job's page with its attempts, delete,
+//! a queue filter, and bulk cancel / retry / delete behind a confirmation — driven by `tests/e2e/dashboard.mjs`
 //! (playwright-core) against a real server with the router mounted under a prefix, and
 //! then checked against the job store.
 //!
@@ -200,12 +202,29 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
         status_of(&jobs, ids["canceled"].as_str().unwrap()).await.0,
         JobStatus::Canceled
     );
+    let gone = |key: &str| -> JobId { ids[key].as_str().unwrap().parse().unwrap() };
     assert_eq!(
-        status_of(&jobs, ids["failed"].as_str().unwrap()).await,
-        (JobStatus::Failed, Some(HOSTILE.to_owned()))
+        jobs.get_job(gone("failed")).await.unwrap(),
+        None,
+        "the failed job was retried, then deleted from its page"
     );
+    let parked = jobs.get_job(gone("parked")).await.unwrap().unwrap();
+    assert_eq!(
+        (parked.status, parked.queue.as_str()),
+        (JobStatus::Canceled, "reports"),
+        "the bulk cancel by queue"
+    );
+    for id in ids["burst"].as_array().unwrap() {
+        let id: JobId = id.as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            jobs.get_job(id).await.unwrap(),
+            None,
+            "bulk retried, then bulk deleted"
+        );
+    }
     let all = jobs.list_jobs(jobs_runtime::JobQuery::new()).await.unwrap();
-    assert_eq!(all.jobs.len(), 4, "the refused submissions stored nothing");
+    // Steps (succeeded), Wait (canceled), Retry, the quick Steps job, the parked one.
+    assert_eq!(all.jobs.len(), 5, "the refused submissions stored nothing");
 
     server.abort();
     jobs.shutdown().await;

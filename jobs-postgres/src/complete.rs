@@ -38,7 +38,7 @@ impl Completions {
     pub(crate) fn new(schema: &str) -> Self {
         let jobs = format!("{schema}.jobs");
         let results = format!("{schema}.job_results");
-        let entry = attempt_error("j.attempt", "i.error");
+        let entry = attempt_error("j.attempt", "j.started_at", "i.error");
         let run_at = at_micros("i.run_at_us");
         // A requeue that stays queued (a requeue of a job asked to stop ends `Canceled`).
         let queued = "(i.kind IN ('Retry', 'Snooze', 'Release') AND NOT j.cancel_requested)";

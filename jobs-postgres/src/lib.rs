@@ -42,6 +42,7 @@ mod insert;
 mod lease;
 mod migrate;
 mod notify;
+mod ops;
 mod options;
 mod read;
 mod rows;

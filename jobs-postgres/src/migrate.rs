@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "policies",
         include_str!("../migrations/0002_policies.sql"),
     ),
+    (3, "workers", include_str!("../migrations/0003_workers.sql")),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

@@ -99,6 +99,9 @@ impl Reads {
         if query.job_type.is_some() {
             conditions.push(format!("job_type = ${}", next()));
         }
+        if query.queue.is_some() {
+            conditions.push(format!("queue = ${}", next()));
+        }
         if query.cursor.is_some() {
             conditions.push(format!("id < ${}", next()));
         }
@@ -118,6 +121,9 @@ impl Reads {
         }
         if let Some(job_type) = &query.job_type {
             statement = statement.bind(job_type);
+        }
+        if let Some(queue) = &query.queue {
+            statement = statement.bind(queue);
         }
         if let Some(cursor) = query.cursor {
             statement = statement.bind(*cursor.as_uuid());

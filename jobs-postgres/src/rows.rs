@@ -29,12 +29,17 @@ pub(crate) fn at_micros(micros: &str) -> String {
     format!("('epoch'::timestamptz + {micros} * interval '1 microsecond')")
 }
 
-/// The `AttemptError` (JSON) of attempt `attempt` failing with `message` now, its time in
-/// the format `Timestamp` reads.
-pub(crate) fn attempt_error(attempt: &str, message: &str) -> String {
+/// The `AttemptError` (JSON) of attempt `attempt` (started at the `timestamptz`
+/// expression `started_at`) failing with `message` now, its times in the format
+/// `Timestamp` reads.
+pub(crate) fn attempt_error(attempt: &str, started_at: &str, message: &str) -> String {
+    let text =
+        |at: &str| format!("to_char({at} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
     format!(
-        "jsonb_build_object('attempt', {attempt}, 'message', {message}, 'at', \
-         to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+        "jsonb_build_object('attempt', {attempt}, 'message', {message}, 'at', {}, \
+         'startedAt', {})",
+        text("now()"),
+        text(started_at)
     )
 }
 

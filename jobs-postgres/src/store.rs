@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::{
-    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, EventBus,
-    ExpiredLease, Inserted, Job, JobCount, JobEvent, JobId, JobPage, JobQuery, JobStore, Lease,
-    Notifications, PeriodicTicks, Progress, ProgressAck, Renewal, Signal, StorageError,
-    StorageErrorKind, Timestamp,
+    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
+    EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
+    JobQuery, JobStore, Lease, Notifications, Operations, PeriodicTicks, Progress, ProgressAck,
+    QueueCounts, Renewal, RetryOutcome, Signal, StorageError, StorageErrorKind, Timestamp,
+    WorkerInfo,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -22,6 +23,7 @@ use crate::complete::Completions;
 use crate::insert::Inserts;
 use crate::lease::Leases;
 use crate::notify::{channel, start_listener, Notifier};
+use crate::ops::Ops;
 use crate::options::valid_schema;
 use crate::options::{ConnectError, PostgresOptions};
 use crate::read::Reads;
@@ -41,6 +43,7 @@ pub struct PostgresStore {
     completions: Completions,
     leases: Leases,
     reads: Reads,
+    ops: Ops,
     notifier: Notifier,
     bus: Arc<EventBus>,
     listener: tokio::task::AbortHandle,
@@ -97,6 +100,7 @@ impl PostgresStore {
             completions: Completions::new(schema),
             leases: Leases::new(schema),
             reads: Reads::new(schema),
+            ops: Ops::new(schema),
             notifier: Notifier::new(channel),
             bus,
             listener,
@@ -285,8 +289,54 @@ impl JobStore for PostgresStore {
         Some(self)
     }
 
+    fn operations(&self) -> Option<&dyn Operations> {
+        Some(self)
+    }
+
     fn ticks(&self) -> Option<&dyn PeriodicTicks> {
         Some(self)
+    }
+}
+
+impl Operations for PostgresStore {
+    fn retry_many<'a>(
+        &'a self,
+        ids: &'a [JobId],
+    ) -> BoxFuture<'a, Result<Vec<RetryOutcome>, StorageError>> {
+        Box::pin(self.ops.retry_many(&self.pool, ids))
+    }
+
+    fn delete_many<'a>(
+        &'a self,
+        ids: &'a [JobId],
+    ) -> BoxFuture<'a, Result<Vec<DeleteOutcome>, StorageError>> {
+        Box::pin(self.ops.delete_many(&self.pool, ids))
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, Result<Vec<QueueCounts>, StorageError>> {
+        Box::pin(self.ops.queue_counts(&self.pool))
+    }
+
+    fn finished_per_minute(
+        &self,
+        since: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<FinishedCount>, StorageError>> {
+        Box::pin(self.ops.finished_per_minute(&self.pool, since))
+    }
+
+    fn record_worker<'a>(
+        &'a self,
+        worker: &'a WorkerInfo,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(self.ops.record_worker(&self.pool, worker))
+    }
+
+    fn remove_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(self.ops.remove_worker(&self.pool, id))
+    }
+
+    fn workers(&self, since: Timestamp) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StorageError>> {
+        Box::pin(self.ops.workers(&self.pool, since))
     }
 }
 

@@ -340,6 +340,7 @@ impl JobsBuilder {
             // for wake-ups or cancel requests.
             if !inner.lanes.is_empty() {
                 helpers.push(runtime.spawn(engine::listen(inner.clone(), signals)));
+                helpers.push(runtime.spawn(engine::heartbeat::beat(inner.clone())));
             }
             helpers.push(runtime.spawn(engine::lease::keep(inner.clone())));
             helpers.push(runtime.spawn(engine::rescuer::run(inner.clone())));

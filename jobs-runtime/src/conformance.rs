@@ -92,6 +92,9 @@ where
     scheduled_jobs_wait_and_next_due_says_how_long(fresh().await.as_ref()).await;
     listing_counting_and_pruning_agree(fresh().await.as_ref()).await;
     a_store_with_notifications_announces_its_inserts(fresh().await.as_ref()).await;
+    operators_retry_and_delete_finished_jobs_only(fresh().await.as_ref()).await;
+    queue_counts_and_finishes_per_minute_add_up(fresh().await.as_ref()).await;
+    worker_heartbeats_are_recorded_refreshed_and_forgotten(fresh().await.as_ref()).await;
 }
 
 /// A store with notifications announces `submitted` for each job it stores (and for no
@@ -619,6 +622,253 @@ pub async fn listing_counting_and_pruning_agree(store: &dyn JobStore) {
     assert_eq!(store.list(JobQuery::new()).await.unwrap().jobs.len(), 4);
 }
 
+/// A store with [`Operations`](jobs_core::Operations) retries only `Failed` and
+/// `Canceled` jobs (keeping their attempts and errors, each error with its attempt's
+/// start), never over an active job's unique key, and deletes only finished jobs, with
+/// their results.
+pub async fn operators_retry_and_delete_finished_jobs_only(store: &dyn JobStore) {
+    let Some(operations) = store.operations() else {
+        return;
+    };
+    let failed = Job::new("T", Value::Null);
+    let mut canceled = Job::new("T", Value::Null);
+    canceled.unique_key = Some("k".into());
+    let succeeded = Job::new("T", Value::Null);
+    let mut blocked = Job::new("T", Value::Null);
+    blocked.unique_key = Some("held".into());
+    let ids = [failed.id, canceled.id, succeeded.id, blocked.id];
+    insert(store, vec![failed, canceled, succeeded, blocked]).await;
+    assert_eq!(
+        claim(store, 10, HOLDER, Duration::from_secs(60))
+            .await
+            .len(),
+        4
+    );
+    let end = |id, outcome| Completion {
+        id,
+        attempt: 1,
+        outcome,
+    };
+    let boom = || Outcome::Failed {
+        error: "boom".into(),
+    };
+    for completion in [
+        end(ids[0], boom()),
+        end(ids[1], Outcome::Canceled),
+        end(ids[2], Outcome::Succeeded { result: json!(7) }),
+        end(ids[3], boom()),
+    ] {
+        assert!(matches!(
+            complete(store, HOLDER, completion).await,
+            Completed::Applied(_)
+        ));
+    }
+    // Another active job takes the blocked job's key.
+    let mut holder = Job::new("T", Value::Null);
+    holder.unique_key = Some("held".into());
+    assert_eq!(insert(store, vec![holder]).await, vec![Inserted::Stored]);
+
+    let unknown = JobId::new();
+    let outcomes = operations
+        .retry_many(&[ids[0], ids[1], ids[2], ids[3], unknown])
+        .await
+        .expect("retry_many");
+    assert_eq!(outcomes.len(), 5, "one answer per id");
+    let retried = match &outcomes[0] {
+        jobs_core::RetryOutcome::Retried(job) => job.clone(),
+        other => panic!("a failed job is retried, got {other:?}"),
+    };
+    assert_eq!(
+        (retried.status, retried.attempt, retried.errors.len()),
+        (JobStatus::Queued, 1, 1),
+        "a retry keeps the attempt count and the errors"
+    );
+    assert_eq!((retried.error.clone(), retried.finished_at), (None, None));
+    assert_eq!(retried.max_attempts, 2, "one more attempt than it had used");
+    assert!(
+        retried.errors[0].started_at.is_some(),
+        "an attempt's error records when the attempt started"
+    );
+    assert!(matches!(outcomes[1], jobs_core::RetryOutcome::Retried(_)));
+    assert_eq!(
+        outcomes[2],
+        jobs_core::RetryOutcome::NotRetryable(JobStatus::Succeeded)
+    );
+    assert_eq!(outcomes[3], jobs_core::RetryOutcome::KeyHeld);
+    assert_eq!(outcomes[4], jobs_core::RetryOutcome::NotFound);
+    assert_eq!(
+        status(store, ids[3]).await.status,
+        JobStatus::Failed,
+        "left alone"
+    );
+    assert_eq!(
+        status(store, ids[0]).await,
+        *retried,
+        "the answer is the stored job"
+    );
+    // The retried job with a key holds it again.
+    let mut again = Job::new("T", Value::Null);
+    again.unique_key = Some("k".into());
+    assert!(
+        matches!(&insert(store, vec![again]).await[0], Inserted::Existing(job) if job.id == ids[1]),
+        "a retried job holds its unique key again"
+    );
+    // The retried jobs run again, at their next attempt.
+    let claimed = claim(store, 10, HOLDER, Duration::from_secs(60)).await;
+    let mut attempts: Vec<(JobId, u32)> = claimed.iter().map(|c| (c.id, c.attempt)).collect();
+    attempts.sort();
+    let mut expected = vec![(ids[0], 2), (ids[1], 2)];
+    expected.sort();
+    let holder_of_held: Vec<_> = attempts
+        .iter()
+        .filter(|(id, _)| !ids.contains(id))
+        .cloned()
+        .collect();
+    attempts.retain(|(id, _)| ids.contains(id));
+    assert_eq!(
+        attempts, expected,
+        "retried jobs are claimed at their next attempt"
+    );
+    assert_eq!(holder_of_held.len(), 1, "and the key's new holder");
+
+    let outcomes = operations
+        .delete_many(&[ids[2], ids[0], unknown])
+        .await
+        .expect("delete_many");
+    assert_eq!(
+        outcomes,
+        vec![
+            jobs_core::DeleteOutcome::Deleted,
+            jobs_core::DeleteOutcome::NotFinished(JobStatus::Running),
+            jobs_core::DeleteOutcome::NotFound,
+        ]
+    );
+    assert!(
+        store.get(ids[2]).await.unwrap().is_none(),
+        "the deleted job is gone"
+    );
+    assert!(
+        store.get_result(ids[2]).await.unwrap().is_none(),
+        "with its result"
+    );
+    assert_eq!(status(store, ids[0]).await.status, JobStatus::Running);
+}
+
+/// A store with [`Operations`](jobs_core::Operations) counts each queue's due, scheduled
+/// and running jobs, lists by queue, and counts finishes in the minute they happened.
+pub async fn queue_counts_and_finishes_per_minute_add_up(store: &dyn JobStore) {
+    let Some(operations) = store.operations() else {
+        return;
+    };
+    let in_queue = |queue: &str| {
+        let mut job = Job::new("T", Value::Null);
+        job.queue = queue.to_owned();
+        job
+    };
+    let later = Timestamp::from_unix_micros(Timestamp::now().as_unix_micros() + 3_600_000_000);
+    let mut scheduled = in_queue("mail");
+    scheduled.run_at = later;
+    let jobs = vec![
+        in_queue("mail"),
+        in_queue("mail"),
+        scheduled,
+        in_queue("export"),
+    ];
+    let export = jobs[3].id;
+    insert(store, jobs).await;
+    let claimed = store
+        .claim(claim_request("export", 5, HOLDER, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mut expected_mail = jobs_core::QueueCounts::new("mail");
+    expected_mail.queued = 2;
+    expected_mail.scheduled = 1;
+    let mut expected_export = jobs_core::QueueCounts::new("export");
+    expected_export.running = 1;
+    assert_eq!(
+        operations.queue_counts().await.unwrap(),
+        vec![expected_export, expected_mail],
+        "due, scheduled and running per queue, by name"
+    );
+    let mail = store.list(JobQuery::new().queue("mail")).await.unwrap();
+    assert_eq!(mail.jobs.len(), 3, "a listing by queue");
+    assert!(mail.jobs.iter().all(|job| job.queue == "mail"));
+    let since = jobs_core::FinishedCount::minute_of(Timestamp::now());
+    let done = complete(
+        store,
+        HOLDER,
+        Completion {
+            id: export,
+            attempt: 1,
+            outcome: Outcome::Succeeded {
+                result: Value::Null,
+            },
+        },
+    )
+    .await;
+    assert_eq!(done, Completed::Applied(JobStatus::Succeeded));
+    let finished_at = status(store, export).await.finished_at.expect("finished");
+    let counts = operations.finished_per_minute(since).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![jobs_core::FinishedCount::new(
+            jobs_core::FinishedCount::minute_of(finished_at),
+            "export",
+            JobStatus::Succeeded,
+            1
+        )],
+        "the finish, in its minute"
+    );
+    let next_hour = Timestamp::from_unix_micros(Timestamp::now().as_unix_micros() + 3_600_000_000);
+    assert!(operations
+        .finished_per_minute(next_hour)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A store with [`Operations`](jobs_core::Operations) keeps one heartbeat per worker,
+/// refreshed in place (its start kept), shown when recent enough, and forgotten on
+/// request.
+pub async fn worker_heartbeats_are_recorded_refreshed_and_forgotten(store: &dyn JobStore) {
+    let Some(operations) = store.operations() else {
+        return;
+    };
+    let queues = vec![jobs_core::QueueWorkers::new("default", 4)];
+    let mut fresh = jobs_core::WorkerInfo::new("w-fresh", "host-a", 10, queues.clone());
+    let now = Timestamp::now().as_unix_micros();
+    // Whole microseconds, as every store keeps them.
+    fresh.started_at = Timestamp::from_unix_micros(now - 5_000_000);
+    fresh.last_seen = Timestamp::from_unix_micros(now);
+    let mut old = jobs_core::WorkerInfo::new("w-old", "host-b", 11, queues);
+    old.started_at = Timestamp::from_unix_micros(now - 7_200_000_000);
+    old.last_seen = Timestamp::from_unix_micros(now - 3_600_000_000);
+    operations.record_worker(&fresh).await.unwrap();
+    operations.record_worker(&old).await.unwrap();
+    let recent = Timestamp::from_unix_micros(now - 60_000_000);
+    assert_eq!(
+        operations.workers(recent).await.unwrap(),
+        vec![fresh.clone()]
+    );
+    let all = Timestamp::from_unix_micros(now - 86_000_000_000);
+    assert_eq!(operations.workers(all).await.unwrap().len(), 2);
+    let mut beat = fresh.clone();
+    beat.started_at = Timestamp::from_unix_micros(now);
+    beat.last_seen = Timestamp::from_unix_micros(now + 10_000_000);
+    operations.record_worker(&beat).await.unwrap();
+    let seen = operations.workers(recent).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].last_seen, beat.last_seen,
+        "a beat refreshes the record"
+    );
+    assert_eq!(seen[0].started_at, fresh.started_at, "and keeps its start");
+    operations.remove_worker("w-fresh").await.unwrap();
+    operations.remove_worker("w-old").await.unwrap();
+    assert!(operations.workers(all).await.unwrap().is_empty());
+}
+
 /// A store that passes every call to another, failing or holding back the calls a test
 /// asks it to: for the engine's fault cases (a write that fails, renewals that stop, a
 /// connection that drops).
@@ -771,6 +1021,9 @@ impl JobStore for FaultyStore {
     }
     fn notifications(&self) -> Option<&dyn Notifications> {
         self.inner.notifications()
+    }
+    fn operations(&self) -> Option<&dyn jobs_core::Operations> {
+        self.inner.operations()
     }
     fn ticks(&self) -> Option<&dyn PeriodicTicks> {
         self.inner.ticks()

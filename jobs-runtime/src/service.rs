@@ -92,7 +92,7 @@ impl Jobs {
         }
     }
 
-    fn inner(&self) -> &Inner {
+    pub(crate) fn inner(&self) -> &Inner {
         &self.handle.inner
     }
 

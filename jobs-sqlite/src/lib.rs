@@ -36,6 +36,7 @@
 mod conn;
 mod error;
 mod migrate;
+mod ops;
 mod options;
 mod rows;
 mod sql;

@@ -5,8 +5,10 @@ use rusqlite::{params, Connection};
 use crate::options::ConnectError;
 
 /// The migrations, in order: version, name, SQL.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "jobs", include_str!("../migrations/0001_jobs.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "jobs", include_str!("../migrations/0001_jobs.sql")),
+    (2, "workers", include_str!("../migrations/0002_workers.sql")),
+];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:
 /// several processes may open the file at once, and each migration runs once. Returns

@@ -231,6 +231,10 @@ pub(crate) struct Change {
     pub(crate) run_at: Option<i64>,
 }
 
+/// The `started_at` column (µs) as the text `Timestamp` reads, or NULL.
+const STARTED_AT_TEXT: &str = "strftime('%Y-%m-%dT%H:%M:%S', started_at / 1000000, 'unixepoch') \
+     || printf('.%06dZ', started_at % 1000000)";
+
 /// Applies `changes` held by `holder`: the status each job is in now, or `None` when it
 /// was not `Running` at that attempt for `holder`. Requeues of a job asked to stop end
 /// it `Canceled`, by the rule of `Job::finish`.
@@ -246,12 +250,12 @@ pub(crate) fn complete(
     // second ends such a requeue `Canceled`. Whether a row changed is the answer. ?10
     // marks a release (the attempt never started).
     let mut apply = connection
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE jobs SET
                  status = CASE WHEN ?9 THEN 'Queued' ELSE ?3 END,
                  error = CASE WHEN ?3 = 'Failed' THEN ?4 ELSE error END,
                  errors = CASE WHEN ?5 IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json(?5)) END,
+                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', {STARTED_AT_TEXT})) END,
                  finished_at = CASE WHEN ?9 THEN NULL ELSE ?7 END,
                  run_at = CASE WHEN ?9 AND ?6 IS NOT NULL THEN ?6 ELSE run_at END,
                  attempt = CASE WHEN ?10 THEN attempt - 1 ELSE attempt END,
@@ -261,17 +265,17 @@ pub(crate) fn complete(
                  holder = CASE WHEN ?9 THEN NULL ELSE holder END,
                  lease_until = NULL
              WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?8
-               AND NOT (cancel_requested AND ?9)",
-        )
+               AND NOT (cancel_requested AND ?9)"
+        ))
         .map_err(failed(WHAT))?;
     let mut cancel_requeue = connection
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE jobs SET status = 'Canceled', finished_at = ?4, lease_until = NULL,
                  errors = CASE WHEN ?5 IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json(?5)) END
+                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', {STARTED_AT_TEXT})) END
              WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?3
-               AND cancel_requested",
-        )
+               AND cancel_requested"
+        ))
         .map_err(failed(WHAT))?;
     let mut store_result = connection
         .prepare_cached("INSERT OR REPLACE INTO job_results (job_id, result) VALUES (?1, ?2)")
@@ -482,16 +486,20 @@ pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJ
     if query.cursor.is_some() {
         filters.push("id < ?3");
     }
+    if query.queue.is_some() {
+        filters.push("queue = ?4");
+    }
     let filter = if filters.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", filters.join(" AND "))
     };
-    let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?4");
+    let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?5");
     let mut statement = connection
         .prepare_cached(&sql)
         .map_err(failed("could not list jobs"))?;
-    // ?4 always appears, so the statement has four parameters whichever filters it uses.
+    // ?5, the last, always appears, so the statement has five parameters whichever
+    // filters it uses.
     let limit = i64::try_from(query.limit.clamp(1, JobQuery::MAX_LIMIT) + 1).unwrap_or(1);
     let jobs = statement
         .query_map(
@@ -499,6 +507,7 @@ pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJ
                 query.status.map(|status| status.as_str()),
                 query.job_type,
                 query.cursor.map(id_bytes),
+                query.queue,
                 limit
             ],
             RawJob::read,
@@ -598,17 +607,24 @@ pub(crate) fn prune_finished(
                 .collect()
         })
         .map_err(failed(WHAT))?;
-    let mut delete_job = connection
-        .prepare_cached("DELETE FROM jobs WHERE id = ?1")
-        .map_err(failed(WHAT))?;
-    let mut delete_result = connection
-        .prepare_cached("DELETE FROM job_results WHERE job_id = ?1")
-        .map_err(failed(WHAT))?;
     for id in &ids {
-        delete_job.execute([id]).map_err(failed(WHAT))?;
-        delete_result.execute([id]).map_err(failed(WHAT))?;
+        delete_job(connection, id)?;
     }
     Ok(ids.len() as u64)
+}
+
+/// Deletes job `id` (its bytes) and its result.
+pub(crate) fn delete_job(connection: &Connection, id: &[u8]) -> Result<(), StorageError> {
+    const WHAT: &str = "could not delete the job";
+    connection
+        .prepare_cached("DELETE FROM jobs WHERE id = ?1")
+        .and_then(|mut statement| statement.execute([id]))
+        .map_err(failed(WHAT))?;
+    connection
+        .prepare_cached("DELETE FROM job_results WHERE job_id = ?1")
+        .and_then(|mut statement| statement.execute([id]))
+        .map_err(failed(WHAT))?;
+    Ok(())
 }
 
 /// The result text as a value (`null` when none was stored).

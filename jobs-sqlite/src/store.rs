@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use jobs_core::{
     AttemptError, BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion,
-    EventBus, ExpiredLease, Inserted, Job, JobCount, JobEvent, JobId, JobPage, JobQuery, JobStore,
-    Lease, Notifications, Outcome, PeriodicTicks, Progress, ProgressAck, Renewal, Signal,
-    StorageError, StorageErrorKind, Timestamp,
+    DeleteOutcome, EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId,
+    JobPage, JobQuery, JobStore, Lease, Notifications, Operations, Outcome, PeriodicTicks,
+    Progress, ProgressAck, QueueCounts, Renewal, RetryOutcome, Signal, StorageError,
+    StorageErrorKind, Timestamp, WorkerInfo,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde_json::Value;
@@ -18,6 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::conn::{Reader, Watch, Writer};
 use crate::error::invalid;
+use crate::ops;
 use crate::options::{ConnectError, SqliteOptions};
 use crate::rows::{id_bytes, micros, RawJob};
 use crate::sql::{self, Change, NewJob};
@@ -538,8 +540,76 @@ impl JobStore for SqliteStore {
         Some(self)
     }
 
+    fn operations(&self) -> Option<&dyn Operations> {
+        Some(self)
+    }
+
     fn ticks(&self) -> Option<&dyn PeriodicTicks> {
         Some(self)
+    }
+}
+
+impl Operations for SqliteStore {
+    fn retry_many<'a>(
+        &'a self,
+        ids: &'a [JobId],
+    ) -> BoxFuture<'a, Result<Vec<RetryOutcome>, StorageError>> {
+        let ids = ids.to_vec();
+        Box::pin(
+            self.writer
+                .write(move |connection| ops::retry_many(connection, &ids)),
+        )
+    }
+
+    fn delete_many<'a>(
+        &'a self,
+        ids: &'a [JobId],
+    ) -> BoxFuture<'a, Result<Vec<DeleteOutcome>, StorageError>> {
+        let ids = ids.to_vec();
+        Box::pin(
+            self.writer
+                .write(move |connection| ops::delete_many(connection, &ids)),
+        )
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, Result<Vec<QueueCounts>, StorageError>> {
+        Box::pin(self.reader.read(ops::queue_counts))
+    }
+
+    fn finished_per_minute(
+        &self,
+        since: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<FinishedCount>, StorageError>> {
+        Box::pin(
+            self.reader
+                .read(move |connection| ops::finished_per_minute(connection, since)),
+        )
+    }
+
+    fn record_worker<'a>(
+        &'a self,
+        worker: &'a WorkerInfo,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let worker = worker.clone();
+        Box::pin(self.writer.write(move |connection| {
+            ops::forget_old_workers(connection)?;
+            ops::record_worker(connection, &worker)
+        }))
+    }
+
+    fn remove_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        let id = id.to_owned();
+        Box::pin(
+            self.writer
+                .write(move |connection| ops::remove_worker(connection, &id)),
+        )
+    }
+
+    fn workers(&self, since: Timestamp) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StorageError>> {
+        Box::pin(
+            self.reader
+                .read(move |connection| ops::workers(connection, since)),
+        )
     }
 }
 

@@ -13,6 +13,7 @@
 //! means, what a shutdown does to a running job, which event to announce) is made here.
 
 pub(crate) mod completer;
+pub(crate) mod heartbeat;
 pub(crate) mod lane;
 pub(crate) mod lease;
 pub(crate) mod rescuer;
@@ -251,6 +252,13 @@ pub(crate) async fn shut_down(inner: &Arc<Inner>) {
             "could not store the outcome of every job within the grace period; \
              those jobs run again once their leases run out"
         );
+    }
+    if !inner.lanes.is_empty()
+        && tokio::time::timeout(grace, heartbeat::forget(inner))
+            .await
+            .is_err()
+    {
+        tracing::warn!("could not remove this worker's heartbeat within the grace period");
     }
     inner.stopped.cancel();
     for helper in take(&inner.helpers) {

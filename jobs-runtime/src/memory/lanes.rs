@@ -156,6 +156,19 @@ impl Lanes {
             .map(|Reverse(next)| next.run_at.duration_since(now))
     }
 
+    /// Every queued id with its queue name (an id may appear more than once, and ids of
+    /// jobs no longer queued linger until a claim reaches them).
+    pub(crate) fn ids(&self) -> impl Iterator<Item = (&str, JobId)> + '_ {
+        self.lanes.iter().flat_map(|(queue, items)| {
+            let due = items.fifo.iter().copied();
+            let ranked = items.ranked.iter().map(|ranked| ranked.id);
+            let scheduled = items.scheduled.iter().map(|Reverse(job)| job.id);
+            due.chain(ranked)
+                .chain(scheduled)
+                .map(move |id| (queue.as_str(), id))
+        })
+    }
+
     /// How many ids are queued, due or scheduled, in every named queue.
     pub(crate) fn len(&self) -> usize {
         self.lanes.values().map(Items::len).sum()

@@ -1,14 +1,15 @@
 //! The in-memory store.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use jobs_core::{
-    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, EventBus,
-    ExpiredLease, Inserted, Job, JobCount, JobEvent, JobId, JobPage, JobQuery, JobStatus, JobStore,
-    Lease, Notifications, Outcome, PeriodicTicks, Progress, ProgressAck, Renewal, StorageError,
-    StorageErrorKind, Timestamp,
+    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
+    EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
+    JobQuery, JobStatus, JobStore, Lease, Notifications, Operations, Outcome, PeriodicTicks,
+    Progress, ProgressAck, QueueCounts, Renewal, RetryOutcome, StorageError, StorageErrorKind,
+    Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 
@@ -54,6 +55,72 @@ struct State {
     // the rescuer looks at these for expired leases. Ids of jobs no longer running are
     // dropped whenever they outnumber the running ones (no work per finish).
     running: Vec<JobId>,
+    // Jobs finished per minute, per queue and terminal status, for the last hour or so.
+    finished: Finished,
+    // The heartbeats of the workers on this store, by id.
+    workers: HashMap<String, WorkerInfo>,
+}
+
+/// Counts of finished jobs per minute, kept as jobs finish: a minute's bucket holds a
+/// few queues, found by a linear search (no hashing on the completion path).
+#[derive(Default)]
+struct Finished {
+    minutes: VecDeque<(Timestamp, Vec<QueueFinishes>)>,
+}
+
+/// A queue's succeeded, failed and canceled jobs in one minute.
+type QueueFinishes = (String, [u64; 3]);
+
+impl Finished {
+    /// How many minutes are kept.
+    const KEPT: usize = 61;
+
+    fn record(&mut self, queue: &str, status: JobStatus, at: Timestamp) {
+        let column = match status {
+            JobStatus::Succeeded => 0,
+            JobStatus::Failed => 1,
+            JobStatus::Canceled => 2,
+            _ => return,
+        };
+        let minute = FinishedCount::minute_of(at);
+        if self.minutes.back().is_none_or(|(last, _)| *last < minute) {
+            self.minutes.push_back((minute, Vec::new()));
+            while self.minutes.len() > Self::KEPT {
+                self.minutes.pop_front();
+            }
+        }
+        // A job that finished in an earlier minute than the latest goes to its own.
+        let Some((_, queues)) = self.minutes.iter_mut().rev().find(|(m, _)| *m <= minute) else {
+            return;
+        };
+        match queues.iter_mut().find(|(name, _)| name == queue) {
+            Some((_, counts)) => counts[column] += 1,
+            None => {
+                let mut counts = [0; 3];
+                counts[column] = 1;
+                queues.push((queue.to_owned(), counts));
+            }
+        }
+    }
+
+    fn since(&self, since: Timestamp) -> Vec<FinishedCount> {
+        let statuses = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled];
+        self.minutes
+            .iter()
+            .filter(|(minute, _)| *minute >= FinishedCount::minute_of(since))
+            .flat_map(|(minute, queues)| {
+                queues.iter().flat_map(move |(queue, counts)| {
+                    statuses
+                        .into_iter()
+                        .zip(counts)
+                        .filter(|(_, count)| **count > 0)
+                        .map(move |(status, count)| {
+                            FinishedCount::new(*minute, queue.clone(), status, *count)
+                        })
+                })
+            })
+            .collect()
+    }
 }
 
 struct Entry {
@@ -212,6 +279,7 @@ impl State {
     fn claim(&mut self, request: &ClaimRequest<'_>) -> Vec<ClaimedJob> {
         let holder = self.holder_slot(request.holder);
         let until = Instant::now() + request.lease;
+        let now = Timestamp::now();
         let mut claimed = Vec::with_capacity(request.limit.min(1_024));
         while claimed.len() < request.limit {
             let Ok(id) = self.lanes.pop(request.queue) else {
@@ -221,8 +289,10 @@ impl State {
                 continue; // pruned meanwhile
             };
             let entry = &mut self.entries[at as usize];
-            // A canceled job leaves its id behind; it is skipped here.
-            if entry.job.start().is_err() {
+            // A canceled job leaves its id behind; it is skipped here, and so is an id
+            // left behind by a job that was retried and is now scheduled for later (its
+            // live id waits in the schedule).
+            if entry.job.run_at > now || entry.job.start().is_err() {
                 continue;
             }
             entry.holder = holder;
@@ -280,6 +350,10 @@ impl State {
         }
         self.moved(type_slot, JobStatus::Running, status);
         self.release_key(at as usize);
+        let job = &self.entries[at as usize].job;
+        if let Some(finished_at) = job.finished_at.filter(|_| status.is_terminal()) {
+            self.finished.record(&job.queue, status, finished_at);
+        }
         Completed::Applied(status)
     }
 
@@ -343,6 +417,8 @@ impl State {
                 let job = entry.job.clone();
                 self.moved(type_slot, JobStatus::Queued, JobStatus::Canceled);
                 self.release_key(at as usize);
+                let at = job.finished_at.unwrap_or_else(Timestamp::now);
+                self.finished.record(&job.queue, JobStatus::Canceled, at);
                 CancelOutcome::CanceledQueued(job)
             }
             JobStatus::Running => {
@@ -351,6 +427,84 @@ impl State {
             }
             status => CancelOutcome::AlreadyFinished(status),
         }
+    }
+
+    fn retry(&mut self, id: &JobId) -> RetryOutcome {
+        let Some(&at) = self.index.get(id) else {
+            return RetryOutcome::NotFound;
+        };
+        let job = &self.entries[at as usize].job;
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
+            return RetryOutcome::NotRetryable(job.status);
+        }
+        if let Some(key) = &job.unique_key {
+            if self.holder_of_key(&job.job_type, key).is_some() {
+                return RetryOutcome::KeyHeld;
+            }
+            let key = (job.job_type.clone(), key.clone());
+            self.unique.insert(key, job.id);
+        }
+        let entry = &mut self.entries[at as usize];
+        let from = entry.job.status;
+        if entry.job.retry_finished().is_err() {
+            return RetryOutcome::NotRetryable(from);
+        }
+        entry.result = None;
+        let type_slot = entry.type_slot;
+        self.moved(type_slot, from, JobStatus::Queued);
+        let job = &self.entries[at as usize].job;
+        self.lanes.push(job);
+        RetryOutcome::Retried(Box::new(job.clone()))
+    }
+
+    fn delete(&mut self, id: &JobId) -> DeleteOutcome {
+        match self.get(id).map(|entry| entry.job.status) {
+            None => DeleteOutcome::NotFound,
+            Some(status) if !status.is_terminal() => DeleteOutcome::NotFinished(status),
+            Some(_) => {
+                self.remove(id);
+                DeleteOutcome::Deleted
+            }
+        }
+    }
+
+    fn queue_counts(&self) -> Vec<QueueCounts> {
+        let now = Timestamp::now();
+        let mut counts: Vec<QueueCounts> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut count = |queue: &str, field: fn(&mut QueueCounts) -> &mut u64| {
+            let at = match counts.iter().position(|c| c.queue == queue) {
+                Some(at) => at,
+                None => {
+                    counts.push(QueueCounts::new(queue));
+                    counts.len() - 1
+                }
+            };
+            *field(&mut counts[at]) += 1;
+        };
+        for (queue, id) in self.lanes.ids() {
+            let Some(job) = self.get(&id).map(|entry| &entry.job) else {
+                continue;
+            };
+            if job.status != JobStatus::Queued || job.queue != queue || !seen.insert(id) {
+                continue;
+            }
+            if job.run_at > now {
+                count(queue, |c| &mut c.scheduled);
+            } else {
+                count(queue, |c| &mut c.queued);
+            }
+        }
+        for id in &self.running {
+            let Some(job) = self.get(id).map(|entry| &entry.job) else {
+                continue;
+            };
+            if job.status == JobStatus::Running && seen.insert(*id) {
+                count(&job.queue, |c| &mut c.running);
+            }
+        }
+        counts.sort_by(|a, b| a.queue.cmp(&b.queue));
+        counts
     }
 
     fn list(&self, query: &JobQuery) -> JobPage {
@@ -607,8 +761,77 @@ impl JobStore for InMemoryStore {
         Some(&self.bus)
     }
 
+    fn operations(&self) -> Option<&dyn Operations> {
+        Some(self)
+    }
+
     fn ticks(&self) -> Option<&dyn PeriodicTicks> {
         Some(self)
+    }
+}
+
+impl Operations for InMemoryStore {
+    fn retry_many<'a>(
+        &'a self,
+        ids: &'a [JobId],
+    ) -> BoxFuture<'a, Result<Vec<RetryOutcome>, StorageError>> {
+        let mut state = self.lock();
+        ready(Ok(ids.iter().map(|id| state.retry(id)).collect()))
+    }
+
+    fn delete_many<'a>(
+        &'a self,
+        ids: &'a [JobId],
+    ) -> BoxFuture<'a, Result<Vec<DeleteOutcome>, StorageError>> {
+        let mut state = self.lock();
+        ready(Ok(ids.iter().map(|id| state.delete(id)).collect()))
+    }
+
+    fn queue_counts(&self) -> BoxFuture<'_, Result<Vec<QueueCounts>, StorageError>> {
+        ready(Ok(self.lock().queue_counts()))
+    }
+
+    fn finished_per_minute(
+        &self,
+        since: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<FinishedCount>, StorageError>> {
+        ready(Ok(self.lock().finished.since(since)))
+    }
+
+    fn record_worker<'a>(
+        &'a self,
+        worker: &'a WorkerInfo,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let mut state = self.lock();
+        let mut worker = worker.clone();
+        if let Some(known) = state.workers.get(&worker.id) {
+            worker.started_at = known.started_at;
+        }
+        state.workers.insert(worker.id.clone(), worker);
+        ready(Ok(()))
+    }
+
+    fn remove_worker<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.lock().workers.remove(id);
+        ready(Ok(()))
+    }
+
+    fn workers(&self, since: Timestamp) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StorageError>> {
+        let mut state = self.lock();
+        let day_ago =
+            Timestamp::from_unix_micros(Timestamp::now().as_unix_micros() - 86_400_000_000);
+        state
+            .workers
+            .retain(|_, worker| worker.last_seen >= day_ago);
+        let mut workers: Vec<WorkerInfo> = state
+            .workers
+            .values()
+            .filter(|worker| worker.last_seen >= since)
+            .cloned()
+            .collect();
+        drop(state);
+        workers.sort_by(|a, b| a.id.cmp(&b.id));
+        ready(Ok(workers))
     }
 }
 

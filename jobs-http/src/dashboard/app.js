@@ -1,173 +1,10 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>jobs</title>
-<link rel="icon" href="data:,">
-<style>
-  :root {
-    --bg: #f6f7f9; --card: #fff; --text: #1d2330; --muted: #667085; --line: #e3e6eb;
-    --accent: #3b5bdb; --accent-text: #fff;
-    --queued: #7c8595; --running: #1c7ed6; --succeeded: #2b8a3e; --failed: #c92a2a; --canceled: #a06000;
-    --bar: #e9ecef; --mono: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-  }
-  @media (prefers-color-scheme: dark) {
-    :root {
-      --bg: #14171c; --card: #1c2028; --text: #e6e8eb; --muted: #98a2b3; --line: #2c323c;
-      --accent: #5c7cfa; --bar: #2c323c;
-      --queued: #98a2b3; --running: #4dabf7; --succeeded: #51cf66; --failed: #ff6b6b; --canceled: #fcc419;
-    }
-  }
-  * { box-sizing: border-box; }
-  body { margin: 0; background: var(--bg); color: var(--text);
-         font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-  header { display: flex; align-items: center; gap: 16px; padding: 12px 24px;
-           background: var(--card); border-bottom: 1px solid var(--line); }
-  header h1 { font-size: 18px; margin: 0; letter-spacing: .02em; }
-  header .spacer { flex: 1; }
-  #live { display: inline-flex; align-items: center; gap: 6px; color: var(--muted); font-size: 13px; }
-  #live::before { content: ""; width: 8px; height: 8px; border-radius: 50%; background: var(--queued); }
-  #live.on::before { background: var(--succeeded); }
-  #live.off::before { background: var(--failed); }
-  main { display: grid; grid-template-columns: minmax(280px, 360px) 1fr; gap: 20px; padding: 20px 24px;
-         align-items: start; }
-  @media (max-width: 900px) { main { grid-template-columns: 1fr; } }
-  .card { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 16px; }
-  h2 { font-size: 15px; margin: 0 0 12px; }
-  label { display: block; font-weight: 600; margin: 10px 0 4px; }
-  select, textarea, input { width: 100%; font: inherit; color: var(--text); background: var(--bg);
-         border: 1px solid var(--line); border-radius: 6px; padding: 6px 8px; }
-  textarea { font-family: var(--mono); font-size: 13px; min-height: 130px; resize: vertical; }
-  button { font: inherit; border: 1px solid var(--line); background: var(--card); color: var(--text);
-           border-radius: 6px; padding: 5px 12px; cursor: pointer; }
-  button:hover { border-color: var(--accent); }
-  button:disabled { opacity: .5; cursor: default; }
-  button.primary { background: var(--accent); color: var(--accent-text); border-color: var(--accent); }
-  .row-actions { display: flex; gap: 8px; align-items: center; margin-top: 12px; }
-  .hint { color: var(--muted); font-size: 12px; margin: 4px 0 0; }
-  .message { margin: 10px 0 0; padding: 8px 10px; border-radius: 6px; font-size: 13px; }
-  .message:empty { display: none; }
-  .message.error { background: color-mix(in srgb, var(--failed) 12%, transparent); color: var(--failed); }
-  .message.ok { background: color-mix(in srgb, var(--succeeded) 12%, transparent); }
-  details.schema pre { max-height: 220px; overflow: auto; }
-  pre { font-family: var(--mono); font-size: 12px; background: var(--bg); border: 1px solid var(--line);
-        border-radius: 6px; padding: 8px; margin: 4px 0; white-space: pre-wrap; word-break: break-word; }
-  .toolbar { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin-bottom: 12px; }
-  .toolbar h2 { margin: 0 12px 0 0; }
-  .chips { display: inline-flex; border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
-  .chips button { border: 0; border-radius: 0; border-right: 1px solid var(--line); }
-  .chips button:last-child { border-right: 0; }
-  .chips button[aria-pressed="true"] { background: var(--accent); color: var(--accent-text); }
-  .toolbar select { width: auto; }
-  table { width: 100%; border-collapse: collapse; }
-  th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 600; padding: 6px 8px;
-       border-bottom: 1px solid var(--line); }
-  td { padding: 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
-  tr.job { cursor: pointer; }
-  tr.job:hover td { background: color-mix(in srgb, var(--accent) 5%, transparent); }
-  tr.job.fresh td { animation: fresh 1.2s ease-out; }
-  @keyframes fresh { from { background: color-mix(in srgb, var(--accent) 18%, transparent); } }
-  .type { font-weight: 600; }
-  button.toggle { border: 0; background: none; padding: 0; color: inherit; font: inherit; font-weight: 600; }
-  button.toggle:hover { text-decoration: underline; }
-  button.toggle:focus-visible, button:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
-  .id { font-family: var(--mono); font-size: 12px; color: var(--muted); }
-  .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600;
-           color: var(--c); background: color-mix(in srgb, var(--c) 14%, transparent); }
-  .badge.Queued { --c: var(--queued); } .badge.Running { --c: var(--running); }
-  .badge.Succeeded { --c: var(--succeeded); } .badge.Failed { --c: var(--failed); }
-  .badge.Canceled { --c: var(--canceled); }
-  .progress { min-width: 160px; }
-  .bar { height: 8px; background: var(--bar); border-radius: 4px; overflow: hidden; }
-  .fill { height: 100%; width: 0; background: var(--running); transition: width .3s ease; }
-  .Succeeded .fill { background: var(--succeeded); } .Failed .fill { background: var(--failed); }
-  .Canceled .fill { background: var(--canceled); }
-  .progress-text { display: flex; gap: 6px; font-size: 12px; color: var(--muted); margin-top: 3px; }
-  .pct { font-variant-numeric: tabular-nums; color: var(--text); }
-  .job-error { color: var(--failed); font-size: 12px; margin-top: 3px; }
-  .when { color: var(--muted); font-size: 12px; white-space: nowrap; }
-  tr.details td { background: var(--bg); }
-  .details-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px; }
-  .details-grid h3 { font-size: 12px; color: var(--muted); margin: 0 0 2px; }
-  .empty { text-align: center; color: var(--muted); padding: 28px 8px; }
-  #more { margin-top: 12px; }
-  dialog { border: 1px solid var(--line); border-radius: 10px; background: var(--card); color: var(--text);
-           width: min(420px, 90vw); }
-  dialog::backdrop { background: rgba(0, 0, 0, .35); }
-</style>
-</head>
-<body>
-<header>
-  <h1>jobs</h1>
-  <span id="live" class="connecting" title="live updates">connecting…</span>
-  <span class="spacer"></span>
-  <button id="token-button" type="button" hidden>API token…</button>
-</header>
-
-<main>
-  <section class="card" aria-labelledby="submit-title">
-    <h2 id="submit-title">Submit a job</h2>
-    <form id="submit-form">
-      <label for="type">Job type</label>
-      <select id="type" name="type" required></select>
-      <p class="hint" id="type-hint"></p>
-      <label for="payload">Payload (JSON)</label>
-      <textarea id="payload" name="payload" spellcheck="false"></textarea>
-      <details class="schema" id="schema-box" hidden>
-        <summary class="hint">Argument schema</summary>
-        <pre id="schema"></pre>
-      </details>
-      <div class="row-actions">
-        <button class="primary" id="submit" type="submit">Submit</button>
-      </div>
-      <p class="message" id="submit-message" role="status" aria-live="polite"></p>
-    </form>
-  </section>
-
-  <section class="card" aria-labelledby="jobs-title">
-    <div class="toolbar">
-      <h2 id="jobs-title">Jobs</h2>
-      <div class="chips" id="status-filter" role="group" aria-label="Filter by status">
-        <button type="button" data-status="" aria-pressed="true">All</button>
-        <button type="button" data-status="Queued" aria-pressed="false">Queued</button>
-        <button type="button" data-status="Running" aria-pressed="false">Running</button>
-        <button type="button" data-status="Succeeded" aria-pressed="false">Succeeded</button>
-        <button type="button" data-status="Failed" aria-pressed="false">Failed</button>
-        <button type="button" data-status="Canceled" aria-pressed="false">Canceled</button>
-      </div>
-      <select id="type-filter" aria-label="Filter by type"><option value="">All types</option></select>
-      <button type="button" id="refresh" title="Reload the list">Reload</button>
-    </div>
-    <p class="message error" id="list-message" role="alert"></p>
-    <table>
-      <thead><tr><th>Job</th><th>Status</th><th>Progress</th><th>Created</th><th></th></tr></thead>
-      <tbody id="jobs"></tbody>
-    </table>
-    <button type="button" id="more" hidden>Load more</button>
-  </section>
-</main>
-
-<dialog id="token-dialog">
-  <form method="dialog" id="token-form">
-    <h2>API token</h2>
-    <p class="hint">This server requires a bearer token. It is kept in this tab only.</p>
-    <label for="token">Token</label>
-    <input id="token" type="password" autocomplete="off">
-    <div class="row-actions">
-      <button class="primary" id="token-save" value="save">Save</button>
-      <button value="cancel" formnovalidate>Cancel</button>
-    </div>
-  </form>
-</dialog>
-
-<script>
 "use strict";
 // The dashboard talks to the API next to it. The base always ends in a slash, so the page
 // works at `/` and under a prefix, opened as `/prefix` or `/prefix/`.
 const base = new URL(location.pathname.endsWith("/") ? location.pathname : location.pathname + "/",
   location.origin);
 const ACTIVE = new Set(["Queued", "Running"]);
+const RETRYABLE = new Set(["Failed", "Canceled"]);
 const PAGE = 50;
 const state = {
   token: sessionStorage.getItem("jobs-token") || "",
@@ -175,7 +12,7 @@ const state = {
   rows: new Map(),      // id → { job, tr, cells, details }, the jobs on screen
   results: new Map(),   // id → fetched result (successes only)
   open: new Set(),      // ids whose details are shown
-  filter: { status: "", type: "" },
+  filter: { status: "", type: "", queue: "" },
   window: PAGE,         // how many rows to keep: the pages loaded so far
   cursor: null,
   stale: new Set(),     // ids to read again from the API
@@ -359,7 +196,8 @@ $("#submit-form").addEventListener("submit", async (event) => {
     const job = await api("jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ type: $("#type").value, payload }),
+      body: JSON.stringify(Object.assign({ type: $("#type").value, payload },
+        $("#queue").value.trim() ? { queue: $("#queue").value.trim() } : {})),
     });
     setMessage(message, "ok", "Submitted ",
       el("span", { class: "id", dataset: { jobId: job.id } }, job.id));
@@ -377,7 +215,8 @@ $("#submit-form").addEventListener("submit", async (event) => {
 
 function matches(job) {
   return (!state.filter.status || job.status === state.filter.status)
-    && (!state.filter.type || job.jobType === state.filter.type);
+    && (!state.filter.type || job.jobType === state.filter.type)
+    && (!state.filter.queue || (job.queue || "default") === state.filter.queue);
 }
 
 const RANK = { Queued: 0, Running: 1 };
@@ -444,9 +283,13 @@ function buildRow(job, fresh) {
     ago: el("div", {}),
     took: el("div", {}),
     cancel: el("button", { type: "button", class: "cancel" }, "Cancel"),
+    retry: el("button", { type: "button", class: "retry", title: "Queue it again (it keeps its attempts and errors)" }, "Retry"),
+    remove: el("button", { type: "button", class: "delete", title: "Delete the job and its result" }, "Delete"),
     toggle: toggleButton(job),
   };
   cells.cancel.addEventListener("click", cancel(job.id, cells.cancel));
+  cells.retry.addEventListener("click", (event) => { event.stopPropagation(); retryJob(job.id, $("#list-message")); });
+  cells.remove.addEventListener("click", (event) => { event.stopPropagation(); deleteJob(job.id, $("#list-message")); });
   cells.bar = el("div", { class: "bar", role: "progressbar", "aria-label": `progress of ${job.jobType}`,
     "aria-valuemin": 0, "aria-valuemax": 100 }, cells.fill);
   cells.progress.append(cells.bar, el("div", { class: "progress-text" }, cells.pct, cells.message));
@@ -460,7 +303,7 @@ function buildRow(job, fresh) {
     el("td", {}, cells.badge, cells.attempt, cells.note),
     cells.progress,
     el("td", { class: "when", title: job.createdAt }, cells.ago, cells.took),
-    el("td", {}, cells.cancel));
+    el("td", { class: "actions" }, cells.cancel, cells.retry, cells.remove));
   return { job, tr, cells, details: null };
 }
 
@@ -487,6 +330,8 @@ function update(row) {
   updateTimes(row);
   const active = ACTIVE.has(job.status);
   cells.cancel.hidden = !active;
+  cells.retry.hidden = !RETRYABLE.has(job.status);
+  cells.remove.hidden = active;
   if (active && job.cancelRequested) {
     cells.cancel.disabled = true;
     setText(cells.cancel, "Canceling…");
@@ -534,6 +379,8 @@ function drawDetails(row) {
     `started   ${job.startedAt || "-"}`,
     `finished  ${job.finishedAt || "-"}`,
   ].join("\n"))));
+  parts.push(el("div", {}, el("button", { type: "button", class: "open-job",
+    onclick: () => openJob(job.id) }, "Open the job's page")));
   const details = el("tr", { class: "details", id: `details-${job.id}`, dataset: { detailsFor: job.id } },
     el("td", { colspan: 5 }, el("div", { class: "details-grid" }, parts)));
   // Rebuilt only when what it shows changed, so a selection inside it survives.
@@ -596,7 +443,7 @@ function showEmpty() {
   const tbody = $("#jobs");
   if (state.rows.size || tbody.querySelector(".empty-row")) return;
   tbody.append(el("tr", { class: "empty-row" }, el("td", { colspan: 5, class: "empty" },
-    state.filter.status || state.filter.type ? "No jobs match these filters." : "No jobs yet. Submit one.")));
+    state.filter.status || state.filter.type || state.filter.queue ? "No jobs match these filters." : "No jobs yet. Submit one.")));
 }
 
 async function loadResult(id) {
@@ -626,6 +473,7 @@ function query(cursor) {
   const params = new URLSearchParams({ limit: String(PAGE) });
   if (state.filter.status) params.set("status", state.filter.status);
   if (state.filter.type) params.set("type", state.filter.type);
+  if (state.filter.queue) params.set("queue", state.filter.queue);
   if (cursor) params.set("cursor", cursor);
   return "jobs?" + params;
 }
@@ -704,6 +552,11 @@ $("#type-filter").addEventListener("change", (event) => {
   state.generation++;
   loadList();
 });
+$("#queue-filter").addEventListener("change", (event) => {
+  state.filter.queue = event.target.value;
+  state.generation++;
+  loadList();
+});
 
 // Reads one job again; an older answer for the same job is dropped.
 async function refreshJob(id) {
@@ -746,7 +599,7 @@ setInterval(() => {
 
 // Events are applied together a few times a second: the latest progress per job, and the
 // ids whose status changed, to be read again.
-const inbox = { progress: new Map(), finished: new Map(), changed: new Set(), lagged: false };
+const inbox = { progress: new Map(), finished: new Map(), changed: new Set(), deleted: new Set(), lagged: false };
 let flushing = null;
 
 function receive(kind, data) {
@@ -754,12 +607,14 @@ function receive(kind, data) {
   if (kind === "lagged") inbox.lagged = true;
   else if (kind === "progress") inbox.progress.set(data.id, data.progress);
   else if (kind === "finished") inbox.finished.set(data.id, data);
-  else if (kind === "submitted") {
+  else if (kind === "deleted") inbox.deleted.add(data.id);
+  else if (kind === "submitted" || kind === "retried") {
     // Read only what the current filters could show.
-    if ((!state.filter.type || data.jobType === state.filter.type)
-      && (!state.filter.status || state.filter.status === "Queued")) inbox.changed.add(data.id);
+    if (state.rows.has(data.id) || ((!state.filter.type || data.jobType === state.filter.type)
+      && (!state.filter.status || state.filter.status === "Queued"))) inbox.changed.add(data.id);
   } else if (data && data.id && (state.rows.has(data.id)
     || (kind === "started" && state.filter.status === "Running"))) inbox.changed.add(data.id);
+  if (data && data.id && data.id === jobPage.id && kind !== "progress") inbox.changed.add(data.id);
   if (state.load && data && data.id) state.load.touched.add(data.id);
   if (!flushing) flushing = setTimeout(flush, 100);
 }
@@ -772,8 +627,17 @@ function flush() {
     inbox.progress.clear();
     inbox.finished.clear();
     inbox.changed.clear();
+    inbox.deleted.clear();
     loadList();
+    overviewSoon();
     return;
+  }
+  for (const id of inbox.deleted) {
+    erase(id);
+    state.stale.delete(id);
+    inbox.changed.delete(id);
+    inbox.finished.delete(id);
+    jobPageDeleted(id);
   }
   for (const [id, progress] of inbox.progress) {
     const row = state.rows.get(id);
@@ -786,9 +650,13 @@ function flush() {
     if (row || state.filter.status === data.status) state.stale.add(id);
   }
   for (const id of inbox.changed) state.stale.add(id);
+  for (const [id, data] of inbox.finished) countFinish(data.status);
+  for (const id of [...inbox.changed, ...inbox.finished.keys()]) jobPageChanged(id);
   inbox.progress.clear();
   inbox.finished.clear();
   inbox.changed.clear();
+  inbox.deleted.clear();
+  overviewSoon();
 }
 
 function setLive(kind, text) {
@@ -864,6 +732,375 @@ async function listen() {
   }
 }
 
+// ---- operations on jobs -----------------------------------------------------------------
+
+const JSON_POST = { method: "POST", headers: { "Content-Type": "application/json" } };
+
+async function retryJob(id, message) {
+  try {
+    const job = await api(`jobs/${id}/retry`, Object.assign({ body: "{}" }, JSON_POST));
+    show(job);
+    setMessage(message, "ok", "Queued again: ", el("span", { class: "id" }, id));
+  } catch (error) {
+    setMessage(message, "error", `Retry failed: ${error.message}`);
+  }
+  state.stale.add(id);
+  jobPageChanged(id);
+}
+
+async function deleteJob(id, message) {
+  try {
+    await api(`jobs/${id}`, { method: "DELETE" });
+    erase(id);
+    state.stale.delete(id);
+    jobPageDeleted(id);
+    setMessage(message, "ok", "Deleted ", el("span", { class: "id" }, id));
+  } catch (error) {
+    setMessage(message, "error", `Delete failed: ${error.message}`);
+    state.stale.add(id);
+    jobPageChanged(id);
+  }
+}
+
+// Asks a yes-or-no question in a modal dialog; resolves to whether the answer was yes.
+function confirmDialog(title, text, action) {
+  const dialog = $("#confirm-dialog");
+  setText($("#confirm-title"), title);
+  setText($("#confirm-text"), text);
+  setText($("#confirm-yes"), action);
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+  });
+}
+
+const BULK = {
+  cancel: { verb: "Cancel", done: "canceled or asked to stop" },
+  retry: { verb: "Retry", done: "queued again" },
+  delete: { verb: "Delete", done: "deleted" },
+};
+
+function describeFilter() {
+  const parts = [];
+  if (state.filter.status) parts.push(`status ${state.filter.status}`);
+  if (state.filter.type) parts.push(`type ${state.filter.type}`);
+  if (state.filter.queue) parts.push(`queue ${state.filter.queue}`);
+  return parts.length ? parts.join(", ") : "no filter: every job";
+}
+
+// A bulk action counts what it would touch first (a dry run), asks, then acts.
+async function bulk(action) {
+  const message = $("#bulk-message");
+  const filter = {};
+  if (state.filter.status) filter.status = state.filter.status;
+  if (state.filter.type) filter.type = state.filter.type;
+  if (state.filter.queue) filter.queue = state.filter.queue;
+  const send = (dryRun) => api("jobs/bulk", Object.assign({
+    body: JSON.stringify({ action, filter, dryRun }),
+  }, JSON_POST));
+  const { verb, done } = BULK[action];
+  try {
+    const { matched } = await send(true);
+    if (!matched) {
+      setMessage(message, "ok", `No job matches (${describeFilter()}).`);
+      return;
+    }
+    const yes = await confirmDialog(`${verb} ${matched} job${matched === 1 ? "" : "s"}?`,
+      `${verb} every job matching ${describeFilter()}: ${matched} now. Jobs in a status this does not apply to are left alone.`,
+      `${verb} ${matched}`);
+    if (!yes) {
+      setMessage(message, "ok", "Nothing changed.");
+      return;
+    }
+    const report = await send(false);
+    setMessage(message, "ok", `${report.changed} of ${report.matched} matching jobs ${done}.`);
+  } catch (error) {
+    setMessage(message, "error", `${verb} failed: ${error.message}`);
+  }
+  loadList();
+  overviewSoon();
+}
+for (const button of document.querySelectorAll(".bulk button")) {
+  button.addEventListener("click", () => bulk(button.dataset.action));
+}
+
+// ---- a job's page -----------------------------------------------------------------------
+
+const jobPage = { id: null, job: null, seq: 0, deleted: false };
+
+function jobPageChanged(id) {
+  if (id === jobPage.id && !jobPage.deleted) loadJobPage();
+}
+
+// The open job was deleted (here or elsewhere): say so rather than read it again.
+function jobPageDeleted(id) {
+  if (id !== jobPage.id) return;
+  jobPage.deleted = true;
+  jobPage.seq++;
+  drawJobPage(null);
+  setMessage($("#job-message"), "ok", "Deleted: this job and its result are gone.");
+}
+
+function openJob(id) {
+  jobPage.id = id;
+  jobPage.job = null;
+  jobPage.deleted = false;
+  setMessage($("#job-message"), "ok");
+  if (location.hash !== `#job=${id}`) history.replaceState(null, "", `#job=${id}`);
+  const dialog = $("#job-dialog");
+  if (!dialog.open) dialog.showModal();
+  loadJobPage();
+}
+
+$("#job-dialog").addEventListener("close", () => {
+  jobPage.id = null;
+  if (location.hash.startsWith("#job=")) history.replaceState(null, "", location.pathname + location.search);
+});
+
+async function loadJobPage() {
+  const id = jobPage.id;
+  if (!id) return;
+  const seq = ++jobPage.seq;
+  try {
+    const job = await api(`jobs/${id}`);
+    if (seq !== jobPage.seq || id !== jobPage.id) return;
+    jobPage.job = job;
+    let result;
+    if (job.status === "Succeeded") {
+      try { result = (await api(`jobs/${id}/result`)).result; } catch (_) { result = undefined; }
+    }
+    if (seq === jobPage.seq) drawJobPage(job, result);
+  } catch (error) {
+    if (seq !== jobPage.seq) return;
+    jobPage.job = null;
+    drawJobPage(null);
+    setMessage($("#job-message"), "error", error.status === 404
+      ? "No job has this id (it may have been deleted or pruned)." : `Could not load the job: ${error.message}`);
+  }
+}
+
+function span(from, to) {
+  if (!from || !to) return "";
+  const ms = Math.max(0, Date.parse(to) - Date.parse(from));
+  return ms < 1000 ? ` (${ms} ms)` : ` (${(ms / 1000).toFixed(1)} s)`;
+}
+
+// The attempts, oldest first: each failed one from its recorded error (start, end,
+// message), then the latest if it did not fail (running, succeeded or canceled).
+function attempts(job) {
+  const items = (job.errors || []).map((e) => ({
+    attempt: e.attempt, status: "Failed", start: e.startedAt, end: e.at, error: e.message,
+  }));
+  const last = items.length ? items[items.length - 1].attempt : 0;
+  if (job.attempt > last && job.startedAt) {
+    const status = job.status === "Queued" ? "Running" : job.status;
+    items.push({ attempt: job.attempt, status, start: job.startedAt, end: job.finishedAt, error: null });
+  }
+  return items;
+}
+
+function drawJobPage(job, result) {
+  const has = !!job;
+  setText($("#job-title"), has ? job.jobType : "Job");
+  setText($("#job-id"), jobPage.id || "");
+  const badge = $("#job-status");
+  badge.className = "badge " + (has ? job.status : "");
+  setText(badge, has ? job.status : "");
+  $("#job-cancel").hidden = !has || !ACTIVE.has(job.status) || job.cancelRequested;
+  $("#job-retry").hidden = !has || !RETRYABLE.has(job.status);
+  $("#job-delete").hidden = !has || ACTIVE.has(job.status);
+  const timeline = $("#job-timeline");
+  if (!has) {
+    timeline.replaceChildren();
+    $("#job-details").replaceChildren();
+    return;
+  }
+  const items = attempts(job);
+  timeline.replaceChildren(...(items.length ? items.map((a) => el("li", { class: a.status, dataset: { attempt: a.attempt } },
+    el("div", { class: "attempt-head" }, `Attempt ${a.attempt}: ${a.status === "Running" && !a.end ? "running" : a.status.toLowerCase()}`),
+    el("div", { class: "when" }, `started ${a.start ? new Date(a.start).toLocaleString() : "(not recorded)"}`
+      + (a.end ? ` · ended ${new Date(a.end).toLocaleString()}${span(a.start, a.end)}` : "")),
+    a.error ? el("div", { class: "attempt-error" }, a.error) : null))
+    : [el("li", { class: "Queued" }, job.status === "Canceled" ? "Canceled before it ever ran." : "Not started yet.")]));
+  const parts = [el("div", {}, el("h3", {}, "Payload"), el("pre", {}, pretty(job.payload)))];
+  if (job.status === "Succeeded") {
+    parts.push(el("div", {}, el("h3", {}, "Result"), el("pre", { class: "result" },
+      result === undefined ? "could not load the result" : pretty(result))));
+  }
+  parts.push(el("div", {}, el("h3", {}, "Details"), el("pre", {}, [
+    `queue     ${job.queue || "default"}`,
+    `priority  ${job.priority || 0}`,
+    `attempts  ${job.attempt} of at most ${job.maxAttempts || 1}`,
+    `run at    ${job.runAt || "-"}`,
+    `created   ${job.createdAt}`,
+    `finished  ${job.finishedAt || "-"}`,
+    job.uniqueKey ? `key       ${job.uniqueKey}` : null,
+  ].filter(Boolean).join("\n"))));
+  $("#job-details").replaceChildren(...parts);
+}
+
+$("#job-retry").addEventListener("click", () => retryJob(jobPage.id, $("#job-message")));
+$("#job-delete").addEventListener("click", () => deleteJob(jobPage.id, $("#job-message")));
+$("#job-cancel").addEventListener("click", async () => {
+  const id = jobPage.id;
+  try {
+    await api(`jobs/${id}/cancel`, Object.assign({ body: "{}" }, JSON_POST));
+  } catch (error) {
+    setMessage($("#job-message"), "error", `Cancel failed: ${error.message}`);
+  }
+  state.stale.add(id);
+  loadJobPage();
+});
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+$("#find-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const id = $("#find-id").value.trim().toLowerCase();
+  if (!UUID.test(id)) {
+    setMessage($("#find-message"), "error", "A job id is a UUID, such as 0192f1c2-7d3a-7b41-9c55-3f1e2a9b8c7d.");
+    return;
+  }
+  try {
+    await api(`jobs/${id}`);
+    setMessage($("#find-message"), "ok");
+    openJob(id);
+  } catch (error) {
+    setMessage($("#find-message"), "error", error.status === 404 ? "No job has this id." : error.message);
+  }
+});
+
+function openJobFromHash() {
+  const match = /^#job=([0-9a-f-]{36})$/i.exec(location.hash);
+  if (match) openJob(match[1].toLowerCase());
+}
+window.addEventListener("hashchange", openJobFromHash);
+
+// ---- queues and throughput --------------------------------------------------------------
+
+const overview = { minutes: [], timer: null, loading: false, again: false };
+
+// Reads the queues and the chart again soon, at most twice a second.
+function overviewSoon() {
+  if (overview.timer) return;
+  overview.timer = setTimeout(() => {
+    overview.timer = null;
+    loadOverview();
+  }, 500);
+}
+
+async function loadOverview() {
+  if (overview.loading) {
+    overview.again = true;
+    return;
+  }
+  overview.loading = true;
+  try {
+    const [queues, throughput] = await Promise.all([api("queues"), api("throughput?minutes=60")]);
+    drawQueues(queues.queues);
+    overview.minutes = throughput.minutes;
+    drawChart();
+    setMessage($("#queues-message"), "error");
+  } catch (error) {
+    setMessage($("#queues-message"), "error", `Could not load the queues: ${error.message}`);
+  } finally {
+    overview.loading = false;
+    if (overview.again) {
+      overview.again = false;
+      loadOverview();
+    }
+  }
+}
+setInterval(loadOverview, 10000);
+
+function rate(n) {
+  return n === 0 ? "0" : n < 10 ? n.toFixed(1) : String(Math.round(n));
+}
+
+function drawQueues(queues) {
+  const tbody = $("#queues");
+  if (!queues.length) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No queues yet.")));
+  } else {
+    tbody.replaceChildren(...queues.map((q) => el("tr", { class: "queue", dataset: { queue: q.queue } },
+      el("td", { class: "type" }, q.queue),
+      el("td", { class: "queued" }, String(q.queued)),
+      el("td", { class: "scheduled" }, String(q.scheduled)),
+      el("td", { class: "running" }, String(q.running)),
+      el("td", { class: "finished-rate" }, rate(q.finishedPerMinute)),
+      el("td", { class: "failed-rate" }, rate(q.failedPerMinute)),
+      el("td", { class: "workers" }, q.workers.length ? q.workers.map((w) => el("div", {
+        class: "worker" + (w.quiet ? " quiet" : ""), dataset: { worker: w.id },
+        title: `worker ${w.id}, pid ${w.pid}; last heartbeat ${w.lastSeen}`,
+      }, `${w.host} · pid ${w.pid} · ${w.concurrency} worker${w.concurrency === 1 ? "" : "s"} · seen ${ago(w.lastSeen)}`))
+        : el("span", { class: "hint" }, "none: nothing runs these jobs")))));
+  }
+  // The queue filter offers every queue known.
+  const select = $("#queue-filter");
+  const names = queues.map((q) => q.queue);
+  if (state.filter.queue && !names.includes(state.filter.queue)) names.push(state.filter.queue);
+  const known = [...select.options].slice(1).map((o) => o.value);
+  if (known.join("\n") !== names.join("\n")) {
+    select.replaceChildren(el("option", { value: "" }, "All queues"),
+      ...names.map((name) => el("option", { value: name }, name)));
+    select.value = state.filter.queue;
+  }
+}
+
+// A finish seen on the event stream counts in the minute under way at once; the next
+// read of the series replaces the estimate with the store's count.
+function countFinish(status) {
+  const minutes = overview.minutes;
+  if (!minutes.length) return;
+  const now = Date.now();
+  let last = minutes[minutes.length - 1];
+  if (now - Date.parse(last.minute) >= 60000) {
+    const start = new Date(now - (now % 60000)).toISOString();
+    last = { minute: start, succeeded: 0, failed: 0, canceled: 0 };
+    minutes.push(last);
+    if (minutes.length > 60) minutes.shift();
+  }
+  if (status === "Succeeded") last.succeeded++;
+  else if (status === "Failed") last.failed++;
+  else if (status === "Canceled") last.canceled++;
+  drawChart();
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function drawChart() {
+  const chart = $("#chart");
+  const minutes = overview.minutes;
+  const width = 600, height = 140, top = 12, bottom = 18;
+  const most = Math.max(1, ...minutes.map((m) => m.succeeded + m.failed));
+  const step = width / Math.max(minutes.length, 1);
+  const scale = (n) => (n / most) * (height - top - bottom);
+  const nodes = [svg("line", { class: "axis", x1: 0, x2: width, y1: height - bottom, y2: height - bottom })];
+  minutes.forEach((m, i) => {
+    const x = i * step + 1, w = Math.max(step - 2, 1);
+    const ok = scale(m.succeeded), bad = scale(m.failed);
+    const base = height - bottom;
+    const group = svg("g", { class: "minute", "data-minute": m.minute, "data-succeeded": m.succeeded, "data-failed": m.failed });
+    group.append(svg("title", {}, `${new Date(m.minute).toLocaleTimeString()}: ${m.succeeded} succeeded, ${m.failed} failed`));
+    if (m.succeeded) group.append(svg("rect", { class: "ok", x, width: w, y: base - ok, height: ok }));
+    if (m.failed) group.append(svg("rect", { class: "bad", x, width: w, y: base - ok - bad, height: bad }));
+    nodes.push(group);
+  });
+  nodes.push(svg("text", { x: 2, y: 10 }, `${most}/min`));
+  nodes.push(svg("text", { x: 2, y: height - 4 }, "60 min ago"));
+  nodes.push(svg("text", { x: width - 2, y: height - 4, "text-anchor": "end" }, "now"));
+  chart.replaceChildren(...nodes);
+  const total = minutes.reduce((sum, m) => sum + m.succeeded + m.failed, 0);
+  const failed = minutes.reduce((sum, m) => sum + m.failed, 0);
+  setText($("#chart-summary"), `${total} finished in the last hour, ${failed} failed.`);
+}
+
 // ---- start ------------------------------------------------------------------------------
 
 async function start() {
@@ -883,9 +1120,8 @@ async function start() {
   $("#type-filter").value = state.filter.type;
   showType();
   listen();
+  loadOverview();
+  openJobFromHash();
 }
 
 start();
-</script>
-</body>
-</html>
