@@ -22,8 +22,8 @@ use serde::Deserialize;
 /// Counts down, a step a second.
 #[derive(Deserialize, JsonSchema)]
 struct CountdownArgs {
-    /// How many one-second steps to take (1 to 100).
-    #[schemars(range(min = 1, max = 100))]
+    /// How many one-second steps to take, 1 to 100 (0 is taken as 1, more than 100 as
+    /// 100; the schema says what deserializes, which is every `u8`).
     steps: u8,
 }
 

@@ -318,17 +318,36 @@ async fn due_jobs_run_by_priority(env: Env) {
 
 async fn options_that_cannot_be_honoured_are_refused_and_nothing_is_stored(env: Env) {
     let jobs = env.start(1);
-    let options = SubmitOptions::new().timeout(Duration::ZERO);
-    let error = jobs
-        .submit_job_with_options("Record", json!({}), &options)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, SubmitError::InvalidOptions { ref reason, .. } if reason.contains("zero")),
-        "{error}"
-    );
+    let too_long = SubmitOptions::MAX_TIMEOUT + Duration::from_secs(1);
+    let key = "é".repeat(SubmitOptions::MAX_UNIQUE_KEY_CHARS + 1);
+    for (options, says) in [
+        (SubmitOptions::new().timeout(Duration::ZERO), "zero"),
+        (SubmitOptions::new().timeout(too_long), "hundred years"),
+        (
+            SubmitOptions::new().retries(SubmitOptions::MAX_RETRIES + 1),
+            "retries",
+        ),
+        (SubmitOptions::new().unique_key(key), "255 characters"),
+    ] {
+        let error = jobs
+            .submit_job_with_options("Record", json!({}), &options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, SubmitError::InvalidOptions { ref reason, .. } if reason.contains(says)),
+            "{error}"
+        );
+    }
     let page = jobs.list_jobs(jobs::JobQuery::new()).await.unwrap();
     assert!(page.jobs.is_empty(), "nothing stored");
+    // A key of 255 characters is fine even when it takes more bytes.
+    let key = "é".repeat(SubmitOptions::MAX_UNIQUE_KEY_CHARS);
+    let options = SubmitOptions::new().unique_key(key.clone());
+    let accepted = jobs
+        .submit_job_with_options("Record", json!({}), &options)
+        .await
+        .unwrap();
+    assert_eq!(accepted.unique_key, Some(key));
     jobs.shutdown().await;
 }
 

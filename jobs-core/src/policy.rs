@@ -197,6 +197,13 @@ pub struct SubmitOptions {
 }
 
 impl SubmitOptions {
+    /// The most retries a job may have.
+    pub const MAX_RETRIES: u32 = 10_000;
+    /// The longest timeout of one attempt: a hundred years of 365.25 days.
+    pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_155_760_000);
+    /// The longest unique key, in characters.
+    pub const MAX_UNIQUE_KEY_CHARS: usize = 255;
+
     /// The type's policy as it is, to run at once.
     pub fn new() -> Self {
         Self::default()

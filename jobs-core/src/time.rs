@@ -8,8 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A point in time in UTC with microsecond precision.
 ///
-/// Serialized as an RFC 3339 string (`2026-11-29T05:14:56.123456Z`), which every language
-/// and database reads.
+/// Serialized as an RFC 3339 string in UTC (`2026-11-29T05:14:56.123456Z`), which every
+/// language and database reads; parsed from RFC 3339 with `Z` or a numeric offset
+/// (`2026-11-29T06:14:56+01:00`).
 ///
 /// ```
 /// use jobs_core::Timestamp;
@@ -90,7 +91,7 @@ impl fmt::Debug for Timestamp {
 /// The text given to [`Timestamp::from_str`] is not an RFC 3339 UTC timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{input}` is not a timestamp: expected RFC 3339 in UTC such as 2026-01-31T12:00:00.000000Z"
+    "`{input}` is not a timestamp: expected RFC 3339 such as 2026-01-31T12:00:00.000000Z or 2026-01-31T13:00:00+01:00"
 )]
 pub struct ParseTimestampError {
     /// The text that failed to parse.
@@ -104,8 +105,40 @@ impl FromStr for Timestamp {
         let err = || ParseTimestampError {
             input: s.to_owned(),
         };
-        let body = s.strip_suffix('Z').ok_or_else(err)?;
-        let (date, time) = body.split_once('T').ok_or_else(err)?;
+        // RFC 3339: `Z` (either case) or a numeric offset `±HH:MM`, and `T` in either case.
+        let (body, offset_secs) = match s.strip_suffix(['Z', 'z']) {
+            Some(body) => (body, 0),
+            None => {
+                let at = s
+                    .len()
+                    .checked_sub(6)
+                    .filter(|at| s.is_char_boundary(*at))
+                    .ok_or_else(err)?;
+                let (body, offset) = s.split_at(at);
+                let bytes = offset.as_bytes();
+                let sign = match bytes[0] {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return Err(err()),
+                };
+                let digits = |range: std::ops::Range<usize>| -> Result<i64, ParseTimestampError> {
+                    let part = &offset[range];
+                    if !part.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(err());
+                    }
+                    part.parse().map_err(|_| err())
+                };
+                if bytes[3] != b':' {
+                    return Err(err());
+                }
+                let (hours, minutes) = (digits(1..3)?, digits(4..6)?);
+                if hours > 23 || minutes > 59 {
+                    return Err(err());
+                }
+                (body, sign * (hours * 3_600 + minutes * 60))
+            }
+        };
+        let (date, time) = body.split_once(['T', 't']).ok_or_else(err)?;
         let mut date_parts = date.splitn(3, '-');
         let num = |part: Option<&str>, len: usize| -> Result<i64, ParseTimestampError> {
             let part = part.ok_or_else(err)?;
@@ -150,7 +183,8 @@ impl FromStr for Timestamp {
         if civil_from_days(days) != (year, month as u32, day as u32) {
             return Err(err());
         }
-        let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+        // The local time minus its offset is UTC.
+        let secs = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_secs;
         Ok(Self(secs * 1_000_000 + micros))
     }
 }
@@ -205,9 +239,29 @@ mod tests {
             "2026-02-29T00:00:00Z",
             "2026-04-31T00:00:00Z",
             "2026-01-01T00:00:60Z",
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T00:00:00+0100",
+            "2026-01-01T00:00:00 01:00",
+            "2026-01-01T00:00:00+01:60",
         ] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn reads_offsets_and_either_case_as_rfc_3339_allows() {
+        let utc: Timestamp = "2026-01-31T12:00:00Z".parse().unwrap();
+        for same in [
+            "2026-01-31T13:30:00+01:30",
+            "2026-01-31T07:00:00-05:00",
+            "2026-01-31t12:00:00z",
+            "2026-01-31T12:00:00+00:00",
+            "2026-02-01T00:00:00+12:00",
+        ] {
+            assert_eq!(same.parse::<Timestamp>().unwrap(), utc, "{same}");
+        }
+        let fraction: Timestamp = "2026-01-31T13:00:00.25+01:00".parse().unwrap();
+        assert_eq!(fraction.as_unix_micros() - utc.as_unix_micros(), 250_000);
     }
 
     #[test]

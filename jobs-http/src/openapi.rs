@@ -1,7 +1,11 @@
 //! The OpenAPI 3 description of the routes, served at `GET /openapi.json`.
 
+use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use jobs_runtime::{Catalog, SubmitOptions};
+use serde_json::{json, Map, Value};
+
+use crate::AppState;
 
 fn error(description: &str) -> Value {
     json!({
@@ -38,8 +42,8 @@ fn events_response() -> Value {
     })
 }
 
-/// The document.
-pub(crate) fn document() -> Value {
+/// The document, with the submit body described per job type of `catalog`.
+pub(crate) fn document(catalog: &Catalog) -> Value {
     let status_enum = json!(["Queued", "Running", "Succeeded", "Failed", "Canceled"]);
     let mut document = json!({
         "openapi": "3.0.3",
@@ -119,22 +123,7 @@ pub(crate) fn document() -> Value {
             "/jobs": {
                 "post": {
                     "summary": "submit a job",
-                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                        "type": "object", "required": ["type"], "additionalProperties": false,
-                        "not": { "required": ["runAt", "delayMs"] },
-                        "description": "runAt and delayMs are two ways to say when: give at most one",
-                        "properties": {
-                            "type": { "type": "string" },
-                            "payload": {},
-                            "runAt": { "type": "string", "format": "date-time", "description": "not before this time" },
-                            "delayMs": { "type": "integer", "minimum": 0, "description": "not before this long from now" },
-                            "priority": { "type": "integer", "minimum": -32768, "maximum": 32767, "description": "higher runs first; the type's by default" },
-                            "retries": { "type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "the type's by default" },
-                            "timeoutMs": { "type": "integer", "minimum": 1, "description": "per attempt; the type's by default" },
-                            "uniqueKey": { "type": "string", "minLength": 1, "maxLength": 255, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
-                            "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" }
-                        }
-                    } } } },
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": submit_schema(catalog) } } },
                     "responses": {
                         "201": job_response("the job, Queued"),
                         "200": job_response("the active job that holds the uniqueKey; nothing was created"),
@@ -255,12 +244,20 @@ pub(crate) fn document() -> Value {
     ) {
         paths.extend(more);
     }
+    let defs = shared_definitions(catalog);
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(defs);
+    }
     document
 }
 
 /// The operator's routes and the dashboard's files, kept apart from [`document`] so that
 /// neither `json!` grows past the macro recursion limit.
 fn operator_paths(status_enum: &Value) -> Value {
+    let mut nullable_statuses = status_enum.clone();
+    if let Some(statuses) = nullable_statuses.as_array_mut() {
+        statuses.push(Value::Null);
+    }
     let queue = json!({
         "type": "object",
         "required": ["queue", "queued", "scheduled", "running", "finishedPerMinute", "failedPerMinute", "workers"],
@@ -305,9 +302,9 @@ fn operator_paths(status_enum: &Value) -> Value {
                         "filter": {
                             "type": "object", "additionalProperties": false,
                             "properties": {
-                                "status": { "type": "string", "enum": status_enum },
-                                "type": { "type": "string" },
-                                "queue": { "type": "string" }
+                                "status": { "type": "string", "enum": nullable_statuses, "nullable": true, "description": "null or absent: any" },
+                                "type": { "type": "string", "nullable": true, "description": "null, empty or absent: any" },
+                                "queue": { "type": "string", "nullable": true, "description": "null, empty or absent: any" }
                             }
                         },
                         "dryRun": { "type": "boolean", "default": false }
@@ -368,6 +365,233 @@ fn operator_paths(status_enum: &Value) -> Value {
 }
 
 /// `GET /openapi.json`.
-pub(crate) async fn serve() -> Json<Value> {
-    Json(document())
+pub(crate) async fn serve(State(state): State<AppState>) -> Json<Value> {
+    Json(document(state.jobs.catalog()))
+}
+
+/// The run options every submission may carry.
+fn submit_options() -> Map<String, Value> {
+    let options = json!({
+        "runAt": { "type": "string", "format": "date-time", "description": "not before this time (RFC 3339)" },
+        "delayMs": { "type": "integer", "minimum": 0, "maximum": crate::routes::MAX_DELAY_MS, "description": "not before this long from now (at most a hundred years)" },
+        "priority": { "type": "integer", "minimum": -32768, "maximum": 32767, "description": "higher runs first; the type's by default" },
+        "retries": { "type": "integer", "minimum": 0, "maximum": SubmitOptions::MAX_RETRIES, "description": "the type's by default" },
+        "timeoutMs": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_TIMEOUT.as_millis() as u64, "description": "per attempt (at most a hundred years); the type's by default" },
+        "uniqueKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_UNIQUE_KEY_CHARS, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
+        "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" }
+    });
+    match options {
+        Value::Object(options) => options,
+        _ => Map::new(),
+    }
+}
+
+/// The body of `POST /jobs`: one of the catalog's types, each with its payload's schema
+/// where the executor declares one (any JSON where it does not), and the run options.
+/// The payload is required unless the type's schema admits `null`, which is what a
+/// missing payload is.
+fn submit_schema(catalog: &Catalog) -> Value {
+    let variants: Vec<Value> = catalog
+        .entries()
+        .into_iter()
+        .map(|(name, entry)| {
+            let schema = entry.executor().args_schema();
+            let takes_null = schema.as_ref().is_none_or(admits_null);
+            let payload = schema
+                .map(|schema| to_openapi_schema(schema, &prefix_of(name)))
+                .unwrap_or_else(|| json!({ "description": "any JSON; the executor validates it" }));
+            let mut properties = submit_options();
+            properties.insert("type".into(), json!({ "type": "string", "enum": [name] }));
+            properties.insert("payload".into(), payload);
+            let required = if takes_null {
+                json!(["type"])
+            } else {
+                json!(["type", "payload"])
+            };
+            json!({
+                "title": name,
+                "type": "object", "required": required, "additionalProperties": false,
+                "not": { "required": ["runAt", "delayMs"] },
+                "properties": properties
+            })
+        })
+        .collect();
+    json!({
+        "description": "a job of one of the service's types (GET /job-types) with its payload; runAt and delayMs are two ways to say when: give at most one",
+        "oneOf": variants
+    })
+}
+
+/// The name prefix under which a job type's schema definitions go in the components.
+fn prefix_of(job_type: &str) -> String {
+    let clean: String = job_type
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{clean}.")
+}
+
+/// The definitions (`$defs`) of every job type's schema, renamed with the type's prefix,
+/// as component schemas.
+fn shared_definitions(catalog: &Catalog) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (name, entry) in catalog.entries() {
+        let Some(schema) = entry.executor().args_schema() else {
+            continue;
+        };
+        let prefix = prefix_of(name);
+        for key in ["$defs", "definitions"] {
+            if let Some(Value::Object(defs)) = schema.get(key) {
+                for (def, value) in defs {
+                    out.insert(
+                        format!("{prefix}{def}"),
+                        to_openapi_schema(value.clone(), &prefix),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a JSON Schema lets `null` through (at its top level).
+fn admits_null(schema: &Value) -> bool {
+    match schema {
+        Value::Bool(admits) => *admits,
+        Value::Object(schema) => match schema.get("type") {
+            None => !schema.contains_key("enum") && !schema.contains_key("const"),
+            Some(Value::String(kind)) => kind == "null",
+            Some(Value::Array(kinds)) => kinds.iter().any(|kind| kind == "null"),
+            Some(_) => false,
+        },
+        _ => false,
+    }
+}
+
+/// A JSON Schema (2020-12, as schemars writes it) as an OpenAPI 3.0 schema object: no
+/// `$schema`, a `type` list becomes one type with `nullable` (or an `anyOf`), `const`
+/// becomes a one-value `enum`, and references to its definitions point at the
+/// components they are moved to (under `prefix`).
+fn to_openapi_schema(schema: Value, prefix: &str) -> Value {
+    let Value::Object(mut schema) = schema else {
+        // `true` accepts anything; `false`, nothing.
+        return match schema {
+            Value::Bool(false) => json!({ "not": {} }),
+            _ => json!({}),
+        };
+    };
+    for key in ["$schema", "$id", "$defs", "definitions", "examples"] {
+        schema.remove(key);
+    }
+    if let Some(Value::String(reference)) = schema.get("$ref") {
+        let name = reference
+            .strip_prefix("#/$defs/")
+            .or_else(|| reference.strip_prefix("#/definitions/"));
+        if let Some(name) = name {
+            return json!({ "$ref": format!("#/components/schemas/{prefix}{name}") });
+        }
+    }
+    if let Some(value) = schema.remove("const") {
+        schema.insert("enum".into(), json!([value]));
+    }
+    if let Some(Value::Array(kinds)) = schema.get("type").cloned() {
+        let nullable = kinds.iter().any(|kind| kind == "null");
+        let others: Vec<Value> = kinds.into_iter().filter(|kind| kind != "null").collect();
+        schema.remove("type");
+        match others.as_slice() {
+            [] => {
+                schema.insert("enum".into(), json!([null]));
+            }
+            [one] => {
+                schema.insert("type".into(), one.clone());
+            }
+            many => {
+                let any: Vec<Value> = many.iter().map(|kind| json!({ "type": kind })).collect();
+                schema.insert("anyOf".into(), Value::Array(any));
+            }
+        }
+        if nullable {
+            schema.insert("nullable".into(), Value::Bool(true));
+        }
+    }
+    for (key, value) in schema.iter_mut() {
+        match key.as_str() {
+            "properties" | "patternProperties" => {
+                if let Value::Object(fields) = value {
+                    for field in fields.values_mut() {
+                        *field = to_openapi_schema(field.take(), prefix);
+                    }
+                }
+            }
+            "items" | "additionalProperties" | "not" if value.is_object() => {
+                *value = to_openapi_schema(value.take(), prefix);
+            }
+            "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
+                if let Value::Array(parts) = value {
+                    for part in parts.iter_mut() {
+                        *part = to_openapi_schema(part.take(), prefix);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Value::Object(schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_schemas_become_openapi_3_0_schemas() {
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "note": { "type": ["string", "null"] },
+                "kind": { "const": "a" },
+                "either": { "type": ["integer", "string"] },
+                "inner": { "$ref": "#/$defs/Inner" },
+                "list": { "type": "array", "items": { "type": ["boolean", "null"] } }
+            },
+            "$defs": { "Inner": { "type": "object" } }
+        });
+        let converted = to_openapi_schema(schema, "T.");
+        assert_eq!(converted.get("$schema"), None);
+        assert_eq!(converted.get("$defs"), None);
+        let properties = &converted["properties"];
+        assert_eq!(
+            properties["note"],
+            json!({ "type": "string", "nullable": true })
+        );
+        assert_eq!(properties["kind"], json!({ "enum": ["a"] }));
+        assert_eq!(
+            properties["either"],
+            json!({ "anyOf": [{ "type": "integer" }, { "type": "string" }] })
+        );
+        assert_eq!(
+            properties["inner"],
+            json!({ "$ref": "#/components/schemas/T.Inner" })
+        );
+        assert_eq!(
+            properties["list"]["items"],
+            json!({ "type": "boolean", "nullable": true })
+        );
+    }
+
+    #[test]
+    fn a_payload_is_required_unless_its_schema_admits_null() {
+        assert!(admits_null(&json!({ "type": ["null", "object"] })));
+        assert!(admits_null(&json!({})));
+        assert!(admits_null(&json!(true)));
+        assert!(!admits_null(&json!({ "type": "string" })));
+        assert!(!admits_null(&json!({ "enum": [1, 2] })));
+    }
 }

@@ -34,24 +34,52 @@ pub(crate) struct SubmitBody {
     job_type: String,
     #[serde(default)]
     payload: Value,
+    // The options may be left out; `null` is refused (the document types each option
+    // without it).
     /// Not before this time (RFC 3339).
+    #[serde(default, deserialize_with = "present")]
     run_at: Option<Timestamp>,
     /// Not before this many milliseconds from now.
+    #[serde(default, deserialize_with = "present")]
     delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     priority: Option<i16>,
+    #[serde(default, deserialize_with = "present")]
     retries: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
     timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     unique_key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     queue: Option<String>,
 }
 
+/// A field that, when given, holds a value (not `null`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The longest `delayMs`: a hundred years.
+pub(crate) const MAX_DELAY_MS: u64 = SubmitOptions::MAX_TIMEOUT.as_millis() as u64;
+
 impl SubmitBody {
-    fn options(&self) -> SubmitOptions {
+    fn options(&self) -> Result<SubmitOptions, ApiError> {
         let mut options = SubmitOptions::new();
         if let Some(run_at) = self.run_at {
             options = options.run_at(run_at);
         }
         if let Some(ms) = self.delay_ms {
+            if ms > MAX_DELAY_MS {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_options",
+                    format!("delayMs must be at most {MAX_DELAY_MS} (a hundred years)"),
+                ));
+            }
             options = options.delay(Duration::from_millis(ms));
         }
         if let Some(priority) = self.priority {
@@ -69,7 +97,7 @@ impl SubmitBody {
         if let Some(queue) = &self.queue {
             options = options.queue(queue.clone());
         }
-        options
+        Ok(options)
     }
 }
 
@@ -96,7 +124,7 @@ pub(crate) async fn submit(
     body: Result<Json<SubmitBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(body_error)?;
-    let options = body.options();
+    let options = body.options()?;
     let prepared = state
         .jobs
         .prepare_job_with_options(&body.job_type, body.payload, &options)?;

@@ -579,6 +579,21 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
         }
     }
     assert_eq!(described, 19, "every route is described");
+    // A submission names one of the catalog's types, each with its payload's schema.
+    let variants = doc["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let types: Vec<&Value> = variants
+        .iter()
+        .map(|variant| &variant["properties"]["type"]["enum"][0])
+        .collect();
+    assert_eq!(types, [&json!("Double"), &json!("Fail"), &json!("Wait")]);
+    assert_eq!(
+        variants[1]["properties"]["payload"],
+        json!({ "type": "null" }),
+        "the declared schema"
+    );
     jobs.shutdown().await;
 }
 

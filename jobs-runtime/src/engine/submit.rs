@@ -114,8 +114,7 @@ pub(crate) fn prepare(
     Ok(job)
 }
 
-/// The most retries a job may have.
-const MAX_RETRIES: u32 = 10_000;
+use jobs_core::SubmitOptions as Limits;
 
 /// The latest start a job may ask for: the end of the year 9999.
 const LATEST_RUN_AT: Timestamp = Timestamp::from_unix_micros(253_402_300_799_999_999);
@@ -136,8 +135,11 @@ pub(crate) fn with_policy(
     if timeout.is_some_and(|timeout| timeout.is_zero()) {
         return Err(invalid("the timeout must be longer than zero"));
     }
+    if timeout.is_some_and(|timeout| timeout > Limits::MAX_TIMEOUT) {
+        return Err(invalid("the timeout is at most a hundred years"));
+    }
     let retries = options.retries.unwrap_or(policy.retries);
-    if retries > MAX_RETRIES {
+    if retries > Limits::MAX_RETRIES {
         return Err(invalid("at most 10,000 retries"));
     }
     job.max_attempts = retries
@@ -153,8 +155,8 @@ pub(crate) fn with_policy(
         job.queue = queue.to_owned();
     }
     if let Some(key) = &options.unique_key {
-        if key.is_empty() || key.len() > 255 {
-            return Err(invalid("the unique key must be 1 to 255 bytes long"));
+        if key.is_empty() || key.chars().count() > Limits::MAX_UNIQUE_KEY_CHARS {
+            return Err(invalid("the unique key must be 1 to 255 characters long"));
         }
         job.unique_key = Some(key.clone());
     }
