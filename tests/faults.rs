@@ -81,7 +81,8 @@ fn spawn_worker(url: &str, schema: &str, max_attempts: u32) -> Child {
         .env("JOBS_FAULT_MAX_ATTEMPTS", max_attempts.to_string())
         .env("DATABASE_URL", url)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // A worker that panics (it cannot connect, say) says why in the test's output.
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("start a worker process")
 }
@@ -107,8 +108,8 @@ async fn finished_counts(backend: &PostgresStore, schema: &str) -> (i64, i64) {
 /// Whether `worker` holds a running job, waiting up to two seconds for it to: a worker
 /// stamps the jobs it claims with an id that starts with its process id. No event tells
 /// this process about another's claims, so it looks every 10 ms.
-async fn holds_running_jobs(backend: &PostgresStore, schema: &str, worker: &Child) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+async fn holds_running_jobs(backend: &PostgresStore, schema: &str, worker: &mut Child) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let pattern = format!("{}-%", worker.id());
     loop {
         let running: i64 = sqlx::query(&format!(
@@ -121,6 +122,9 @@ async fn holds_running_jobs(backend: &PostgresStore, schema: &str, worker: &Chil
         .get(0);
         if running > 0 {
             return true;
+        }
+        if let Ok(Some(status)) = worker.try_wait() {
+            panic!("worker process {} exited by itself: {status}", worker.id());
         }
         if tokio::time::Instant::now() > deadline {
             return false;
@@ -241,7 +245,7 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let victim = (seed % workers.len() as u64) as usize;
-        if holds_running_jobs(&backend, &schema, &workers[victim]).await {
+        if holds_running_jobs(&backend, &schema, &mut workers[victim]).await {
             interrupted += 1;
         }
         kill(&mut workers[victim]);

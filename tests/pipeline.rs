@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{finished, wait_for_progress, Env};
 use jobs::conformance::FaultyStore;
 use jobs::prelude::*;
-use jobs::JobEvent;
+use jobs::{CancelOutcome, JobEvent};
 use serde_json::json;
 
 /// What attempts of the `Frozen` jobs saw, by run key.
@@ -109,6 +109,20 @@ async fn quick() -> Result<(), JobError> {
     Ok(())
 }
 
+/// Waits until it is canceled.
+#[job_executor("Parked")]
+async fn parked(ctx: JobContext) -> Result<(), JobError> {
+    ctx.cancelled().await;
+    Err(JobError::Canceled)
+}
+
+/// Records that it ran, under its run key.
+#[job_executor("Noted")]
+async fn noted(run: String, ctx: JobContext) -> Result<(), JobError> {
+    record(&run, ctx.attempt(), "start");
+    Ok(())
+}
+
 static HOLD: AtomicBool = AtomicBool::new(true);
 
 /// Waits while `HOLD` is set.
@@ -127,6 +141,8 @@ for_each_backend!(
     a_final_write_that_fails_is_retried_not_dropped,
     a_final_write_whose_answer_is_lost_is_still_announced,
     jobs_claimed_ahead_go_back_when_the_service_is_dropped,
+    a_job_claimed_ahead_and_not_started_is_canceled_as_a_queued_one,
+    a_cancel_from_elsewhere_ends_a_job_claimed_ahead_without_starting_it,
 );
 
 /// A service on a fault-injecting wrapper of `env`'s store, with short leases and room
@@ -368,4 +384,91 @@ fn futures_now<T>(
     tokio::task::block_in_place(|| handle.block_on(future))
         .ok()
         .flatten()
+}
+
+/// One service submits a job that waits to be canceled and then `Noted` (under `run`);
+/// a second service of one worker claims both in one batch, runs the first and holds the
+/// other claimed ahead, not started.
+async fn one_running_one_claimed_ahead(env: &Env, run: &str) -> (Jobs, Jobs, JobId, JobId) {
+    let submitter = env.start(0);
+    let blocker = submitter.submit_job("Parked").await.unwrap();
+    let target = submitter
+        .submit_job_with("Noted", json!(run))
+        .await
+        .unwrap();
+    let worker = env
+        .another()
+        .await
+        .builder()
+        .concurrency(1)
+        .prefetch(8)
+        .start()
+        .unwrap();
+    common::until(&submitter, "one job running and one claimed ahead", || {
+        worker.prefetched() >= 1
+    })
+    .await;
+    let held = submitter.get_job(target.id).await.unwrap().unwrap();
+    assert_eq!(held.status, JobStatus::Running, "the store has it claimed");
+    (submitter, worker, blocker.id, target.id)
+}
+
+/// Ends both services once the blocker is canceled and a job queued after the target has
+/// run (so the target's delivery has been dealt with); returns the target as stored.
+async fn after_the_blocker(
+    submitter: Jobs,
+    worker: Jobs,
+    blocker: JobId,
+    target: JobId,
+    run: &str,
+) -> Job {
+    assert!(worker.cancel_job(blocker).await.unwrap());
+    let sentinel = worker
+        .submit_job_with("Noted", json!(format!("{run}-after")))
+        .await
+        .unwrap();
+    assert_eq!(
+        finished(&worker, sentinel.id).await.status,
+        JobStatus::Succeeded
+    );
+    assert!(
+        seen(run).is_empty(),
+        "the canceled job never ran: {:?}",
+        seen(run)
+    );
+    let job = submitter.get_job(target).await.unwrap().unwrap();
+    worker.shutdown().await;
+    submitter.shutdown().await;
+    job
+}
+
+async fn a_job_claimed_ahead_and_not_started_is_canceled_as_a_queued_one(env: Env) {
+    let run = format!("claimed-ahead-{}", JobId::new());
+    let (submitter, worker, blocker, target) = one_running_one_claimed_ahead(&env, &run).await;
+    let outcome = worker.cancel(target).await.unwrap();
+    assert!(
+        matches!(outcome, CancelOutcome::CanceledQueued(ref job)
+            if job.status == JobStatus::Canceled && job.attempt == 0),
+        "canceled as the queued job it is to the caller: {outcome:?}"
+    );
+    let job = after_the_blocker(submitter, worker, blocker, target, &run).await;
+    assert_eq!((job.status, job.attempt), (JobStatus::Canceled, 0));
+    assert!(job.finished_at.is_some());
+}
+
+async fn a_cancel_from_elsewhere_ends_a_job_claimed_ahead_without_starting_it(env: Env) {
+    let run = format!("canceled-elsewhere-{}", JobId::new());
+    let (submitter, worker, blocker, target) = one_running_one_claimed_ahead(&env, &run).await;
+    // The submitter does not hold the job: the store flags it, and the holder, told by
+    // the store's events, gives it back unstarted, which ends it.
+    let outcome = submitter.cancel(target).await.unwrap();
+    assert!(
+        matches!(outcome, CancelOutcome::Requested(_)),
+        "{outcome:?}"
+    );
+    let ended = finished(&submitter, target).await;
+    assert_eq!(ended.status, JobStatus::Canceled);
+    assert_eq!(worker.prefetched(), 0, "no longer held");
+    let job = after_the_blocker(submitter, worker, blocker, target, &run).await;
+    assert_eq!(job.status, JobStatus::Canceled);
 }

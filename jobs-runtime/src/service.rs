@@ -290,7 +290,25 @@ impl Jobs {
     /// Like [`Jobs::cancel_job`], but says what happened.
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, JobsError> {
         let inner = self.inner();
+        // A job this engine claimed ahead but has not started is still queued as far as
+        // the caller is concerned: give it back first, so that the cancel finds it queued
+        // (it ends `Canceled` at attempt 0 and never runs).
+        if let Some(claimed) = inner.take_unstarted(id) {
+            crate::engine::completer::give_back(inner, vec![claimed]).await;
+        }
         let outcome = inner.store.request_cancel(id).await?;
+        if let CancelOutcome::Requested(_) = &outcome {
+            // Claimed ahead in between: given back now, it ends `Canceled` at once (a
+            // requeue of a job asked to stop does).
+            if let Some(claimed) = inner.take_unstarted(id) {
+                crate::engine::completer::give_back(inner, vec![claimed]).await;
+                if let Some(job) = inner.store.get(id).await? {
+                    if job.status == JobStatus::Canceled {
+                        return Ok(CancelOutcome::CanceledQueued(job));
+                    }
+                }
+            }
+        }
         let event = match &outcome {
             CancelOutcome::Requested(job) if job.cancel_requested => {
                 Some(jobs_core::JobEvent::CancelRequested { id })

@@ -106,6 +106,16 @@ impl Lane {
         self.lock().buffer.len()
     }
 
+    /// Takes job `id` out of the buffer, if it waits there (claimed ahead, not started).
+    pub(crate) fn take(&self, id: jobs_core::JobId) -> Option<Claimed> {
+        let mut state = self.lock();
+        let at = state
+            .buffer
+            .iter()
+            .position(|claimed| claimed.job.id == id)?;
+        state.buffer.remove(at)
+    }
+
     /// Takes every buffered job (to give them back).
     pub(crate) fn drain(&self) -> Vec<Claimed> {
         self.lock().buffer.drain(..).collect()

@@ -153,6 +153,11 @@ impl Inner {
         }
     }
 
+    /// Takes job `id` out of whichever lane holds it claimed ahead and not started.
+    pub(crate) fn take_unstarted(&self, id: JobId) -> Option<running::Claimed> {
+        self.lanes.values().find_map(|lane| lane.take(id))
+    }
+
     /// Wakes every lane of this engine: jobs may be due.
     pub(crate) fn wake_lanes(&self) {
         for lane in self.lanes.values() {
@@ -175,7 +180,15 @@ pub(crate) async fn listen(
         match signal {
             Ok(Signal::JobsDue) => inner.wake_lanes(),
             Ok(Signal::CancelRequested(id)) => {
-                inner.registry.stop(id, StopReason::Canceled);
+                // Claimed ahead and not started: given back, it ends `Canceled` at once
+                // (a requeue of a job asked to stop does) instead of starting only to be
+                // told to stop.
+                match inner.take_unstarted(id) {
+                    Some(claimed) => completer::give_back(&inner, vec![claimed]).await,
+                    None => {
+                        inner.registry.stop(id, StopReason::Canceled);
+                    }
+                }
             }
             Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
                 // Some signals were missed: look for jobs, and let the next renewal tell
