@@ -87,6 +87,18 @@ fn spawn_worker(url: &str, schema: &str, max_attempts: u32) -> Child {
         .expect("start a worker process")
 }
 
+/// Worker processes, killed when dropped, so that a failing test leaves none behind.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for worker in &mut self.0 {
+            let _ = worker.kill();
+            let _ = worker.wait();
+        }
+    }
+}
+
 fn kill(child: &mut Child) {
     child.kill().expect("SIGKILL the worker"); // std sends SIGKILL on Unix
     child.wait().unwrap();
@@ -222,9 +234,11 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
     const TOTAL: i64 = 1_000;
     const MAX_ATTEMPTS: u32 = 50;
 
-    let mut workers: Vec<Child> = (0..3)
-        .map(|_| spawn_worker(&url, &schema, MAX_ATTEMPTS))
-        .collect();
+    let mut workers = Workers(
+        (0..3)
+            .map(|_| spawn_worker(&url, &schema, MAX_ATTEMPTS))
+            .collect(),
+    );
     // About 55 ms each: twelve worker slots need some four seconds for them all, so the
     // kills below land while jobs run. Submitted in one call, so none has run yet.
     let batch = (0..TOTAL)
@@ -244,16 +258,16 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let victim = (seed % workers.len() as u64) as usize;
-        if holds_running_jobs(&backend, &schema, &mut workers[victim]).await {
+        let victim = (seed % workers.0.len() as u64) as usize;
+        if holds_running_jobs(&backend, &schema, &mut workers.0[victim]).await {
             interrupted += 1;
         }
-        kill(&mut workers[victim]);
-        workers[victim] = spawn_worker(&url, &schema, MAX_ATTEMPTS);
+        kill(&mut workers.0[victim]);
+        workers.0[victim] = spawn_worker(&url, &schema, MAX_ATTEMPTS);
     }
     assert!(interrupted > 0, "no kill found its worker running a job");
     wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
-    for worker in &mut workers {
+    for worker in &mut workers.0 {
         kill(worker);
     }
     assert_each_finished_once(&backend, &schema, TOTAL).await;

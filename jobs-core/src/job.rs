@@ -243,7 +243,7 @@ impl Job {
     /// assert!(job.retry_finished().is_err(), "a queued job cannot be retried");
     /// ```
     pub fn retry_finished(&mut self) -> Result<(), TransitionError> {
-        if !matches!(self.status, JobStatus::Failed | JobStatus::Canceled) {
+        if !self.status.can_be_retried() {
             return Err(TransitionError::NotAllowed {
                 from: self.status,
                 to: JobStatus::Queued,

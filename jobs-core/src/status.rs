@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 ///    ▲          │
 ///    └──────────┘   (a retry after a failed attempt, or a snooze)
 /// Queued ──────────────▶ Canceled   (canceled before it ran)
+/// Failed | Canceled ───▶ Queued     (an operator's retry, and nothing else)
 /// ```
 ///
-/// Terminal states never change. [`JobStatus::can_transition_to`] is the one place that
-/// rule lives; every store applies it by compare-and-set.
+/// The pipeline never changes a terminal state: [`JobStatus::can_transition_to`] is the
+/// one place that rule lives, and every store applies it by compare-and-set. The one way
+/// back is an operator's explicit retry of a failed or canceled job
+/// ([`JobStatus::can_be_retried`], applied by `Job::retry_finished`); a success is final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum JobStatus {
@@ -71,6 +74,20 @@ impl JobStatus {
                 | (JobStatus::Running, JobStatus::Canceled)
                 | (JobStatus::Running, JobStatus::Queued)
         )
+    }
+
+    /// Whether an operator may queue a job in this status again (`Failed` or `Canceled`):
+    /// the only move out of a terminal state, never made by the pipeline itself.
+    ///
+    /// ```
+    /// use jobs_core::JobStatus::*;
+    ///
+    /// assert!(Failed.can_be_retried() && Canceled.can_be_retried());
+    /// assert!(!Succeeded.can_be_retried(), "a result is never replaced");
+    /// assert!(!Running.can_be_retried());
+    /// ```
+    pub const fn can_be_retried(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Canceled)
     }
 
     /// The status's name as written in JSON and in databases (`"Queued"`, ...).
