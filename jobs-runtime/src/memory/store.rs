@@ -83,16 +83,17 @@ impl Finished {
             _ => return,
         };
         let minute = FinishedCount::minute_of(at);
-        if self.minutes.back().is_none_or(|(last, _)| *last < minute) {
-            self.minutes.push_back((minute, Vec::new()));
-            while self.minutes.len() > Self::KEPT {
-                self.minutes.pop_front();
+        // Minutes are kept in order; a finish stamped earlier than the latest minute (the
+        // clock stepped back) goes to its own minute, made in place if need be.
+        let at = match self.minutes.iter().rposition(|(m, _)| *m <= minute) {
+            Some(at) if self.minutes[at].0 == minute => at,
+            found => {
+                let at = found.map_or(0, |at| at + 1);
+                self.minutes.insert(at, (minute, Vec::new()));
+                at
             }
-        }
-        // A job that finished in an earlier minute than the latest goes to its own.
-        let Some((_, queues)) = self.minutes.iter_mut().rev().find(|(m, _)| *m <= minute) else {
-            return;
         };
+        let queues = &mut self.minutes[at].1;
         match queues.iter_mut().find(|(name, _)| name == queue) {
             Some((_, counts)) => counts[column] += 1,
             None => {
@@ -100,6 +101,9 @@ impl Finished {
                 counts[column] = 1;
                 queues.push((queue.to_owned(), counts));
             }
+        }
+        while self.minutes.len() > Self::KEPT {
+            self.minutes.pop_front();
         }
     }
 
@@ -856,5 +860,49 @@ impl PeriodicTicks for InMemoryStore {
             self.bus.send(events);
         }
         ready(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(n: i64) -> Timestamp {
+        Timestamp::from_unix_micros(n * 60_000_000 + 1_000)
+    }
+
+    #[test]
+    fn finishes_count_in_their_own_minute_even_out_of_order() {
+        let mut finished = Finished::default();
+        finished.record("q", JobStatus::Succeeded, minute(10));
+        finished.record("q", JobStatus::Failed, minute(12));
+        // Stamped in a minute between the two (the clock stepped back).
+        finished.record("q", JobStatus::Succeeded, minute(11));
+        finished.record("r", JobStatus::Canceled, minute(12));
+        let counts = finished.since(Timestamp::from_unix_micros(0));
+        let minutes: Vec<(i64, &str, JobStatus, u64)> = counts
+            .iter()
+            .map(|c| {
+                let minute = c.minute.as_unix_micros() / 60_000_000;
+                (minute, c.queue.as_str(), c.status, c.count)
+            })
+            .collect();
+        assert_eq!(
+            minutes,
+            vec![
+                (10, "q", JobStatus::Succeeded, 1),
+                (11, "q", JobStatus::Succeeded, 1),
+                (12, "q", JobStatus::Failed, 1),
+                (12, "r", JobStatus::Canceled, 1),
+            ]
+        );
+        for n in 13..13 + Finished::KEPT as i64 {
+            finished.record("q", JobStatus::Succeeded, minute(n));
+        }
+        assert_eq!(
+            finished.minutes.len(),
+            Finished::KEPT,
+            "only the last hour is kept"
+        );
     }
 }
