@@ -101,7 +101,8 @@ impl SubmitBody {
     }
 }
 
-fn body_error(rejection: JsonRejection) -> ApiError {
+/// A JSON body the route cannot read, with an example of one it can.
+fn body_error(rejection: JsonRejection, example: &str) -> ApiError {
     let status = rejection.status();
     let code = match status {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -112,7 +113,7 @@ fn body_error(rejection: JsonRejection) -> ApiError {
         status,
         code,
         format!(
-            "{}; send JSON such as {{\"type\": \"SendEmail\", \"payload\": {{...}}}} with Content-Type: application/json",
+            "{}; send JSON such as {example} with Content-Type: application/json",
             rejection.body_text()
         ),
     )
@@ -123,7 +124,8 @@ pub(crate) async fn submit(
     State(state): State<AppState>,
     body: Result<Json<SubmitBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(body) = body.map_err(body_error)?;
+    let Json(body) = body
+        .map_err(|rejection| body_error(rejection, r#"{"type": "SendEmail", "payload": {...}}"#))?;
     let options = body.options()?;
     let prepared = state
         .jobs
@@ -364,17 +366,9 @@ pub(crate) async fn bulk(
     body: Result<Json<BulkBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(|rejection| {
-        ApiError::new(
-            rejection.status(),
-            if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-                "unsupported_media_type"
-            } else {
-                "invalid_body"
-            },
-            format!(
-                "{}; send JSON such as {{\"action\": \"retry\", \"filter\": {{\"status\": \"Failed\"}}}}",
-                rejection.body_text()
-            ),
+        body_error(
+            rejection,
+            r#"{"action": "retry", "filter": {"status": "Failed"}}"#,
         )
     })?;
     let filter = filter_query(

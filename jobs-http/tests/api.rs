@@ -960,23 +960,7 @@ async fn operators_retry_delete_and_act_in_bulk_with_clear_refusals() {
     // Delete: only finished jobs, with their results.
     let (_, wait) = call(&app, "POST", "/jobs", Some(json!({ "type": "Wait" }))).await;
     let wait_id = wait["id"].as_str().unwrap().to_owned();
-    let mut watch = jobs.watch_job(wait_id.parse().unwrap());
-    let running = async {
-        loop {
-            let job = jobs
-                .get_job(wait_id.parse().unwrap())
-                .await
-                .unwrap()
-                .unwrap();
-            if job.status == jobs_runtime::JobStatus::Running {
-                return;
-            }
-            watch.recv().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("the waiting job starts");
+    until(&app, &wait_id, |job| job["status"] == "Running").await;
     let (status, body) = call(&app, "DELETE", &format!("/jobs/{wait_id}"), None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "not_finished");

@@ -231,9 +231,14 @@ pub(crate) struct Change {
     pub(crate) run_at: Option<i64>,
 }
 
-/// The `started_at` column (µs) as the text `Timestamp` reads, or NULL.
-const STARTED_AT_TEXT: &str = "strftime('%Y-%m-%dT%H:%M:%S', started_at / 1000000, 'unixepoch') \
-     || printf('.%06dZ', started_at % 1000000)";
+/// The `started_at` column (µs) as the text `Timestamp` reads, or NULL; a macro so that
+/// the statements below stay literals (prepared from the cache without formatting).
+macro_rules! started_at_text {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%S', started_at / 1000000, 'unixepoch') \
+         || printf('.%06dZ', started_at % 1000000)"
+    };
+}
 
 /// Applies `changes` held by `holder`: the status each job is in now, or `None` when it
 /// was not `Running` at that attempt for `holder`. Requeues of a job asked to stop end
@@ -250,12 +255,14 @@ pub(crate) fn complete(
     // second ends such a requeue `Canceled`. Whether a row changed is the answer. ?10
     // marks a release (the attempt never started).
     let mut apply = connection
-        .prepare_cached(&format!(
+        .prepare_cached(concat!(
             "UPDATE jobs SET
                  status = CASE WHEN ?9 THEN 'Queued' ELSE ?3 END,
                  error = CASE WHEN ?3 = 'Failed' THEN ?4 ELSE error END,
                  errors = CASE WHEN ?5 IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', {STARTED_AT_TEXT})) END,
+                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', ",
+            started_at_text!(),
+            ")) END,
                  finished_at = CASE WHEN ?9 THEN NULL ELSE ?7 END,
                  run_at = CASE WHEN ?9 AND ?6 IS NOT NULL THEN ?6 ELSE run_at END,
                  attempt = CASE WHEN ?10 THEN attempt - 1 ELSE attempt END,
@@ -269,10 +276,12 @@ pub(crate) fn complete(
         ))
         .map_err(failed(WHAT))?;
     let mut cancel_requeue = connection
-        .prepare_cached(&format!(
+        .prepare_cached(concat!(
             "UPDATE jobs SET status = 'Canceled', finished_at = ?4, lease_until = NULL,
                  errors = CASE WHEN ?5 IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', {STARTED_AT_TEXT})) END
+                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', ",
+            started_at_text!(),
+            ")) END
              WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?3
                AND cancel_requested"
         ))
