@@ -198,6 +198,9 @@ pub enum JobsError {
     /// The service shut down while waiting.
     #[error("the job service has shut down")]
     ShutDown,
+    /// The name given is not a queue's name; nothing changed.
+    #[error("`{0}` is not a queue name: a queue name is 1 to 64 letters, digits, `_`, `-` or `.`")]
+    InvalidQueue(String),
     /// The store failed (its kind says whether trying again may help).
     #[error(transparent)]
     Storage(#[from] StorageError),

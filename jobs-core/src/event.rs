@@ -78,12 +78,24 @@ pub enum JobEvent {
         /// The error message of a failed job.
         error: Option<String>,
     },
+    /// A queue was paused: its queued jobs wait, in every process, until it is resumed.
+    #[serde(rename_all = "camelCase")]
+    QueuePaused {
+        /// The queue.
+        queue: String,
+    },
+    /// A paused queue was resumed.
+    #[serde(rename_all = "camelCase")]
+    QueueResumed {
+        /// The queue.
+        queue: String,
+    },
 }
 
 impl JobEvent {
-    /// The job the event is about.
-    pub fn job_id(&self) -> JobId {
-        match self {
+    /// The job the event is about; `None` for an event about a queue.
+    pub fn job_id(&self) -> Option<JobId> {
+        Some(match self {
             JobEvent::Submitted { id, .. }
             | JobEvent::Started { id, .. }
             | JobEvent::Progress { id, .. }
@@ -92,6 +104,7 @@ impl JobEvent {
             | JobEvent::Retried { id, .. }
             | JobEvent::Deleted { id }
             | JobEvent::Finished { id, .. } => *id,
-        }
+            JobEvent::QueuePaused { .. } | JobEvent::QueueResumed { .. } => return None,
+        })
     }
 }

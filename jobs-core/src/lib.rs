@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod event;
 mod executor;
+mod flow;
 mod id;
 mod job;
 mod ops;
@@ -29,10 +30,12 @@ pub use executor::{
     deserialize_args, executor_fn, into_execution_result, macro_support, ExecutorRegistration,
     FnExecutor, JobExecutor, JobType, NoArgs, SourceLocation,
 };
+pub use flow::{ParseRateLimitError, RateBudgets, RateLimit, RateRule, RateScope, RateWindow};
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Progress, TransitionError};
 pub use ops::{
-    DeleteOutcome, FinishedCount, Operations, QueueCounts, QueueWorkers, RetryOutcome, WorkerInfo,
+    DeleteOutcome, FinishedCount, Operations, PausedQueue, QueueCounts, QueueWorkers, RetryOutcome,
+    WorkerInfo,
 };
 pub use policy::{valid_queue_name, AttemptError, Backoff, JobPolicy, SubmitOptions};
 pub use status::{JobStatus, ParseJobStatusError};

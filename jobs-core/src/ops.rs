@@ -1,5 +1,6 @@
 //! What an operator does to stored jobs beyond the pipeline: retry and delete finished
-//! jobs, read per-queue counts and throughput, and see which workers serve the store.
+//! jobs, pause and resume queues, read per-queue counts and throughput, and see which
+//! workers serve the store.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,42 @@ pub trait Operations: Send + Sync {
 
     /// The workers whose last heartbeat is at or after `since`, by id.
     fn workers(&self, since: Timestamp) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StorageError>>;
+
+    /// Pauses `queue` (`paused`) or resumes it, for every process on the store, until
+    /// told otherwise (a restart changes nothing). Returns whether this call changed it.
+    ///
+    /// A store with this ability claims no job of a paused queue and answers
+    /// [`JobStore::next_due`](crate::JobStore::next_due) with `None` for it; jobs already
+    /// claimed are not touched. A queue need not have jobs to be paused.
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<bool, StorageError>>;
+
+    /// The paused queues, by name.
+    fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>>;
+}
+
+/// A paused queue, from [`Operations::paused_queues`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct PausedQueue {
+    /// The queue.
+    pub queue: String,
+    /// When it was paused.
+    pub since: Timestamp,
+}
+
+impl PausedQueue {
+    /// `queue`, paused at `since`.
+    pub fn new(queue: impl Into<String>, since: Timestamp) -> Self {
+        Self {
+            queue: queue.into(),
+            since,
+        }
+    }
 }
 
 /// The answer for one job of [`Operations::retry_many`].

@@ -29,6 +29,9 @@ pub struct JobPolicy {
     pub cron: Option<&'static str>,
     /// The named queue the type's jobs wait in (`None`: the default queue).
     pub queue: Option<&'static str>,
+    /// At most this many of the type's jobs start per period, across every process on
+    /// the store (`#[job_executor("T", rate = "100/1m")]`).
+    pub rate: Option<crate::RateLimit>,
 }
 
 impl JobPolicy {
@@ -41,6 +44,7 @@ impl JobPolicy {
             backoff: Backoff::DEFAULT,
             cron: None,
             queue: None,
+            rate: None,
         }
     }
 
@@ -71,6 +75,12 @@ impl JobPolicy {
     /// Puts the type's jobs in the named queue `queue`.
     pub const fn queue(mut self, queue: &'static str) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Starts at most `rate.max()` of the type's jobs per `rate.period()`.
+    pub const fn rate(mut self, rate: crate::RateLimit) -> Self {
+        self.rate = Some(rate);
         self
     }
 

@@ -58,6 +58,12 @@ pub trait JobStore: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`ClaimRequest::rates`] is honoured by [`JobStore::claim`]. The engine
+    /// refuses to start with rate limits over a store that answers `false`.
+    fn supports_rate_limits(&self) -> bool {
+        false
+    }
+
     /// Claims up to `request.limit` due jobs (`Queued`, `run_at` reached) of
     /// `request.queue`, higher priority first, then in the order they became due (first
     /// submitted first among jobs due at once; a store may place a job that went back to
@@ -205,7 +211,8 @@ pub trait Notifications: Send + Sync {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Signal {
-    /// Jobs were submitted or queued again: idle engines look for due jobs.
+    /// Jobs were submitted or queued again, or a queue was resumed: idle engines look for
+    /// due jobs.
     JobsDue,
     /// A cancel was requested for this running job: its holder fires its token.
     CancelRequested(JobId),
@@ -223,7 +230,8 @@ impl Signal {
             match event {
                 JobEvent::Submitted { .. }
                 | JobEvent::Requeued { .. }
-                | JobEvent::Retried { .. } => due = true,
+                | JobEvent::Retried { .. }
+                | JobEvent::QueueResumed { .. } => due = true,
                 JobEvent::CancelRequested { id } => send(Signal::CancelRequested(*id)),
                 _ => {}
             }
@@ -259,6 +267,12 @@ pub struct ClaimRequest<'a> {
     pub holder: &'a str,
     /// How long the claim holds without a renewal.
     pub lease: Duration,
+    /// The rate limits that apply (empty for most claims): a store that
+    /// [supports them](JobStore::supports_rate_limits) claims no job beyond the budget
+    /// of a rule that covers it (see [`RateRule`](crate::RateRule)), skipping such jobs
+    /// for later ones it may still start, and counts each job it claims against every rule
+    /// that covers it, for every process on the store.
+    pub rates: &'a [crate::RateRule],
 }
 
 /// A job as a claim hands it to the engine: what running it takes, no more.

@@ -143,6 +143,9 @@ impl From<JobsError> for ApiError {
                 "shutting_down",
                 error.to_string(),
             ),
+            JobsError::InvalidQueue(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_queue", error.to_string())
+            }
             other => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -149,7 +149,7 @@ impl Stream for SseEvents {
                     event
                 }
             };
-            if self.only.is_some_and(|id| id != event.job_id()) {
+            if self.only.is_some_and(|id| Some(id) != event.job_id()) {
                 continue;
             }
             // A job's stream has nothing more to say once the job has finished.

@@ -180,6 +180,8 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
         .route("/events", get(events::all_events))
         .route("/job-types", get(routes::job_types))
         .route("/queues", get(routes::queues))
+        .route("/queues/{queue}/pause", post(routes::pause_queue))
+        .route("/queues/{queue}/resume", post(routes::resume_queue))
         .route("/throughput", get(routes::throughput))
         .route("/metrics", get(metrics::serve))
         .route_layer(axum::middleware::from_fn_with_state(

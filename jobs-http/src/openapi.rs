@@ -260,7 +260,7 @@ fn operator_paths(status_enum: &Value) -> Value {
     }
     let queue = json!({
         "type": "object",
-        "required": ["queue", "queued", "scheduled", "running", "finishedPerMinute", "failedPerMinute", "workers"],
+        "required": ["queue", "queued", "scheduled", "running", "finishedPerMinute", "failedPerMinute", "workers", "pausedSince"],
         "properties": {
             "queue": { "type": "string" },
             "queued": { "type": "integer", "minimum": 0 },
@@ -268,6 +268,7 @@ fn operator_paths(status_enum: &Value) -> Value {
             "running": { "type": "integer", "minimum": 0 },
             "finishedPerMinute": { "type": "number", "minimum": 0 },
             "failedPerMinute": { "type": "number", "minimum": 0 },
+            "pausedSince": { "type": "string", "format": "date-time", "nullable": true, "description": "when the queue was paused; null while it runs" },
             "workers": { "type": "array", "items": {
                 "type": "object", "required": ["id", "host", "pid", "concurrency", "lastSeen", "quiet"],
                 "properties": {
@@ -331,6 +332,8 @@ fn operator_paths(status_enum: &Value) -> Value {
                     "401": error("unauthorized")
                 }
             } },
+            "/queues/{queue}/pause": { "post": pause_path(true) },
+            "/queues/{queue}/resume": { "post": pause_path(false) },
             "/throughput": { "get": {
                 "summary": "jobs finished per minute over every queue, oldest first; the last entry is the minute under way",
                 "parameters": [
@@ -361,6 +364,31 @@ fn operator_paths(status_enum: &Value) -> Value {
                 "summary": "the dashboard's style sheet", "security": [],
                 "responses": { "200": { "description": "the style sheet", "content": { "text/css": { "schema": { "type": "string" } } } } }
             } }
+    })
+}
+
+/// `POST /queues/{queue}/pause` (`pause`) or `/resume`.
+fn pause_path(pause: bool) -> Value {
+    let (summary, state) = if pause {
+        ("pause a queue for every process on the store, until resumed (restarts keep it paused): running jobs finish, queued ones wait. The request must say Content-Type: application/json; its body is ignored", "paused")
+    } else {
+        ("resume a paused queue: its due jobs are claimed again at once. The request must say Content-Type: application/json; its body is ignored", "running")
+    };
+    json!({
+        "summary": summary,
+        "parameters": [{ "name": "queue", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$" } }],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": {} } } },
+        "responses": {
+            "200": { "description": format!("the queue is {state} now"), "content": { "application/json": { "schema": {
+                "type": "object", "required": ["queue", "paused", "changed"],
+                "properties": {
+                    "queue": { "type": "string" },
+                    "paused": { "type": "boolean", "enum": [pause] },
+                    "changed": { "type": "boolean", "description": format!("false when it was {state} already") }
+                }
+            } } } },
+            "400": error("invalid_queue"), "401": error("unauthorized"), "415": error("json_required")
+        }
     })
 }
 

@@ -396,6 +396,42 @@ pub(crate) async fn queues(State(state): State<AppState>) -> Result<impl IntoRes
     Ok(Json(json!({ "queues": queues })))
 }
 
+/// `POST /queues/{queue}/pause`.
+pub(crate) async fn pause_queue(
+    state: State<AppState>,
+    queue: Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    set_paused(state, queue, headers, true).await
+}
+
+/// `POST /queues/{queue}/resume`.
+pub(crate) async fn resume_queue(
+    state: State<AppState>,
+    queue: Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    set_paused(state, queue, headers, false).await
+}
+
+/// Pauses or resumes a queue; answers its state and whether the call changed it.
+async fn set_paused(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    headers: axum::http::HeaderMap,
+    paused: bool,
+) -> Result<Json<Value>, ApiError> {
+    require_json(&headers)?;
+    let changed = if paused {
+        state.jobs.pause_queue(&queue).await?
+    } else {
+        state.jobs.resume_queue(&queue).await?
+    };
+    Ok(Json(
+        json!({ "queue": queue, "paused": paused, "changed": changed }),
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ThroughputParams {

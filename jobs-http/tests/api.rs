@@ -561,7 +561,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
             described += 1;
-            let uri = path.replace("{id}", &id);
+            let uri = path.replace("{id}", &id).replace("{queue}", "default");
             let request = Request::builder()
                 .method(method.to_uppercase().as_str())
                 .uri(&uri)
@@ -578,7 +578,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
             );
         }
     }
-    assert_eq!(described, 19, "every route is described");
+    assert_eq!(described, 21, "every route is described");
     // A submission names one of the catalog's types, each with its payload's schema.
     let variants = doc["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
         ["schema"]["oneOf"]
@@ -1079,5 +1079,76 @@ async fn operators_retry_delete_and_act_in_bulk_with_clear_refusals() {
         assert!(status.is_client_error(), "{body}: {status}");
         assert_eq!(answer["error"]["code"], code, "{body}");
     }
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_paused_queue_holds_its_jobs_until_resumed_and_says_so() {
+    let jobs = Jobs::builder()
+        .discover(false)
+        .concurrency(1)
+        .serve_queue("other", 1)
+        .register(Double)
+        .start()
+        .unwrap();
+    let app = router(jobs.clone());
+    let mut events = open_stream(&app, "/events").await.into_body();
+
+    // Like every state-changing POST, a pause must say it is JSON.
+    let request = Request::post("/queues/default/pause")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = send(&app, request).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("json_required"))
+    );
+    let (status, body) = call(&app, "POST", "/queues/default/pause", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "queue": "default", "paused": true, "changed": true })
+    );
+    let (_, body) = call(&app, "POST", "/queues/default/pause", None).await;
+    assert_eq!(body["changed"], false, "it was paused already");
+    let (status, body) = call(&app, "POST", "/queues/no%20spaces/pause", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_queue"))
+    );
+
+    let submit = |queue: &str| json!({ "type": "Double", "payload": { "n": 1 }, "queue": queue });
+    let (_, held) = call(&app, "POST", "/jobs", Some(submit("default"))).await;
+    let (_, served) = call(&app, "POST", "/jobs", Some(submit("other"))).await;
+    // The other queue's job runs to the end while the paused queue's job waits.
+    finished(&jobs, &served["id"]).await;
+    let held_id = held["id"].as_str().unwrap().to_owned();
+    let (_, job) = call(&app, "GET", &format!("/jobs/{held_id}"), None).await;
+    assert_eq!(job["status"], "Queued", "{job}");
+    let (_, queues) = call(&app, "GET", "/queues", None).await;
+    let default = &queues["queues"][0];
+    assert_eq!(default["queue"], "default");
+    assert!(default["pausedSince"].is_string(), "{queues}");
+    assert!(queues["queues"][1]["pausedSince"].is_null(), "{queues}");
+
+    let (status, body) = call(&app, "POST", "/queues/default/resume", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["changed"], true);
+    assert_eq!(
+        finished(&jobs, &held["id"]).await.status,
+        jobs_runtime::JobStatus::Succeeded
+    );
+    let (_, body) = call(&app, "POST", "/queues/default/resume", None).await;
+    assert_eq!(body["changed"], false, "it was running already");
+    let text = read_stream_until(&mut events, |text| text.contains("event: queueResumed")).await;
+    let paused = text
+        .find("event: queuePaused\ndata: {\"event\":\"queuePaused\",\"queue\":\"default\"}")
+        .expect(&text);
+    assert!(paused < text.find("event: queueResumed").unwrap(), "{text}");
+    assert_eq!(
+        text.matches("event: queuePaused").count(),
+        1,
+        "one event per change: {text}"
+    );
     jobs.shutdown().await;
 }

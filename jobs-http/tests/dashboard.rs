@@ -4,7 +4,8 @@
 //! retried job's earlier error, be told about a bad payload, filter by status; then the
 //! operator's console: the queues view with its workers, the throughput chart's live
 //! update, retry from a row, find by id and a job's page with its attempts, delete,
-//! a queue filter, and bulk cancel / retry / delete behind a confirmation — driven by `tests/e2e/dashboard.mjs`
+//! a queue filter, bulk cancel / retry / delete behind a confirmation, and pausing and
+//! resuming a queue — driven by `tests/e2e/dashboard.mjs`
 //! (playwright-core) against a real server with the router mounted under a prefix, and
 //! then checked against the job store.
 //!
@@ -223,8 +224,9 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
         );
     }
     let all = jobs.list_jobs(jobs_runtime::JobQuery::new()).await.unwrap();
-    // Steps (succeeded), Wait (canceled), Retry, the quick Steps job, the parked one.
-    assert_eq!(all.jobs.len(), 5, "the refused submissions stored nothing");
+    // Steps (succeeded), Wait (canceled), Retry, the quick Steps job, the parked one, and
+    // the one held by the paused queue.
+    assert_eq!(all.jobs.len(), 6, "the refused submissions stored nothing");
 
     server.abort();
     jobs.shutdown().await;

@@ -21,14 +21,16 @@ pub(crate) struct Claims {
 impl Claims {
     pub(crate) fn new(schema: &str, global_limits: HashMap<String, u32>) -> Self {
         let jobs = format!("{schema}.jobs");
+        let paused = format!("{schema}.job_paused_queues");
         Self {
             // $1 holder, $2 lease (µs), $3 how many, $4 the queue, $5 its cluster-wide
             // limit (NULL: none; else the caller holds the queue's advisory lock). Served
-            // by `jobs_due`; answered in claim order.
+            // by `jobs_due`; a paused queue gives none. Answered in claim order.
             claim: format!(
                 "WITH picked AS MATERIALIZED (
                      SELECT id FROM {jobs}
                      WHERE status = 'Queued' AND queue = $4 AND run_at <= now()
+                       AND NOT EXISTS (SELECT 1 FROM {paused} WHERE name = $4)
                      ORDER BY priority DESC, run_at, id
                      LIMIT CASE WHEN $5::int8 IS NULL THEN $3
                                 ELSE LEAST($3, GREATEST(0, $5::int8 - (
@@ -50,11 +52,12 @@ impl Claims {
             ),
             // Claims of one queue with a cluster-wide limit take turns ($1 the queue).
             queue_lock: format!("SELECT pg_advisory_xact_lock(hashtext('{jobs}.queue.' || $1))"),
-            // Microseconds until the earliest queued job is due (NULL when none is queued;
-            // zero or less when one is due now).
+            // Microseconds until the earliest queued job is due (NULL when none is queued
+            // or the queue is paused; zero or less when one is due now).
             next_due: format!(
                 "SELECT (extract(epoch FROM min(run_at) - now()) * 1000000)::int8
-                 FROM {jobs} WHERE status = 'Queued' AND queue = $1"
+                 FROM {jobs} WHERE status = 'Queued' AND queue = $1
+                   AND NOT EXISTS (SELECT 1 FROM {paused} WHERE name = $1)"
             ),
             global_limits,
         }

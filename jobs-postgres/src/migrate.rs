@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0002_policies.sql"),
     ),
     (3, "workers", include_str!("../migrations/0003_workers.sql")),
+    (
+        4,
+        "paused queues",
+        include_str!("../migrations/0004_paused_queues.sql"),
+    ),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

@@ -93,7 +93,7 @@ fn event_json(event: &JobEvent) -> Option<String> {
     match serde_json::to_string(&shortened) {
         Ok(json) if json.len() + 2 <= MAX_NOTIFICATION_BYTES => Some(json),
         _ => {
-            tracing::warn!(id = %event.job_id(), "a job event too large to notify was dropped");
+            tracing::warn!(id = ?event.job_id(), "a job event too large to notify was dropped");
             None
         }
     }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use jobs_core::{
-    DeleteOutcome, FinishedCount, JobId, JobStatus, QueueCounts, QueueWorkers, RetryOutcome,
-    StorageError, Timestamp, WorkerInfo,
+    DeleteOutcome, FinishedCount, JobId, JobStatus, PausedQueue, QueueCounts, QueueWorkers,
+    RetryOutcome, StorageError, Timestamp, WorkerInfo,
 };
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
@@ -26,6 +26,9 @@ pub(crate) struct Ops {
     remove_worker: String,
     workers: String,
     forget_old_workers: String,
+    pause: String,
+    resume: String,
+    paused: String,
 }
 
 /// The `timestamptz` expression `at` as microseconds since the epoch.
@@ -37,6 +40,7 @@ impl Ops {
     pub(crate) fn new(schema: &str) -> Self {
         let jobs = format!("{schema}.jobs");
         let workers = format!("{schema}.job_workers");
+        let paused = format!("{schema}.job_paused_queues");
         let since = at_micros("$1::int8");
         Self {
             // $1 the ids. The rule of `Job::retry_finished`, by compare-and-set on the
@@ -107,6 +111,15 @@ impl Ops {
             ),
             forget_old_workers: format!(
                 "DELETE FROM {workers} WHERE last_seen < now() - interval '1 day'"
+            ),
+            // $1 the queue; a row comes back when the call changed it.
+            pause: format!(
+                "INSERT INTO {paused} (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1"
+            ),
+            resume: format!("DELETE FROM {paused} WHERE name = $1 RETURNING 1"),
+            paused: format!(
+                "SELECT name, {} FROM {paused} ORDER BY name",
+                micros("since")
             ),
         }
     }
@@ -297,6 +310,38 @@ impl Ops {
                     Timestamp::from_unix_micros(row.try_get(4).map_err(unreadable)?);
                 worker.last_seen = Timestamp::from_unix_micros(row.try_get(5).map_err(unreadable)?);
                 Ok(worker)
+            })
+            .collect()
+    }
+
+    pub(crate) async fn set_paused(
+        &self,
+        pool: &PgPool,
+        queue: &str,
+        paused: bool,
+    ) -> Result<bool, StorageError> {
+        let statement = if paused { &self.pause } else { &self.resume };
+        let changed = sqlx::query(statement)
+            .bind(queue)
+            .fetch_optional(pool)
+            .await
+            .map_err(storage("could not pause or resume the queue"))?;
+        Ok(changed.is_some())
+    }
+
+    pub(crate) async fn paused_queues(
+        &self,
+        pool: &PgPool,
+    ) -> Result<Vec<PausedQueue>, StorageError> {
+        let rows = sqlx::query(&self.paused)
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not read the paused queues"))?;
+        rows.iter()
+            .map(|row| {
+                let queue: String = row.try_get(0).map_err(unreadable)?;
+                let since = Timestamp::from_unix_micros(row.try_get(1).map_err(unreadable)?);
+                Ok(PausedQueue::new(queue, since))
             })
             .collect()
     }

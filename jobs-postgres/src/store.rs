@@ -9,9 +9,9 @@ use std::time::Duration;
 use jobs_core::{
     BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
     EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
-    JobQuery, JobStore, Lease, Notifications, Operations, PeriodicTicks, Progress, ProgressAck,
-    QueueCounts, Renewal, RetryOutcome, Signal, StorageError, StorageErrorKind, Timestamp,
-    WorkerInfo,
+    JobQuery, JobStore, Lease, Notifications, Operations, PausedQueue, PeriodicTicks, Progress,
+    ProgressAck, QueueCounts, Renewal, RetryOutcome, Signal, StorageError, StorageErrorKind,
+    Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -337,6 +337,18 @@ impl Operations for PostgresStore {
 
     fn workers(&self, since: Timestamp) -> BoxFuture<'_, Result<Vec<WorkerInfo>, StorageError>> {
         Box::pin(self.ops.workers(&self.pool, since))
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        Box::pin(self.ops.set_paused(&self.pool, queue, paused))
+    }
+
+    fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>> {
+        Box::pin(self.ops.paused_queues(&self.pool))
     }
 }
 

@@ -4,7 +4,7 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobs_core::{JobExecutor, JobStore, SourceLocation};
+use jobs_core::{JobExecutor, JobStore, RateLimit, RateRule, RateScope, SourceLocation};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, DuplicateJobType};
@@ -28,6 +28,17 @@ pub enum BuildError {
     InvalidQueue {
         /// The queue's name.
         name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A rate limit cannot be applied: it does not parse, names no queue or known type,
+    /// or the store does not apply rate limits.
+    #[error("cannot limit {scope} to `{rate}`: {reason}")]
+    InvalidRateLimit {
+        /// What it limits: `queue <name>` or `type <name>`.
+        scope: String,
+        /// The rate as given.
+        rate: String,
         /// What is wrong.
         reason: String,
     },
@@ -77,6 +88,7 @@ pub struct JobsBuilder {
     crash_budget: u32,
     poll_interval: Duration,
     prefetch: Option<usize>,
+    rates: Vec<(RateScope, String)>,
 }
 
 impl JobsBuilder {
@@ -112,6 +124,7 @@ impl JobsBuilder {
             crash_budget: Self::DEFAULT_CRASH_BUDGET,
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
             prefetch: None,
+            rates: Vec::new(),
         }
     }
 
@@ -249,6 +262,27 @@ impl JobsBuilder {
         self
     }
 
+    /// Starts at most `rate` of the jobs of queue `queue` (`"10/1s"`, see [`RateLimit`]),
+    /// counted across every process on the store (in memory: in this service). Jobs over
+    /// the limit wait `Queued` and start as the budget refills, in their order; they are
+    /// not failed or retried. `start` refuses a rate that does not parse, an invalid queue
+    /// name, and a store that does not apply rate limits.
+    pub fn queue_rate_limit(mut self, queue: &str, rate: &str) -> Self {
+        self.rates
+            .push((RateScope::Queue(queue.to_owned()), rate.to_owned()));
+        self
+    }
+
+    /// Starts at most `rate` of the jobs of type `job_type`, in whichever queue, like
+    /// [`JobsBuilder::queue_rate_limit`]; it replaces the type's own
+    /// (`#[job_executor("T", rate = "...")]`). `start` also refuses a type the catalog does
+    /// not know.
+    pub fn type_rate_limit(mut self, job_type: &str, rate: &str) -> Self {
+        self.rates
+            .push((RateScope::JobType(job_type.to_owned()), rate.to_owned()));
+        self
+    }
+
     /// Submits a job of `job_type` with `payload` at every tick of `cron`, UTC (five
     /// fields, or six with seconds first; see `jobs_cron`). Every service on a store may
     /// declare the same schedule: each tick's job is stored once, whichever service fires
@@ -294,6 +328,7 @@ impl JobsBuilder {
             }
         }
         let store = self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new()));
+        let rates = rate_rules(&catalog, self.rates, store.as_ref())?;
         if !periodic.is_empty() && store.ticks().is_none() {
             let first = &periodic[0];
             return Err(BuildError::InvalidSchedule {
@@ -313,6 +348,7 @@ impl JobsBuilder {
             poll_interval: self.poll_interval,
             completion_batch: 1_000,
             prefetch: self.prefetch,
+            rates,
         };
         let mut queues: Vec<(Arc<str>, usize)> = Vec::new();
         if self.concurrency > 0 {
@@ -359,6 +395,69 @@ impl JobsBuilder {
         }
         Ok(Jobs::from_inner(inner))
     }
+}
+
+/// The rate limits the executors declare, replaced or joined by the builder's, checked.
+fn rate_rules(
+    catalog: &Catalog,
+    declared: Vec<(RateScope, String)>,
+    store: &dyn JobStore,
+) -> Result<Vec<RateRule>, BuildError> {
+    let mut rules: Vec<RateRule> = catalog
+        .entries()
+        .into_iter()
+        .filter_map(|(job_type, entry)| {
+            let limit = entry.executor().policy().rate?;
+            Some(RateRule::new(
+                RateScope::JobType(job_type.to_owned()),
+                limit,
+            ))
+        })
+        .collect();
+    for (scope, rate) in declared {
+        let invalid = |scope: &RateScope, reason: String| {
+            let scope = match scope {
+                RateScope::Queue(queue) => format!("queue `{queue}`"),
+                RateScope::JobType(job_type) => format!("type `{job_type}`"),
+                _ => String::from("an unknown scope"),
+            };
+            BuildError::InvalidRateLimit {
+                scope,
+                rate: rate.clone(),
+                reason,
+            }
+        };
+        let limit: RateLimit = rate
+            .parse()
+            .map_err(|e: jobs_core::ParseRateLimitError| invalid(&scope, e.to_string()))?;
+        match &scope {
+            RateScope::Queue(queue) if !jobs_core::valid_queue_name(queue) => {
+                return Err(invalid(
+                    &scope,
+                    "a queue name is 1 to 64 letters, digits, `_`, `-` or `.`".to_owned(),
+                ));
+            }
+            RateScope::JobType(job_type) if catalog.get(job_type).is_none() => {
+                return Err(invalid(
+                    &scope,
+                    "no executor is registered for this type".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        rules.retain(|rule| rule.scope != scope);
+        rules.push(RateRule::new(scope, limit));
+    }
+    if let Some(rule) = rules.first() {
+        if !store.supports_rate_limits() {
+            return Err(BuildError::InvalidRateLimit {
+                scope: rule.budget_name(),
+                rate: rule.limit.to_string(),
+                reason: "this store does not apply rate limits".to_owned(),
+            });
+        }
+    }
+    Ok(rules)
 }
 
 /// The builder's schedules and those the executors declare, checked.
@@ -414,6 +513,7 @@ impl std::fmt::Debug for JobsBuilder {
             .field("queues", &self.queues)
             .field("lease", &self.lease)
             .field("prefetch", &self.prefetch)
+            .field("rates", &self.rates)
             .finish_non_exhaustive()
     }
 }

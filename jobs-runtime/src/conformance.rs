@@ -43,6 +43,7 @@ fn claim_request<'a>(
         limit,
         holder,
         lease,
+        rates: &[],
     }
 }
 
@@ -95,6 +96,8 @@ where
     operators_retry_and_delete_finished_jobs_only(fresh().await.as_ref()).await;
     queue_counts_and_finishes_per_minute_add_up(fresh().await.as_ref()).await;
     worker_heartbeats_are_recorded_refreshed_and_forgotten(fresh().await.as_ref()).await;
+    a_paused_queue_gives_no_jobs_until_resumed(fresh().await.as_ref()).await;
+    claims_spend_rate_budgets_and_wait_for_the_next_window(fresh().await.as_ref()).await;
 }
 
 /// A store with notifications announces `submitted` for each job it stores (and for no
@@ -114,7 +117,7 @@ pub async fn a_store_with_notifications_announces_its_inserts(store: &dyn JobSto
     let mut seen = Vec::new();
     while seen.len() < 2 {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-            Ok(Ok(event)) if event.job_id() == job.id => seen.push(event),
+            Ok(Ok(event)) if event.job_id() == Some(job.id) => seen.push(event),
             Ok(Ok(_)) => {}
             other => panic!("expected the job's events, got {other:?} after {seen:?}"),
         }
@@ -869,6 +872,177 @@ pub async fn worker_heartbeats_are_recorded_refreshed_and_forgotten(store: &dyn 
     assert!(operations.workers(all).await.unwrap().is_empty());
 }
 
+/// A store with [`Operations`](jobs_core::Operations) claims nothing from a paused queue
+/// (and says nothing is due there) until it is resumed, leaves other queues alone, keeps
+/// jobs claimed before the pause, and answers whether each call changed anything.
+pub async fn a_paused_queue_gives_no_jobs_until_resumed(store: &dyn JobStore) {
+    let Some(operations) = store.operations() else {
+        return;
+    };
+    let mut jobs: Vec<Job> = (0..3).map(|_| Job::new("T", Value::Null)).collect();
+    jobs[2].queue = "other".to_owned();
+    insert(store, jobs.clone()).await;
+    let lease = Duration::from_secs(30);
+    let early = claim(store, 1, HOLDER, lease).await;
+    assert_eq!(early.len(), 1);
+    assert!(
+        operations.set_paused("default", true).await.unwrap(),
+        "paused"
+    );
+    assert!(
+        !operations.set_paused("default", true).await.unwrap(),
+        "pausing a paused queue changes nothing"
+    );
+    assert!(
+        operations.set_paused("empty", true).await.unwrap(),
+        "a queue without jobs"
+    );
+    let paused = operations.paused_queues().await.unwrap();
+    let names: Vec<&str> = paused.iter().map(|queue| queue.queue.as_str()).collect();
+    assert_eq!(names, ["default", "empty"], "by name");
+    assert!(
+        claim(store, 10, OTHER, lease).await.is_empty(),
+        "a paused queue gives no jobs"
+    );
+    assert_eq!(
+        store.next_due("default").await.unwrap(),
+        None,
+        "nothing is due there"
+    );
+    let other = store
+        .claim(claim_request("other", 10, OTHER, lease))
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1, "other queues are served");
+    assert_eq!(
+        status(store, early[0].id).await.status,
+        JobStatus::Running,
+        "a job claimed before the pause keeps running"
+    );
+    assert!(
+        operations.set_paused("default", false).await.unwrap(),
+        "resumed"
+    );
+    assert!(
+        !operations.set_paused("default", false).await.unwrap(),
+        "resuming a running queue changes nothing"
+    );
+    assert_eq!(
+        store.next_due("default").await.unwrap(),
+        Some(Duration::ZERO)
+    );
+    let later = claim(store, 10, OTHER, lease).await;
+    assert_eq!(later.len(), 1, "the queued job is claimed once resumed");
+    assert_eq!(later[0].id, jobs[1].id);
+    let paused = operations.paused_queues().await.unwrap();
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0].queue, "empty");
+}
+
+/// A store that [supports rate limits](JobStore::supports_rate_limits) claims no job
+/// beyond a covering rule's budget, passing over held-back jobs for later ones it may
+/// start (in claim order), shares a budget between claims, and gives a rule its whole
+/// budget again once its window has passed.
+pub async fn claims_spend_rate_budgets_and_wait_for_the_next_window(store: &dyn JobStore) {
+    if !store.supports_rate_limits() {
+        return;
+    }
+    use jobs_core::{RateRule, RateScope};
+    let rule = |scope, rate: &str| RateRule::new(scope, rate.parse().unwrap());
+    let lease = Duration::from_secs(30);
+    let limited = |queue, rates| ClaimRequest {
+        rates,
+        ..claim_request(queue, 100, HOLDER, lease)
+    };
+
+    // A type's budget: two of five `Mail` jobs start, the `Other` jobs between and after
+    // them are not held up.
+    let types = [
+        "Mail", "Other", "Mail", "Other", "Mail", "Mail", "Other", "Mail",
+    ];
+    let jobs: Vec<Job> = types.iter().map(|t| Job::new(*t, Value::Null)).collect();
+    insert(store, jobs.clone()).await;
+    let mail = [rule(RateScope::JobType("Mail".into()), "2/1h")];
+    let claimed = store.claim(limited("default", &mail)).await.unwrap();
+    let ids: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+    let expected: Vec<JobId> = [0, 1, 2, 3, 6].iter().map(|&at| jobs[at].id).collect();
+    assert_eq!(
+        ids, expected,
+        "two Mail jobs and every Other job, in claim order"
+    );
+    assert!(
+        store
+            .claim(limited("default", &mail))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the budget is spent for this window"
+    );
+    let unlimited = claim(store, 100, OTHER, lease).await;
+    assert_eq!(
+        unlimited.len(),
+        3,
+        "a claim without the rule takes the rest"
+    );
+
+    // A queue's budget, shared by every claim that names the rule.
+    let queued: Vec<Job> = (0..4)
+        .map(|_| {
+            let mut job = Job::new("T", Value::Null);
+            job.queue = "limited".to_owned();
+            job
+        })
+        .collect();
+    insert(store, queued.clone()).await;
+    let queue = [rule(RateScope::Queue("limited".into()), "3/1h")];
+    let first = ClaimRequest {
+        limit: 2,
+        ..limited("limited", &queue)
+    };
+    assert_eq!(store.claim(first).await.unwrap().len(), 2);
+    let second = store.claim(limited("limited", &queue)).await.unwrap();
+    assert_eq!(second.len(), 1, "what the first claim left of the budget");
+    assert_eq!(second[0].id, queued[2].id);
+    assert!(store
+        .claim(limited("limited", &queue))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A short window: spent, then whole again once it has passed.
+    let short: Vec<Job> = (0..4).map(|_| Job::new("Short", Value::Null)).collect();
+    insert(store, short).await;
+    let rates = [rule(RateScope::JobType("Short".into()), "2/300ms")];
+    let opened = std::time::Instant::now();
+    assert_eq!(
+        store.claim(limited("default", &rates)).await.unwrap().len(),
+        2
+    );
+    assert!(store
+        .claim(limited("default", &rates))
+        .await
+        .unwrap()
+        .is_empty());
+    let deadline = opened + Duration::from_secs(10);
+    let refilled = loop {
+        let claimed = store.claim(limited("default", &rates)).await.unwrap();
+        if !claimed.is_empty() {
+            break claimed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never refilled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(refilled.len(), 2, "a new window gives the whole budget");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(250),
+        "not before the window passed: {:?}",
+        opened.elapsed()
+    );
+}
+
 /// A store that passes every call to another, failing or holding back the calls a test
 /// asks it to: for the engine's fault cases (a write that fails, renewals that stop, a
 /// connection that drops).
@@ -928,6 +1102,9 @@ impl JobStore for FaultyStore {
     }
     fn supports_unique_keys(&self) -> bool {
         self.inner.supports_unique_keys()
+    }
+    fn supports_rate_limits(&self) -> bool {
+        self.inner.supports_rate_limits()
     }
     fn claim<'a>(
         &'a self,

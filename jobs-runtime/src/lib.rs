@@ -10,6 +10,7 @@ mod catalog;
 pub mod conformance;
 mod engine;
 mod events;
+mod flow;
 mod id_hash;
 pub mod memory;
 mod metrics;

@@ -55,6 +55,8 @@ pub struct QueueOverview {
     pub failed_per_minute: f64,
     /// The worker processes that serve it.
     pub workers: Vec<QueueWorker>,
+    /// When it was paused ([`Jobs::pause_queue`]); `None` while it runs.
+    pub paused_since: Option<Timestamp>,
 }
 
 /// A process that serves a queue, from its heartbeat.
@@ -102,11 +104,11 @@ impl Jobs {
     /// How long a worker's heartbeat is kept in view after its last beat.
     pub const WORKERS_SHOWN_FOR: Duration = Duration::from_secs(600);
 
-    fn operations(&self) -> Result<&dyn Operations, JobsError> {
+    pub(crate) fn operations(&self) -> Result<&dyn Operations, JobsError> {
         self.inner().store.operations().ok_or_else(|| {
             JobsError::Storage(StorageError::of_kind(
                 StorageErrorKind::Unsupported,
-                "this store does not offer the operator's calls (retry, delete, queue counts)",
+                "this store does not offer the operator's calls (retry, delete, pause, queue counts)",
             ))
         })
     }
@@ -241,9 +243,9 @@ impl Jobs {
         }
     }
 
-    /// Every queue that has jobs, workers or recent finishes: its counts, its rates and
-    /// the processes that serve it (from their heartbeats, across every process on the
-    /// store), by name.
+    /// Every queue that has jobs, workers or recent finishes, or is paused: its counts,
+    /// its rates, whether it is paused and the processes that serve it (from their
+    /// heartbeats, across every process on the store), by name.
     pub async fn queues(&self) -> Result<Vec<QueueOverview>, JobsError> {
         let operations = self.operations()?;
         let now = Timestamp::now();
@@ -253,6 +255,7 @@ impl Jobs {
         let counts = operations.queue_counts().await?;
         let finished = operations.finished_per_minute(since).await?;
         let workers = self.workers().await?;
+        let paused = operations.paused_queues().await?;
         let mut queues: Vec<QueueOverview> = Vec::new();
         fn entry<'a>(queues: &'a mut Vec<QueueOverview>, name: &str) -> &'a mut QueueOverview {
             let at = match queues.iter().position(|queue| queue.queue == name) {
@@ -266,6 +269,7 @@ impl Jobs {
                         finished_per_minute: 0.0,
                         failed_per_minute: 0.0,
                         workers: Vec::new(),
+                        paused_since: None,
                     });
                     queues.len() - 1
                 }
@@ -299,6 +303,9 @@ impl Jobs {
                     quiet,
                 });
             }
+        }
+        for queue in paused {
+            entry(&mut queues, &queue.queue).paused_since = Some(queue.since);
         }
         queues.sort_by(|a, b| a.queue.cmp(&b.queue));
         Ok(queues)

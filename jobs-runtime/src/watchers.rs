@@ -152,7 +152,7 @@ impl Dispatcher {
             let mut state = self.watchers.lock();
             match received {
                 Ok(event) => {
-                    let id = event.job_id();
+                    let Some(id) = event.job_id() else { continue };
                     if let Some(slots) = state.by_job.get_mut(&id) {
                         slots.retain(|slot| match slot.events.try_send(event.clone()) {
                             Ok(()) => true,
@@ -222,7 +222,7 @@ mod tests {
             .await
             .expect("the job's event arrives")
             .expect("the watch is open");
-        assert_eq!(event.job_id(), id);
+        assert_eq!(event.job_id(), Some(id));
         assert!(
             watch.events.try_recv().is_err(),
             "nothing but the job's event"

@@ -8,6 +8,11 @@ use crate::options::ConnectError;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "jobs", include_str!("../migrations/0001_jobs.sql")),
     (2, "workers", include_str!("../migrations/0002_workers.sql")),
+    (
+        3,
+        "paused queues",
+        include_str!("../migrations/0003_paused_queues.sql"),
+    ),
 ];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:

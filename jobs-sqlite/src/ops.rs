@@ -1,10 +1,10 @@
-//! The operator's statements: retry and delete finished jobs, per-queue counts, finishes
-//! per minute, and worker heartbeats. Retries and deletes run on the writer, which holds
+//! The operator's statements: retry and delete finished jobs, pause and resume queues,
+//! per-queue counts, finishes per minute, and worker heartbeats. Retries and deletes run on the writer, which holds
 //! the write lock, so each look-up and its change are atomic.
 
 use jobs_core::{
-    DeleteOutcome, FinishedCount, JobId, JobStatus, QueueCounts, QueueWorkers, RetryOutcome,
-    StorageError, Timestamp, WorkerInfo,
+    DeleteOutcome, FinishedCount, JobId, JobStatus, PausedQueue, QueueCounts, QueueWorkers,
+    RetryOutcome, StorageError, Timestamp, WorkerInfo,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -241,4 +241,44 @@ pub(crate) fn workers(
             Ok(worker)
         })
         .collect()
+}
+
+/// Pauses (`paused`) or resumes `queue`; whether this changed it.
+pub(crate) fn set_paused(
+    connection: &Connection,
+    queue: &str,
+    paused: bool,
+) -> Result<bool, StorageError> {
+    let changed = if paused {
+        connection
+            .prepare_cached(
+                "INSERT INTO job_paused_queues (name, since) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![queue, Timestamp::now().as_unix_micros()])
+            })
+    } else {
+        connection
+            .prepare_cached("DELETE FROM job_paused_queues WHERE name = ?1")
+            .and_then(|mut statement| statement.execute([queue]))
+    };
+    Ok(changed.map_err(failed("could not pause or resume the queue"))? > 0)
+}
+
+/// The paused queues, by name.
+pub(crate) fn paused_queues(connection: &Connection) -> Result<Vec<PausedQueue>, StorageError> {
+    connection
+        .prepare_cached("SELECT name, since FROM job_paused_queues ORDER BY name")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| {
+                    Ok(PausedQueue::new(
+                        row.get::<_, String>(0)?,
+                        Timestamp::from_unix_micros(row.get(1)?),
+                    ))
+                })?
+                .collect()
+        })
+        .map_err(failed("could not read the paused queues"))
 }

@@ -158,7 +158,8 @@ pub(crate) fn insert_tick(
 }
 
 /// Claims up to `limit` due jobs of `queue` for `holder` until `lease_until` (µs), no
-/// more than `global_limit` running at once when the queue has one. In claim order.
+/// more than `global_limit` running at once when the queue has one, none while the queue
+/// is paused. In claim order.
 pub(crate) fn claim(
     connection: &Connection,
     queue: &str,
@@ -188,6 +189,7 @@ pub(crate) fn claim(
              WHERE rowid IN (
                  SELECT rowid FROM jobs
                  WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
                  ORDER BY priority DESC, run_at, id LIMIT ?5)
              RETURNING id, job_type, payload, attempt, max_attempts,
                        json_array_length(errors), timeout_ms, priority, run_at",
@@ -206,10 +208,13 @@ pub(crate) fn claim(
 }
 
 /// Microseconds until the earliest queued job of `queue` is due (zero or less: one is
-/// due now); `None` when none is queued.
+/// due now); `None` when none is queued or the queue is paused.
 pub(crate) fn next_due(connection: &Connection, queue: &str) -> Result<Option<i64>, StorageError> {
     let earliest: Option<i64> = connection
-        .prepare_cached("SELECT min(run_at) FROM jobs WHERE status = 'Queued' AND queue = ?1")
+        .prepare_cached(
+            "SELECT min(run_at) FROM jobs WHERE status = 'Queued' AND queue = ?1
+               AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?1)",
+        )
         .and_then(|mut statement| statement.query_row([queue], |row| row.get(0)))
         .map_err(failed("could not read when the next job is due"))?;
     Ok(earliest.map(|at| at - Timestamp::now().as_unix_micros()))

@@ -9,8 +9,8 @@ use std::time::Duration;
 use jobs_core::{
     AttemptError, BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion,
     DeleteOutcome, EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId,
-    JobPage, JobQuery, JobStore, Lease, Notifications, Operations, Outcome, PeriodicTicks,
-    Progress, ProgressAck, QueueCounts, Renewal, RetryOutcome, Signal, StorageError,
+    JobPage, JobQuery, JobStore, Lease, Notifications, Operations, Outcome, PausedQueue,
+    PeriodicTicks, Progress, ProgressAck, QueueCounts, Renewal, RetryOutcome, Signal, StorageError,
     StorageErrorKind, Timestamp, WorkerInfo,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -610,6 +610,22 @@ impl Operations for SqliteStore {
             self.reader
                 .read(move |connection| ops::workers(connection, since)),
         )
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        let queue = queue.to_owned();
+        Box::pin(
+            self.writer
+                .write(move |connection| ops::set_paused(connection, &queue, paused)),
+        )
+    }
+
+    fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>> {
+        Box::pin(self.reader.read(ops::paused_queues))
     }
 }
 

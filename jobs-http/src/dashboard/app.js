@@ -1020,7 +1020,7 @@ function rate(n) {
 function drawQueues(queues) {
   const tbody = $("#queues");
   if (!queues.length) {
-    tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No queues yet.")));
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No queues yet.")));
   } else {
     tbody.replaceChildren(...queues.map((q) => el("tr", { class: "queue", dataset: { queue: q.queue } },
       el("td", { class: "type" }, q.queue),
@@ -1033,7 +1033,8 @@ function drawQueues(queues) {
         class: "worker" + (w.quiet ? " quiet" : ""), dataset: { worker: w.id },
         title: `worker ${w.id}, pid ${w.pid}; last heartbeat ${w.lastSeen}`,
       }, `${w.host} · pid ${w.pid} · ${w.concurrency} worker${w.concurrency === 1 ? "" : "s"} · seen ${ago(w.lastSeen)}`))
-        : el("span", { class: "hint" }, "none: nothing runs these jobs")))));
+        : el("span", { class: "hint" }, "none: nothing runs these jobs")),
+      el("td", { class: "state" }, pauseButton(q)))));
   }
   // The queue filter offers every queue known.
   const select = $("#queue-filter");
@@ -1045,6 +1046,28 @@ function drawQueues(queues) {
       ...names.map((name) => el("option", { value: name }, name)));
     select.value = state.filter.queue;
   }
+}
+
+// A queue runs or is paused for every process; the button switches it.
+function pauseButton(queue) {
+  const paused = queue.pausedSince !== null;
+  const button = el("button", {
+    type: "button", class: paused ? "resume" : "pause",
+    title: paused ? `Paused ${ago(queue.pausedSince)}: its jobs wait. Resume it.`
+      : "Pause it for every process: running jobs finish, queued ones wait",
+  }, paused ? "Resume" : "Pause");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const verb = paused ? "resume" : "pause";
+    try {
+      await api(`queues/${encodeURIComponent(queue.queue)}/${verb}`, Object.assign({ body: "{}" }, JSON_POST));
+      setMessage($("#queues-message"), "error");
+    } catch (error) {
+      setMessage($("#queues-message"), "error", `Could not ${verb} ${queue.queue}: ${error.message}`);
+    }
+    loadOverview();
+  });
+  return paused ? [el("span", { class: "paused" }, "paused "), button] : button;
 }
 
 // A finish seen on the event stream counts in the minute under way at once; the next

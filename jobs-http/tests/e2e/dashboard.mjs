@@ -226,6 +226,17 @@ try {
   await page.selectOption("#queue-filter", "");
   ok("bulk cancel by queue asked with the count, changed nothing when refused, then canceled the job");
 
+  // Pause: the default queue's new job waits Queued until the queue is resumed.
+  await page.click('tr.queue[data-queue="default"] button.pause');
+  await page.locator('tr.queue[data-queue="default"] .state').filter({ hasText: "paused" }).waitFor();
+  const held = await submitJob("Steps", '{"steps": 1}');
+  await waitForStatus(held, "Queued");
+  await page.locator('tr.queue[data-queue="default"] .queued').filter({ hasText: "1" }).waitFor();
+  await page.click('tr.queue[data-queue="default"] button.resume');
+  await waitForStatus(held, "Succeeded");
+  await page.locator('tr.queue[data-queue="default"] button.pause').waitFor();
+  ok("the pause button held the default queue's job Queued, and resume ran it");
+
   const burst = [];
   for (let i = 0; i < 3; i++) burst.push(await submitJob("Explode", '{"message": "burst"}'));
   for (const id of burst) await waitForStatus(id, "Failed");

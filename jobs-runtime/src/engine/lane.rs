@@ -44,6 +44,8 @@ pub(crate) struct Lane {
     state: Mutex<State>,
     /// Wakes the lane's idle workers.
     ready: Notify,
+    /// The rate limits its claims honour: its queue's and every job type's.
+    rates: Vec<jobs_core::RateRule>,
 }
 
 #[derive(Default)]
@@ -70,7 +72,12 @@ pub(crate) enum Next {
 }
 
 impl Lane {
-    pub(crate) fn new(name: Arc<str>, workers: usize, prefetch: Option<usize>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        workers: usize,
+        prefetch: Option<usize>,
+        rates: Vec<jobs_core::RateRule>,
+    ) -> Self {
         Self {
             name,
             workers,
@@ -82,6 +89,7 @@ impl Lane {
             },
             state: Mutex::default(),
             ready: Notify::new(),
+            rates,
         }
     }
 
@@ -248,6 +256,7 @@ impl Lane {
                 limit: want,
                 holder: &inner.holder,
                 lease,
+                rates: &self.rates,
             })
             .await;
         let jobs = match claimed {

@@ -55,6 +55,8 @@ pub(crate) struct Config {
     pub(crate) completion_batch: usize,
     /// How many jobs each lane claims ahead (`None`: by its number of workers).
     pub(crate) prefetch: Option<usize>,
+    /// The rate limits on queues and job types.
+    pub(crate) rates: Vec<jobs_core::RateRule>,
 }
 
 /// What every part of the engine and the service facade share.
@@ -99,7 +101,16 @@ impl Inner {
         let lanes = queues
             .iter()
             .map(|(name, workers)| {
-                let lane = Lane::new(name.clone(), *workers, config.prefetch);
+                let rates = config
+                    .rates
+                    .iter()
+                    .filter(|rule| match &rule.scope {
+                        jobs_core::RateScope::Queue(queue) => **queue == **name,
+                        _ => true,
+                    })
+                    .cloned()
+                    .collect();
+                let lane = Lane::new(name.clone(), *workers, config.prefetch, rates);
                 (name.clone(), Arc::new(lane))
             })
             .collect();

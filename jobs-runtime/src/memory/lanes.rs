@@ -17,12 +17,15 @@ struct Items {
     scheduled: BinaryHeap<Reverse<Scheduled>>,
     // Order of arrival, to keep FIFO within a priority.
     sequence: u64,
+    // Below every arrival: the places of jobs put back at the front, counting down.
+    front: i64,
 }
 
 #[derive(PartialEq, Eq)]
 struct Ranked {
     priority: i16,
-    sequence: u64,
+    // Arrivals count up from 1; jobs put back at the front count down from 0.
+    sequence: i64,
     id: JobId,
 }
 
@@ -61,9 +64,26 @@ impl Items {
             self.sequence += 1;
             self.ranked.push(Ranked {
                 priority,
-                sequence: self.sequence,
+                sequence: self.sequence as i64,
                 id,
             });
+        }
+    }
+
+    /// Puts due jobs taken by [`Items::pop`] back ahead of the others of their priority,
+    /// in the order given.
+    fn put_back(&mut self, jobs: &[(JobId, i16)]) {
+        for &(id, priority) in jobs.iter().rev() {
+            if priority == 0 {
+                self.fifo.push_front(id);
+            } else {
+                self.front -= 1;
+                self.ranked.push(Ranked {
+                    priority,
+                    sequence: self.front,
+                    id,
+                });
+            }
         }
     }
 
@@ -138,6 +158,14 @@ impl Lanes {
         match self.lanes.get_mut(queue) {
             Some(items) => items.pop(),
             None => Err(None),
+        }
+    }
+
+    /// Puts jobs of `queue` that [`Lanes::pop`] handed out, due, with their priorities,
+    /// back where they were: ahead of the others of their priority, in the order given.
+    pub(crate) fn put_back(&mut self, queue: &str, jobs: &[(JobId, i16)]) {
+        if let Some(items) = self.lanes.get_mut(queue) {
+            items.put_back(jobs);
         }
     }
 
@@ -219,6 +247,28 @@ mod tests {
             order.push(jobs.iter().position(|job| job.id == id).unwrap());
         }
         assert_eq!(order, vec![5, 1, 3, 0, 4, 2, 6]);
+    }
+
+    #[test]
+    fn jobs_put_back_go_first_again_in_their_order() {
+        let mut lanes = Lanes::default();
+        let jobs: Vec<Job> = [0, 3, 0, 3, 3].into_iter().map(with_priority).collect();
+        for job in &jobs {
+            lanes.push(job);
+        }
+        let taken: Vec<(JobId, i16)> = (0..4)
+            .map(|_| {
+                let id = lanes.pop(Job::DEFAULT_QUEUE).unwrap();
+                let job = jobs.iter().find(|job| job.id == id).unwrap();
+                (id, job.priority)
+            })
+            .collect();
+        lanes.put_back(Job::DEFAULT_QUEUE, &taken);
+        let mut order = Vec::new();
+        while let Ok(id) = lanes.pop(Job::DEFAULT_QUEUE) {
+            order.push(jobs.iter().position(|job| job.id == id).unwrap());
+        }
+        assert_eq!(order, vec![1, 3, 4, 0, 2], "as if never taken");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use jobs_core::{
     BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
     EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
-    JobQuery, JobStatus, JobStore, Lease, Notifications, Operations, Outcome, PeriodicTicks,
-    Progress, ProgressAck, QueueCounts, Renewal, RetryOutcome, StorageError, StorageErrorKind,
-    Timestamp, WorkerInfo,
+    JobQuery, JobStatus, JobStore, Lease, Notifications, Operations, Outcome, PausedQueue,
+    PeriodicTicks, Progress, ProgressAck, QueueCounts, RateBudgets, RateWindow, Renewal,
+    RetryOutcome, StorageError, StorageErrorKind, Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 
@@ -59,6 +59,28 @@ struct State {
     finished: Finished,
     // The heartbeats of the workers on this store, by id.
     workers: HashMap<String, WorkerInfo>,
+    // The paused queues, with when each was paused.
+    paused: HashMap<String, Timestamp>,
+    // The window under way of each rate limit's budget: when it opened, starts in it.
+    rate_windows: HashMap<String, (Instant, u32)>,
+}
+
+/// The most due jobs a claim passes over because a rate limit holds them back.
+const LOOK_AHEAD: usize = 10_000;
+
+/// The budgets of `request`'s rate limits, from the windows under way.
+fn budgets<'a>(
+    request: &ClaimRequest<'a>,
+    windows: &HashMap<String, (Instant, u32)>,
+    now: Instant,
+) -> RateBudgets<'a> {
+    RateBudgets::new(request.rates, |rule| {
+        let window = windows.get(&rule.budget_name());
+        RateWindow {
+            age: window.map(|(opened, _)| now.saturating_duration_since(*opened)),
+            used: window.map_or(0, |(_, used)| *used),
+        }
+    })
 }
 
 /// Counts of finished jobs per minute, kept as jobs finish: a minute's bucket holds a
@@ -281,11 +303,22 @@ impl State {
     }
 
     fn claim(&mut self, request: &ClaimRequest<'_>) -> Vec<ClaimedJob> {
+        if !self.paused.is_empty() && self.paused.contains_key(request.queue) {
+            return Vec::new();
+        }
         let holder = self.holder_slot(request.holder);
         let until = Instant::now() + request.lease;
         let now = Timestamp::now();
         let mut claimed = Vec::with_capacity(request.limit.min(1_024));
-        while claimed.len() < request.limit {
+        let opened = Instant::now();
+        let mut budgets = budgets(request, &self.rate_windows, opened);
+        let limit = match budgets.queue_allows(request.queue) {
+            Some(allowed) => request.limit.min(allowed as usize),
+            None => request.limit,
+        };
+        // Due jobs a rate limit holds back, to go back where they were.
+        let mut held: Vec<(JobId, i16)> = Vec::new();
+        while claimed.len() < limit {
             let Ok(id) = self.lanes.pop(request.queue) else {
                 break;
             };
@@ -296,15 +329,34 @@ impl State {
             // A canceled job leaves its id behind; it is skipped here, and so is an id
             // left behind by a job that was retried and is now scheduled for later (its
             // live id waits in the schedule).
-            if entry.job.run_at > now || entry.job.start().is_err() {
+            if entry.job.run_at > now || entry.job.status != JobStatus::Queued {
                 continue;
             }
+            if !budgets.take(request.queue, &entry.job.job_type) {
+                held.push((id, entry.job.priority));
+                if held.len() >= LOOK_AHEAD {
+                    break;
+                }
+                continue;
+            }
+            entry.job.start().expect("a queued job starts");
             entry.holder = holder;
             entry.lease_until = Some(until);
             claimed.push(ClaimedJob::of(&entry.job));
             let type_slot = entry.type_slot;
             self.moved(type_slot, JobStatus::Queued, JobStatus::Running);
             self.running.push(id);
+        }
+        self.lanes.put_back(request.queue, &held);
+        for (rule, opens, taken) in budgets.taken() {
+            let window = self
+                .rate_windows
+                .entry(rule.budget_name())
+                .or_insert((opened, 0));
+            if opens {
+                *window = (opened, 0);
+            }
+            window.1 += taken;
         }
         let live = self.counts[slot(JobStatus::Running)];
         if self.running.len() > 2 * live + 64 {
@@ -638,6 +690,10 @@ impl JobStore for InMemoryStore {
         true
     }
 
+    fn supports_rate_limits(&self) -> bool {
+        true
+    }
+
     fn claim<'a>(
         &'a self,
         request: ClaimRequest<'a>,
@@ -649,7 +705,11 @@ impl JobStore for InMemoryStore {
         &'a self,
         queue: &'a str,
     ) -> BoxFuture<'a, Result<Option<Duration>, StorageError>> {
-        ready(Ok(self.lock().lanes.next_due(queue)))
+        let mut state = self.lock();
+        if state.paused.contains_key(queue) {
+            return ready(Ok(None));
+        }
+        ready(Ok(state.lanes.next_due(queue)))
     }
 
     fn complete_many<'a>(
@@ -836,6 +896,37 @@ impl Operations for InMemoryStore {
         drop(state);
         workers.sort_by(|a, b| a.id.cmp(&b.id));
         ready(Ok(workers))
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        queue: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        let mut state = self.lock();
+        let changed = if paused {
+            match state.paused.entry(queue.to_owned()) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(Timestamp::now());
+                    true
+                }
+            }
+        } else {
+            state.paused.remove(queue).is_some()
+        };
+        ready(Ok(changed))
+    }
+
+    fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>> {
+        let mut paused: Vec<PausedQueue> = self
+            .lock()
+            .paused
+            .iter()
+            .map(|(queue, since)| PausedQueue::new(queue.clone(), *since))
+            .collect();
+        paused.sort_by(|a, b| a.queue.cmp(&b.queue));
+        ready(Ok(paused))
     }
 }
 

@@ -1,0 +1,7 @@
+-- Queues an operator paused: claims take no job of them until they are resumed. Kept
+-- apart from the jobs so that a claim reads one small row, and a queue can be paused
+-- before it has jobs.
+CREATE TABLE job_paused_queues (
+    name    TEXT    NOT NULL PRIMARY KEY,
+    since   INTEGER NOT NULL  -- µs since the epoch
+) WITHOUT ROWID;
