@@ -191,7 +191,7 @@ pub mod __private {
     pub use jobs_core::macro_support::*;
     pub use jobs_core::{
         Backoff, BoxFuture, ExecutionError, ExecutorRegistration, JobContext, JobExecutor,
-        JobPolicy, JobType, NoArgs, PayloadError, SourceLocation,
+        JobPolicy, JobType, NoArgs, PayloadError, RateLimit, SourceLocation,
     };
     pub use serde_json::Value;
     pub use std::sync::Arc;

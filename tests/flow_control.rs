@@ -1,17 +1,68 @@
 //! Flow control on every backend, across two services on one store as two processes
-//! would share it: paused queues.
+//! would share it: paused queues and rate limits.
 
 mod common;
 
 use common::{finished, wait_for_status, Env};
 use jobs::prelude::*;
-use jobs::{JobEvent, JobStatus};
+use jobs::{JobEvent, JobQuery, JobStatus};
 use serde_json::json;
 
 /// Does nothing.
 #[job_executor("FlowNoop")]
 async fn flow_noop() -> Result<(), JobError> {
     Ok(())
+}
+
+/// At most twenty start per second, whichever service claims them.
+#[job_executor("FlowRated", rate = "20/1s")]
+async fn flow_rated() -> Result<(), JobError> {
+    Ok(())
+}
+
+/// A rate limit is one budget for every process on the store: two services of three
+/// workers each, with a backlog of a hundred jobs limited to 20 a second, start 40 ± 2 of
+/// them in the two seconds from the first start (80 if each had a budget of its own).
+async fn a_rate_limit_is_one_budget_across_processes(env: Env) {
+    let first_service = env.builder().concurrency(3).start().unwrap();
+    let other = env.another().await;
+    let second_service = other.builder().concurrency(3).start().unwrap();
+    let jobs = (0..100)
+        .map(|_| first_service.prepare_job("FlowRated", json!(null)))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    first_service.submit_many(jobs).await.unwrap();
+    let window = std::time::Duration::from_secs(2).as_micros() as i64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (first, starts) = loop {
+        let page = first_service
+            .list_jobs(JobQuery::new().job_type("FlowRated").limit(1_000))
+            .await
+            .unwrap();
+        let starts: Vec<i64> = page
+            .jobs
+            .iter()
+            .filter_map(|job| job.started_at.map(|at| at.as_unix_micros()))
+            .collect();
+        // Wait for a start two seconds after the first, so the two seconds are over.
+        if let Some(first) = starts.iter().copied().min() {
+            if starts.iter().any(|&at| at >= first + window) {
+                break (first, starts);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third window never opened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let within = starts.iter().filter(|&&at| at < first + window).count();
+    assert!(
+        (38..=42).contains(&within),
+        "{within} jobs started in the first two seconds, not 40"
+    );
+    second_service.shutdown().await;
+    first_service.shutdown().await;
 }
 
 /// A pause from one service stops claims in another that serves the queue, while its
@@ -104,4 +155,7 @@ async fn a_pause_from_one_process_stops_claims_in_the_other(env: Env) {
     operator.shutdown().await;
 }
 
-for_each_backend!(a_pause_from_one_process_stops_claims_in_the_other);
+for_each_backend!(
+    a_pause_from_one_process_stops_claims_in_the_other,
+    a_rate_limit_is_one_budget_across_processes
+);

@@ -122,9 +122,15 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
         });
         let cron = options.cron.as_ref().map(|cron| quote!(.cron(#cron)));
         let queue = options.queue.as_ref().map(|queue| quote!(.queue(#queue)));
+        let rate = options.rate.map(|(max, ms)| {
+            quote!(.rate(
+                #p::RateLimit::new(#max, ::core::time::Duration::from_millis(#ms))
+                    .expect("checked by #[job_executor]")
+            ))
+        });
         quote! {
             fn policy(&self) -> #p::JobPolicy {
-                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron #queue
+                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron #queue #rate
             }
         }
     });

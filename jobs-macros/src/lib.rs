@@ -26,8 +26,23 @@ use proc_macro::TokenStream;
 /// (for typed submission) and `JobExecutor`, and registers the executor with `inventory`
 /// so that the runtime's catalog finds it at start-up.
 ///
-/// Options after the type name: `crate = path` (or `crate = "path"`) names the `jobs`
-/// crate when it is re-exported under another path.
+/// Options after the type name, each at most once, checked at compile time:
+///
+/// - `retries = 3`: how often a failed job is tried again (0 to 10,000; default 0);
+/// - `backoff = "2s"`: the wait before the first retry, doubling after (default 1 s);
+/// - `timeout = "30s"`: the time limit of one attempt (default none);
+/// - `priority = 5`: higher runs first (-32,768 to 32,767; default 0);
+/// - `queue = "exports"`: the named queue its jobs wait in (default `default`);
+/// - `cron = "0 3 * * *"`: submit a job (payload `null`) at every tick, UTC;
+/// - `rate = "100/1m"`: at most so many of its jobs start per period, across every
+///   process on the store (`"20/s"`, `"5/500ms"`; units ms, s, m, h, d);
+/// - `crate = path` (or `crate = "path"`): the `jobs` crate when it is re-exported under
+///   another path.
+///
+/// ```ignore
+/// #[job_executor("SendEmail", retries = 5, backoff = "10s", queue = "mail", rate = "100/1m")]
+/// async fn send_email(args: Email) -> Result<(), JobError> { .. }
+/// ```
 #[proc_macro_attribute]
 pub fn job_executor(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::job_executor(attr.into(), item.into()).into()

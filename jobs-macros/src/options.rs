@@ -6,7 +6,8 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Lit, LitStr, Path, Token};
 
 /// The options the attribute accepts, as listed in error messages.
-const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `cron`, `queue`, `crate`";
+const KNOWN_OPTIONS: &str =
+    "`retries`, `timeout`, `backoff`, `priority`, `cron`, `queue`, `rate`, `crate`";
 
 /// What the attribute's arguments say.
 pub struct Options {
@@ -26,6 +27,8 @@ pub struct Options {
     pub cron: Option<LitStr>,
     /// `queue = "exports"`, checked.
     pub queue: Option<LitStr>,
+    /// `rate = "100/1m"`: at most so many starts per period, in milliseconds.
+    pub rate: Option<(u32, u64)>,
 }
 
 impl Options {
@@ -37,6 +40,7 @@ impl Options {
             || self.priority.is_some()
             || self.cron.is_some()
             || self.queue.is_some()
+            || self.rate.is_some()
     }
 }
 
@@ -61,6 +65,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         priority: None,
         cron: None,
         queue: None,
+        rate: None,
     };
     let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
@@ -83,11 +88,13 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "priority" => "priority = 10",
             "cron" => "cron = \"0 3 * * *\"",
             "queue" => "queue = \"exports\"",
+            "rate" => "rate = \"100/1m\"",
             other => {
                 let hint = match other {
                     "retry" | "max_retries" | "attempts" => " (did you mean `retries`?)",
                     "timeout_ms" | "time_limit" => " (did you mean `timeout`?)",
                     "schedule" | "every" | "periodic" => " (did you mean `cron`?)",
+                    "rate_limit" | "limit" | "throttle" => " (did you mean `rate`?)",
                     _ => "",
                 };
                 return Err(syn::Error::new(
@@ -121,6 +128,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "backoff" => options.backoff_ms = Some(parse_duration_value(input, "backoff")?),
             "cron" => options.cron = Some(parse_cron(input)?),
             "queue" => options.queue = Some(parse_queue(input)?),
+            "rate" => options.rate = Some(parse_rate(input)?),
             _ => unreachable!("every known option is matched above"),
         }
     }
@@ -214,6 +222,44 @@ fn parse_queue(input: ParseStream) -> syn::Result<LitStr> {
         ));
     }
     Ok(lit)
+}
+
+/// A rate limit as a string literal, `"starts/period"` such as `"100/1m"` or `"20/s"`:
+/// starts from 1, a period of one whole number (1 when left out) and a unit, from 1 ms to
+/// a day (the rule `jobs_core::RateLimit` applies at run time). In starts and milliseconds.
+fn parse_rate(input: ParseStream) -> syn::Result<(u32, u64)> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`rate` takes a rate as a string, such as `rate = \"100/1m\"`",
+        )
+    })?;
+    let text = lit.value();
+    let refuse = |why: &str| syn::Error::new(lit.span(), format!("`{text}` is not a rate: {why}"));
+    let shape = "write starts/period, such as \"100/1m\" or \"20/s\" (units ms, s, m, h, d)";
+    let (max, period) = text.split_once('/').ok_or_else(|| refuse(shape))?;
+    let max: u32 = max.trim().parse().map_err(|_| refuse(shape))?;
+    if max == 0 {
+        return Err(refuse("the number of starts must be at least 1"));
+    }
+    let period = period.trim();
+    let units = period
+        .split(|c: char| c.is_ascii_digit())
+        .filter(|unit| !unit.is_empty())
+        .count();
+    if units != 1 || period.ends_with(|c: char| c.is_ascii_digit()) {
+        return Err(refuse(shape));
+    }
+    let period = if period.starts_with(|c: char| c.is_ascii_digit()) {
+        period.to_owned()
+    } else {
+        format!("1{period}")
+    };
+    let millis = parse_duration(&period).map_err(|_| refuse(shape))?;
+    if !(1..=86_400_000).contains(&millis) {
+        return Err(refuse("the period must be 1 ms to 1 day"));
+    }
+    Ok((max, millis))
 }
 
 /// A duration written as a string literal, such as `"30s"`, in milliseconds.
@@ -372,6 +418,31 @@ mod tests {
         assert!(err(quote!("X", schedule = "* * * * *")).contains("did you mean `cron`?"));
         assert!(err(quote!("X", queue = "two words")).contains("cannot name a queue"));
         assert!(err(quote!("X", queue = "")).contains("cannot name a queue"));
+        for bad in [
+            "100", "0/1s", "x/1s", "5/1y", "5/2d", "5/1h30m", "5/0ms", "5/30", "-1/s",
+        ] {
+            assert!(
+                err(quote!("X", rate = #bad)).contains("is not a rate"),
+                "{bad}"
+            );
+        }
+        assert!(err(quote!("X", rate = 100)).contains("rate as a string"));
+        assert!(err(quote!("X", throttle = "1/s")).contains("did you mean `rate`?"));
+    }
+
+    #[test]
+    fn reads_a_rate_as_starts_per_period() {
+        for (given, expected) in [
+            ("100/1m", (100, 60_000)),
+            ("20/s", (20, 1_000)),
+            ("5/500ms", (5, 500)),
+            ("1/1d", (1, 86_400_000)),
+        ] {
+            assert_eq!(
+                parse(quote!("X", rate = #given)).unwrap().rate,
+                Some(expected)
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "paused queues",
         include_str!("../migrations/0004_paused_queues.sql"),
     ),
+    (
+        5,
+        "rate limits",
+        include_str!("../migrations/0005_rate_limits.sql"),
+    ),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

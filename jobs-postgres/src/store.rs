@@ -199,6 +199,10 @@ impl JobStore for PostgresStore {
         true
     }
 
+    fn supports_rate_limits(&self) -> bool {
+        true
+    }
+
     fn claim<'a>(
         &'a self,
         request: ClaimRequest<'a>,

@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "paused queues",
         include_str!("../migrations/0003_paused_queues.sql"),
     ),
+    (
+        4,
+        "rate limits",
+        include_str!("../migrations/0004_rate_limits.sql"),
+    ),
 ];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:

@@ -6,8 +6,8 @@
 //! by a change inside one function is atomic against every other process too.
 
 use jobs_core::{
-    CancelOutcome, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, Progress, Renewal,
-    StorageError, StorageErrorKind, Timestamp,
+    CancelOutcome, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, Progress,
+    RateBudgets, RateRule, RateWindow, Renewal, StorageError, StorageErrorKind, Timestamp,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -157,9 +157,27 @@ pub(crate) fn insert_tick(
     Ok(matches!(answers.first(), Some(Inserted::Stored)))
 }
 
+/// What a claim sets on each job it takes: ?1 now (µs), ?2 the holder, ?3 the lease (µs).
+macro_rules! set_running {
+    () => {
+        "UPDATE jobs SET status = 'Running', attempt = attempt + 1, started_at = ?1,
+             progress_percent = NULL, progress_message = NULL,
+             holder = ?2, lease_until = ?1 + ?3"
+    };
+}
+
+/// What a claim answers of each job it took.
+macro_rules! claimed_columns {
+    () => {
+        "RETURNING id, job_type, payload, attempt, max_attempts,
+                   json_array_length(errors), timeout_ms, priority, run_at"
+    };
+}
+
 /// Claims up to `limit` due jobs of `queue` for `holder` until `lease_until` (µs), no
 /// more than `global_limit` running at once when the queue has one, none while the queue
-/// is paused. In claim order.
+/// is paused, and none beyond the budget of a rate limit of `rates` that covers it. In
+/// claim order.
 pub(crate) fn claim(
     connection: &Connection,
     queue: &str,
@@ -167,43 +185,140 @@ pub(crate) fn claim(
     holder: &str,
     lease_us: i64,
     global_limit: Option<u32>,
+    rates: &[RateRule],
 ) -> Result<Vec<RawClaim>, StorageError> {
-    const WHAT: &str = "could not claim jobs";
     let mut limit = i64::try_from(limit).unwrap_or(i64::MAX);
     if let Some(global) = global_limit {
         let running: i64 = connection
             .prepare_cached("SELECT count(*) FROM jobs WHERE status = 'Running' AND queue = ?1")
             .and_then(|mut statement| statement.query_row([queue], |row| row.get(0)))
-            .map_err(failed(WHAT))?;
+            .map_err(failed(CLAIM))?;
         limit = limit.min((i64::from(global) - running).max(0));
     }
     if limit == 0 {
         return Ok(Vec::new());
     }
     let now = Timestamp::now().as_unix_micros();
-    let mut statement = connection
-        .prepare_cached(
-            "UPDATE jobs SET status = 'Running', attempt = attempt + 1, started_at = ?1,
-                 progress_percent = NULL, progress_message = NULL,
-                 holder = ?2, lease_until = ?1 + ?3
-             WHERE rowid IN (
-                 SELECT rowid FROM jobs
-                 WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
-                 ORDER BY priority DESC, run_at, id LIMIT ?5)
-             RETURNING id, job_type, payload, attempt, max_attempts,
-                       json_array_length(errors), timeout_ms, priority, run_at",
-        )
-        .map_err(failed(WHAT))?;
-    let mut claimed = statement
-        .query_map(params![now, holder, lease_us, queue, limit], RawClaim::read)
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-        .map_err(failed(WHAT))?;
+    let mut claimed = if rates.is_empty() {
+        connection
+            .prepare_cached(concat!(
+                set_running!(),
+                " WHERE rowid IN (
+                     SELECT rowid FROM jobs
+                     WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
+                       AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
+                     ORDER BY priority DESC, run_at, id LIMIT ?5) ",
+                claimed_columns!()
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![now, holder, lease_us, queue, limit], RawClaim::read)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(failed(CLAIM))?
+    } else {
+        claim_limited(connection, queue, limit, holder, lease_us, rates, now)?
+    };
     claimed.sort_by(|a, b| {
         a.order
             .cmp(&b.order)
             .then_with(|| a.id_bytes().cmp(b.id_bytes()))
     });
+    Ok(claimed)
+}
+
+const CLAIM: &str = "could not claim jobs";
+
+/// A claim under rate limits: the budgets from each limit's window, the due jobs they may
+/// allow picked by `RateBudgets`, and the starts taken counted in the windows, all in the
+/// writer's transaction.
+fn claim_limited(
+    connection: &Connection,
+    queue: &str,
+    limit: i64,
+    holder: &str,
+    lease_us: i64,
+    rates: &[RateRule],
+    now: i64,
+) -> Result<Vec<RawClaim>, StorageError> {
+    let mut window = connection
+        .prepare_cached("SELECT opened_at, used FROM job_rate_windows WHERE name = ?1")
+        .map_err(failed(CLAIM))?;
+    let mut windows = Vec::with_capacity(rates.len());
+    for rule in rates {
+        let found: Option<(Option<i64>, i64)> = window
+            .query_row([rule.budget_name()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .map_err(failed(CLAIM))?;
+        let (opened, used) = found.unwrap_or((None, 0));
+        windows.push(RateWindow {
+            age: opened.map(|at| std::time::Duration::from_micros((now - at).max(0) as u64)),
+            used: u32::try_from(used).unwrap_or(u32::MAX),
+        });
+    }
+    let mut windows = windows.into_iter();
+    let mut budgets = RateBudgets::new(rates, |_| windows.next().expect("one per rule"));
+    let want = match budgets.queue_allows(queue) {
+        Some(allowed) => limit.min(i64::from(allowed)),
+        None => limit,
+    };
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    // Look past jobs that a partly spent limit holds back, within reason.
+    let look = want.saturating_mul(2).min(want.max(10_000));
+    let spent = serde_json::to_string(&budgets.spent_types()).expect("names serialize");
+    let candidates: Vec<(i64, String)> = connection
+        .prepare_cached(
+            "SELECT rowid, job_type FROM jobs
+             WHERE status = 'Queued' AND queue = ?1 AND run_at <= ?2
+               AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?1)
+               AND job_type NOT IN (SELECT value FROM json_each(?3))
+             ORDER BY priority DESC, run_at, id LIMIT ?4",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![queue, now, spent, look], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect()
+        })
+        .map_err(failed(CLAIM))?;
+    let mut picked: Vec<i64> = Vec::new();
+    for (rowid, job_type) in candidates {
+        if picked.len() as i64 == want {
+            break;
+        }
+        if budgets.take(queue, &job_type) {
+            picked.push(rowid);
+        }
+    }
+    let picked = serde_json::to_string(&picked).expect("numbers serialize");
+    let claimed = connection
+        .prepare_cached(concat!(
+            set_running!(),
+            " WHERE rowid IN (SELECT value FROM json_each(?4)) AND status = 'Queued' ",
+            claimed_columns!()
+        ))
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![now, holder, lease_us, picked], RawClaim::read)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(failed(CLAIM))?;
+    let mut record = connection
+        .prepare_cached(
+            "INSERT INTO job_rate_windows (name, opened_at, used) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET
+                 opened_at = CASE WHEN ?4 THEN ?2 ELSE opened_at END,
+                 used = CASE WHEN ?4 THEN ?3 ELSE used + ?3 END",
+        )
+        .map_err(failed(CLAIM))?;
+    for (rule, opens, taken) in budgets.taken() {
+        record
+            .execute(params![rule.budget_name(), now, taken, opens])
+            .map_err(failed(CLAIM))?;
+    }
     Ok(claimed)
 }
 

@@ -340,6 +340,10 @@ impl JobStore for SqliteStore {
         true
     }
 
+    fn supports_rate_limits(&self) -> bool {
+        true
+    }
+
     fn claim<'a>(
         &'a self,
         request: ClaimRequest<'a>,
@@ -353,10 +357,11 @@ impl JobStore for SqliteStore {
             let limit = request.limit;
             let lease = micros(request.lease);
             let global = self.options.global_limits.get(request.queue).copied();
+            let rates = request.rates.to_vec();
             let rows = self
                 .writer
                 .write(move |connection| {
-                    sql::claim(connection, &queue, limit, &holder, lease, global)
+                    sql::claim(connection, &queue, limit, &holder, lease, global, &rates)
                 })
                 .await?;
             rows.into_iter().map(|row| row.into_claimed()).collect()
