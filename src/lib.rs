@@ -190,8 +190,8 @@ pub mod __private {
     pub use jobs_core::inventory;
     pub use jobs_core::macro_support::*;
     pub use jobs_core::{
-        Backoff, BoxFuture, ExecutionError, ExecutorRegistration, JobContext, JobExecutor,
-        JobPolicy, JobType, NoArgs, PayloadError, RateLimit, SourceLocation,
+        Backoff, BoxFuture, ConcurrencyKey, ExecutionError, ExecutorRegistration, JobContext,
+        JobExecutor, JobPolicy, JobType, NoArgs, PayloadError, RateLimit, SourceLocation,
     };
     pub use serde_json::Value;
     pub use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Flow control on every backend, across two services on one store as two processes
-//! would share it: paused queues and rate limits.
+//! would share it: paused queues, rate limits and concurrency keys.
 
 mod common;
 
@@ -61,6 +61,88 @@ async fn a_rate_limit_is_one_budget_across_processes(env: Env) {
         (38..=42).contains(&within),
         "{within} jobs started in the first two seconds, not 40"
     );
+    second_service.shutdown().await;
+    first_service.shutdown().await;
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TenantArgs {
+    tenant: u32,
+    seq: u32,
+}
+
+/// What the keyed jobs saw: per tenant, how many ran at once at most, and the order of
+/// their starts.
+#[derive(Default)]
+struct Seen {
+    running: std::collections::HashMap<u32, u32>,
+    most: std::collections::HashMap<u32, u32>,
+    order: std::collections::HashMap<u32, Vec<u32>>,
+}
+
+static SEEN: std::sync::LazyLock<std::sync::Mutex<Seen>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// One tenant at a time; takes 10 ms.
+#[job_executor("FlowTenant", concurrency_key = "tenant", concurrency = 1)]
+async fn flow_tenant(args: TenantArgs) -> Result<(), JobError> {
+    {
+        let mut seen = SEEN.lock().unwrap();
+        let running = seen.running.entry(args.tenant).or_default();
+        *running += 1;
+        let now = *running;
+        let most = seen.most.entry(args.tenant).or_default();
+        *most = (*most).max(now);
+        seen.order.entry(args.tenant).or_default().push(args.seq);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    *SEEN.lock().unwrap().running.get_mut(&args.tenant).unwrap() -= 1;
+    Ok(())
+}
+
+/// `concurrency = 1` per key holds across processes: two services of three workers each
+/// never run two jobs of one tenant at once, and run each tenant's jobs in the order they
+/// were submitted, while different tenants run side by side. The key is the type's name
+/// and the field's value.
+async fn one_job_per_key_runs_at_once_across_processes(env: Env) {
+    // Tenants of this backend's run only, as the three backends' tests share the record.
+    let base = match env.backend() {
+        common::Backend::Memory => 100,
+        common::Backend::Sqlite => 200,
+        common::Backend::Postgres => 300,
+    };
+    let first_service = env.builder().concurrency(3).start().unwrap();
+    let other = env.another().await;
+    let second_service = other.builder().concurrency(3).start().unwrap();
+    let mut ids = Vec::new();
+    for seq in 0..8 {
+        for tenant in base..base + 3 {
+            let handle = first_service
+                .submit::<flow_tenant>(TenantArgs { tenant, seq })
+                .await
+                .unwrap();
+            ids.push(handle.id());
+        }
+    }
+    let job = first_service.get_job(ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (job.concurrency_key.as_deref(), job.concurrency_limit),
+        (Some(format!("FlowTenant:{base}").as_str()), Some(1))
+    );
+    for id in ids {
+        finished(&first_service, id).await;
+    }
+    {
+        let seen = SEEN.lock().unwrap();
+        for tenant in base..base + 3 {
+            assert_eq!(
+                seen.most[&tenant], 1,
+                "tenant {tenant} ran two jobs at once"
+            );
+            let order = &seen.order[&tenant];
+            assert_eq!(*order, (0..8).collect::<Vec<_>>(), "tenant {tenant}");
+        }
+    }
     second_service.shutdown().await;
     first_service.shutdown().await;
 }
@@ -157,5 +239,66 @@ async fn a_pause_from_one_process_stops_claims_in_the_other(env: Env) {
 
 for_each_backend!(
     a_pause_from_one_process_stops_claims_in_the_other,
-    a_rate_limit_is_one_budget_across_processes
+    a_rate_limit_is_one_budget_across_processes,
+    one_job_per_key_runs_at_once_across_processes
 );
+
+/// A submission's concurrency options are checked and stored as given: its own key is
+/// kept verbatim (shared across types), a limit without a key keys the job by its type,
+/// and a key or limit out of bounds is refused with nothing stored.
+#[tokio::test]
+async fn concurrency_options_are_checked_and_stored() {
+    let jobs = Jobs::builder().concurrency(0).start().unwrap();
+    for (options, key, limit) in [
+        (
+            SubmitOptions::new().concurrency_key("tenant-42"),
+            "tenant-42",
+            1,
+        ),
+        (SubmitOptions::new().concurrency_limit(3), "FlowNoop", 3),
+    ] {
+        let job = jobs
+            .submit_job_with_options("FlowNoop", json!(null), &options)
+            .await
+            .unwrap();
+        assert_eq!(
+            (job.concurrency_key.as_deref(), job.concurrency_limit),
+            (Some(key), Some(limit))
+        );
+    }
+    let typed = jobs.prepare_job("FlowNoop", json!(null)).unwrap();
+    assert_eq!(typed.concurrency_key, None, "no key unless asked");
+    let before = jobs.list_jobs(JobQuery::new()).await.unwrap().jobs.len();
+    for (options, reason) in [
+        (
+            SubmitOptions::new().concurrency_key(""),
+            "the concurrency key must be 1 to 255 characters long",
+        ),
+        (
+            SubmitOptions::new().concurrency_key("é".repeat(256)),
+            "the concurrency key must be 1 to 255 characters long",
+        ),
+        (
+            SubmitOptions::new()
+                .concurrency_key("k")
+                .concurrency_limit(0),
+            "a concurrency limit is 1 to 10,000",
+        ),
+        (
+            SubmitOptions::new().concurrency_limit(10_001),
+            "a concurrency limit is 1 to 10,000",
+        ),
+    ] {
+        let error = jobs
+            .submit_job_with_options("FlowNoop", json!(null), &options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, jobs::SubmitError::InvalidOptions { reason: r, .. } if r == reason),
+            "{error:?}"
+        );
+    }
+    let after = jobs.list_jobs(JobQuery::new()).await.unwrap().jobs.len();
+    assert_eq!(before, after, "nothing refused was stored");
+    jobs.shutdown().await;
+}

@@ -141,7 +141,7 @@ async fn concurrent_migrations_apply_each_version_once() {
     }
     assert_eq!(
         applied,
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "each version applied by exactly one process"
     );
     assert!(

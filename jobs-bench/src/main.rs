@@ -18,6 +18,10 @@
 //!   map, the least any in-memory job system could cost on this machine. `bulk` and
 //!   `interleaved` in memory measure it in the same run and print the fraction.
 //!
+//! - `rate`: N no-op jobs of a type limited to `--rate` (default `1000/1s`) drained by C
+//!   workers, on any backend; the measured start rate over the whole windows, against the
+//!   limit.
+//!
 //! `--backend postgres` (with `DATABASE_URL` set) runs `bulk` and `latency` on PostgreSQL,
 //! each run in a fresh schema. For `bulk`, `--processes P` starts P worker processes (this
 //! program again, with C workers each) against the pre-inserted jobs; the reference cases
@@ -54,6 +58,7 @@ macro_rules! out {
     }};
 }
 
+mod rate;
 mod sqlite;
 
 #[job_executor("Noop")]
@@ -85,13 +90,15 @@ struct Options {
     synchronous: jobs_sqlite::Synchronous,
     /// SQLite worker processes: the database file.
     file: Option<String>,
+    /// `rate`: the limit, `starts/period`.
+    rate: String,
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args
         .next()
-        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full]")?;
+        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor|rate> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full] [--rate N/period]")?;
     let mut options = Options {
         scenario,
         jobs: 0,
@@ -103,6 +110,7 @@ fn parse_options() -> Result<Options, String> {
         processes_set: false,
         synchronous: jobs_sqlite::Synchronous::Normal,
         file: None,
+        rate: "1000/1s".to_owned(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -129,6 +137,7 @@ fn parse_options() -> Result<Options, String> {
                 options.synchronous = jobs_sqlite::Synchronous::Full
             }
             "--file" => options.file = Some(value.clone()),
+            "--rate" => options.rate = value.clone(),
             "--schema" => options.schema = Some(value.clone()),
             "--prefetch" => options.prefetch = Some(number()?.max(1)),
             other => {
@@ -143,6 +152,7 @@ fn parse_options() -> Result<Options, String> {
     if options.jobs == 0 {
         options.jobs = match options.scenario.as_str() {
             "latency" => 10_000,
+            "rate" => 5_500,
             "memory" => 1_000_000,
             _ => 100_000,
         };
@@ -174,8 +184,9 @@ async fn main() -> ExitCode {
         "progress" => progress(&options).await,
         "memory" => memory(&options).await,
         "floor" => floor(&options).await.map(|rate| report_floor(&options, rate)),
+        "rate" => rate::rate(&options).await,
         other => Err(format!(
-            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory or floor"
+            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory, floor or rate"
         )),
     };
     match outcome {
@@ -657,7 +668,7 @@ fn pg_options(schema: &str) -> PostgresOptions {
 }
 
 /// A backend on a fresh schema.
-async fn fresh_backend() -> Result<(String, Arc<PostgresStore>), String> {
+pub(crate) async fn fresh_backend() -> Result<(String, Arc<PostgresStore>), String> {
     let schema = format!("jobs_bench_{}", std::process::id());
     let url = database_url()?;
     let backend = PostgresStore::connect_with(&url, pg_options(&schema))
@@ -671,7 +682,7 @@ async fn fresh_backend() -> Result<(String, Arc<PostgresStore>), String> {
     Ok((schema, backend))
 }
 
-async fn drop_schema(backend: &PostgresStore, schema: &str) {
+pub(crate) async fn drop_schema(backend: &PostgresStore, schema: &str) {
     let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(backend.pool())
         .await;

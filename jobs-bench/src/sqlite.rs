@@ -11,7 +11,7 @@ use jobs_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::Options;
 
 /// A fresh database file, removed (with its WAL) when dropped.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Self {
@@ -34,6 +34,13 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// A store on a fresh file, which goes when the scratch is dropped.
+pub(crate) fn scratch_store(options: &Options) -> Result<(Scratch, Arc<SqliteStore>), String> {
+    let scratch = Scratch::new();
+    let store = open(&scratch.0, options)?;
+    Ok((scratch, store))
 }
 
 fn store_options(options: &Options) -> SqliteOptions {

@@ -42,6 +42,15 @@ pub trait JobExecutor: Send + Sync + 'static {
     fn policy(&self) -> JobPolicy {
         JobPolicy::new()
     }
+
+    /// The value a job with `payload` is keyed by for the type's
+    /// [`JobPolicy::concurrency`]: `#[job_executor("T", concurrency_key = "tenant_id")]`
+    /// reads the field `tenant_id` of the arguments ([`ConcurrencyKey`](crate::ConcurrencyKey)).
+    /// `None`: the job has no key of its own. The default has none.
+    fn concurrency_key(&self, payload: &Value) -> Result<Option<String>, PayloadError> {
+        let _ = payload;
+        Ok(None)
+    }
 }
 
 /// An executor made from a closure; see [`executor_fn`].

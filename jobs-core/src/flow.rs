@@ -123,6 +123,65 @@ impl fmt::Display for RateLimit {
     }
 }
 
+/// A value that can key jobs for a concurrency limit: the type of the field that
+/// `#[job_executor("T", concurrency_key = "field")]` names.
+///
+/// Strings, integers, `bool`, `char`, [`uuid::Uuid`] and [`JobId`](crate::JobId) are keys
+/// as they print; an `Option` of one is no key when `None` (that job is not limited).
+/// Implement it for a type of your own to key by it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a concurrency key",
+    label = "the field `concurrency_key` names has this type",
+    note = "a concurrency key is a string, an integer, a `bool`, a `char` or a `Uuid`, or an `Option` of one; implement `jobs::ConcurrencyKey` for a type of your own"
+)]
+pub trait ConcurrencyKey {
+    /// The key, as text; `None`: no key.
+    fn concurrency_key(&self) -> Option<String>;
+}
+
+macro_rules! key_as_printed {
+    ($($t:ty),*) => {$(
+        impl ConcurrencyKey for $t {
+            fn concurrency_key(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        }
+    )*};
+}
+
+key_as_printed!(
+    str,
+    String,
+    bool,
+    char,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    uuid::Uuid,
+    crate::JobId
+);
+
+impl<T: ConcurrencyKey + ?Sized> ConcurrencyKey for &T {
+    fn concurrency_key(&self) -> Option<String> {
+        (**self).concurrency_key()
+    }
+}
+
+impl<T: ConcurrencyKey> ConcurrencyKey for Option<T> {
+    fn concurrency_key(&self) -> Option<String> {
+        self.as_ref().and_then(ConcurrencyKey::concurrency_key)
+    }
+}
+
 /// What a [`RateRule`] limits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

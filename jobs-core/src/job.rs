@@ -74,6 +74,14 @@ pub struct Job {
     /// The named queue it waits in; only workers of that queue run it.
     #[serde(default = "default_queue")]
     pub queue: String,
+    /// At most [`Job::concurrency_limit`] jobs with this key run at once, across every
+    /// process on the store; the others wait `Queued`, in their order.
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+    /// How many jobs with its [`Job::concurrency_key`] may run at once (1 when it has a
+    /// key and none is given).
+    #[serde(default)]
+    pub concurrency_limit: Option<u32>,
 }
 
 fn default_queue() -> String {
@@ -121,6 +129,8 @@ impl Job {
             errors: Vec::new(),
             unique_key: None,
             queue: default_queue(),
+            concurrency_key: None,
+            concurrency_limit: None,
         }
     }
 

@@ -30,7 +30,9 @@ pub use executor::{
     deserialize_args, executor_fn, into_execution_result, macro_support, ExecutorRegistration,
     FnExecutor, JobExecutor, JobType, NoArgs, SourceLocation,
 };
-pub use flow::{ParseRateLimitError, RateBudgets, RateLimit, RateRule, RateScope, RateWindow};
+pub use flow::{
+    ConcurrencyKey, ParseRateLimitError, RateBudgets, RateLimit, RateRule, RateScope, RateWindow,
+};
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Progress, TransitionError};
 pub use ops::{

@@ -32,6 +32,13 @@ pub struct JobPolicy {
     /// At most this many of the type's jobs start per period, across every process on
     /// the store (`#[job_executor("T", rate = "100/1m")]`).
     pub rate: Option<crate::RateLimit>,
+    /// The field of the arguments whose value keys the type's jobs for
+    /// [`JobPolicy::concurrency`] (`#[job_executor("T", concurrency_key = "tenant_id")]`;
+    /// the executor reads it, see [`JobExecutor::concurrency_key`](crate::JobExecutor::concurrency_key)).
+    pub concurrency_key: Option<&'static str>,
+    /// At most this many of the type's jobs with one key run at once across every
+    /// process (all its jobs, when it has no [`JobPolicy::concurrency_key`]).
+    pub concurrency: Option<u32>,
 }
 
 impl JobPolicy {
@@ -45,6 +52,8 @@ impl JobPolicy {
             cron: None,
             queue: None,
             rate: None,
+            concurrency_key: None,
+            concurrency: None,
         }
     }
 
@@ -75,6 +84,19 @@ impl JobPolicy {
     /// Puts the type's jobs in the named queue `queue`.
     pub const fn queue(mut self, queue: &'static str) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Runs at most `limit` of the type's jobs at once (per key, with
+    /// [`JobPolicy::concurrency_key`]), across every process.
+    pub const fn concurrency(mut self, limit: u32) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
+
+    /// Keys the type's jobs by the argument field `field` for [`JobPolicy::concurrency`].
+    pub const fn concurrency_key(mut self, field: &'static str) -> Self {
+        self.concurrency_key = Some(field);
         self
     }
 
@@ -204,6 +226,14 @@ pub struct SubmitOptions {
     pub unique_key: Option<String>,
     /// The named queue, instead of the type's.
     pub queue: Option<String>,
+    /// The concurrency key, instead of the one the type derives from its arguments:
+    /// at most [`SubmitOptions::concurrency_limit`] jobs with this key run at once, across
+    /// types and processes.
+    pub concurrency_key: Option<String>,
+    /// How many jobs with the key may run at once, instead of the type's (default 1).
+    /// Given without any key (the submission's or the type's), the job is keyed by its
+    /// type: at most this many jobs of the type run at once.
+    pub concurrency_limit: Option<u32>,
 }
 
 impl SubmitOptions {
@@ -213,6 +243,10 @@ impl SubmitOptions {
     pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_155_760_000);
     /// The longest unique key, in characters.
     pub const MAX_UNIQUE_KEY_CHARS: usize = 255;
+    /// The longest concurrency key, in characters.
+    pub const MAX_CONCURRENCY_KEY_CHARS: usize = 255;
+    /// The most jobs of one concurrency key that may run at once.
+    pub const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
 
     /// The type's policy as it is, to run at once.
     pub fn new() -> Self {
@@ -258,6 +292,19 @@ impl SubmitOptions {
     /// Makes the job unique by `key` while it is `Queued` or `Running`.
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Runs the job under the concurrency key `key` (1 to 255 characters), shared with
+    /// every job that has it whatever its type: at most the key's limit of them run at once.
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = Some(key.into());
+        self
+    }
+
+    /// Lets `limit` jobs of the job's concurrency key run at once (1 to 10,000).
+    pub fn concurrency_limit(mut self, limit: u32) -> Self {
+        self.concurrency_limit = Some(limit);
         self
     }
 }

@@ -58,6 +58,15 @@ pub trait JobStore: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Job::concurrency_key`] is honoured by [`JobStore::claim`]: no job is
+    /// claimed while [`Job::concurrency_limit`] jobs with its key are `Running`, across
+    /// every process on the store, and among the queued jobs of one key the first in claim
+    /// order starts first. The engine refuses keyed submissions to stores that answer
+    /// `false`.
+    fn supports_concurrency_keys(&self) -> bool {
+        false
+    }
+
     /// Whether [`ClaimRequest::rates`] is honoured by [`JobStore::claim`]. The engine
     /// refuses to start with rate limits over a store that answers `false`.
     fn supports_rate_limits(&self) -> bool {

@@ -105,7 +105,9 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                             }
                         } },
                         "uniqueKey": { "type": "string", "nullable": true },
-                        "queue": { "type": "string" }
+                        "queue": { "type": "string" },
+                        "concurrencyKey": { "type": "string", "nullable": true },
+                        "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true }
                     }
                 }
             }
@@ -406,7 +408,9 @@ fn submit_options() -> Map<String, Value> {
         "retries": { "type": "integer", "minimum": 0, "maximum": SubmitOptions::MAX_RETRIES, "description": "the type's by default" },
         "timeoutMs": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_TIMEOUT.as_millis() as u64, "description": "per attempt (at most a hundred years); the type's by default" },
         "uniqueKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_UNIQUE_KEY_CHARS, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
-        "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" }
+        "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" },
+        "concurrencyKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_CONCURRENCY_KEY_CHARS, "description": "at most concurrencyLimit jobs with this key run at once, across types and processes; the type's key by default" },
+        "concurrencyLimit": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_CONCURRENCY_LIMIT, "description": "how many jobs of the key run at once (default: the type's, else 1); without any key, the job is keyed by its type" }
     });
     match options {
         Value::Object(options) => options,

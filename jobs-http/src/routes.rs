@@ -52,6 +52,10 @@ pub(crate) struct SubmitBody {
     unique_key: Option<String>,
     #[serde(default, deserialize_with = "present")]
     queue: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    concurrency_key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    concurrency_limit: Option<u32>,
 }
 
 /// A field that, when given, holds a value (not `null`).
@@ -96,6 +100,12 @@ impl SubmitBody {
         }
         if let Some(queue) = &self.queue {
             options = options.queue(queue.clone());
+        }
+        if let Some(key) = &self.concurrency_key {
+            options = options.concurrency_key(key.clone());
+        }
+        if let Some(limit) = self.concurrency_limit {
+            options = options.concurrency_limit(limit);
         }
         Ok(options)
     }

@@ -175,7 +175,9 @@ async fn a_submission_can_carry_run_options() {
         "retries": 2,
         "timeoutMs": 1_500,
         "uniqueKey": "double-1",
-        "queue": "doubles"
+        "queue": "doubles",
+        "concurrencyKey": "tenant-7",
+        "concurrencyLimit": 2
     });
     let (status, job) = call(&app, "POST", "/jobs", Some(body.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{job}");
@@ -184,6 +186,10 @@ async fn a_submission_can_carry_run_options() {
     assert_eq!(job["timeoutMs"], 1_500);
     assert_eq!(job["uniqueKey"], "double-1");
     assert_eq!(job["queue"], "doubles");
+    assert_eq!(
+        (&job["concurrencyKey"], &job["concurrencyLimit"]),
+        (&json!("tenant-7"), &json!(2))
+    );
     assert_ne!(job["runAt"], job["createdAt"], "scheduled a minute later");
     let (status, again) = call(&app, "POST", "/jobs", Some(body)).await;
     assert_eq!(status, StatusCode::OK, "nothing created");
@@ -198,6 +204,12 @@ async fn a_submission_can_carry_run_options() {
     let (status, error) = call(&app, "POST", "/jobs", Some(zero)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error["error"]["code"], "invalid_options");
+    let no_limit = json!({ "type": "Double", "payload": { "n": 3 }, "concurrencyKey": "k", "concurrencyLimit": 0 });
+    let (status, error) = call(&app, "POST", "/jobs", Some(no_limit)).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_options"))
+    );
     let both = json!({ "type": "Double", "payload": { "n": 5 }, "delayMs": 10, "runAt": "2030-01-01T00:00:00Z" });
     let (status, error) = call(&app, "POST", "/jobs", Some(both)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -59,6 +59,15 @@ fn not_a_fn(item: &Item) -> syn::Error {
 }
 
 fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
+    if let (Some(field), None) = (&options.concurrency_key, executor.args_type()) {
+        let message = format!(
+            "`concurrency_key = \"{field}\"` names a field of the arguments, but this function takes none: add an arguments parameter, or key each submission with `SubmitOptions::concurrency_key`"
+        );
+        return with_error(
+            executor.item.to_token_stream(),
+            syn::Error::new(field.span(), message),
+        );
+    }
     let c = match &options.crate_path {
         Some(path) => path.to_token_stream(),
         None => quote!(::jobs),
@@ -128,9 +137,29 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
                     .expect("checked by #[job_executor]")
             ))
         });
+        let concurrency = options.concurrency.map(|n| quote!(.concurrency(#n)));
+        let key_field = options.concurrency_key.as_ref().map(|field| {
+            let name = field.to_string();
+            quote!(.concurrency_key(#name))
+        });
         quote! {
             fn policy(&self) -> #p::JobPolicy {
                 #p::JobPolicy::new() #retries #timeout #priority #backoff #cron #queue #rate
+                    #concurrency #key_field
+            }
+        }
+    });
+    // The key is read from the typed arguments, so a field that is missing, or whose type
+    // cannot be a key, fails to compile at the option's value.
+    let key_fn = options.concurrency_key.as_ref().map(|field| {
+        let read = quote_spanned!(field.span()=> #p::ConcurrencyKey::concurrency_key(&args.#field));
+        quote! {
+            fn concurrency_key(
+                &self,
+                payload: &#p::Value,
+            ) -> ::core::result::Result<::core::option::Option<::std::string::String>, #p::PayloadError> {
+                let args: #args_ty = #read_args(payload)?;
+                ::core::result::Result::Ok(#read)
             }
         }
     });
@@ -169,6 +198,8 @@ fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
             }
 
             #policy
+
+            #key_fn
 
             fn args_schema(&self) -> ::core::option::Option<#p::Value> {
                 #[allow(unused_imports)]

@@ -6,8 +6,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Lit, LitStr, Path, Token};
 
 /// The options the attribute accepts, as listed in error messages.
-const KNOWN_OPTIONS: &str =
-    "`retries`, `timeout`, `backoff`, `priority`, `cron`, `queue`, `rate`, `crate`";
+const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `cron`, `queue`, `rate`, `concurrency`, `concurrency_key`, `crate`";
 
 /// What the attribute's arguments say.
 pub struct Options {
@@ -29,6 +28,11 @@ pub struct Options {
     pub queue: Option<LitStr>,
     /// `rate = "100/1m"`: at most so many starts per period, in milliseconds.
     pub rate: Option<(u32, u64)>,
+    /// `concurrency = 1`: at most so many running at once (per key with a key).
+    pub concurrency: Option<u32>,
+    /// `concurrency_key = "tenant_id"`: the field of the arguments that keys a job, as an
+    /// identifier spanned at the option's value.
+    pub concurrency_key: Option<Ident>,
 }
 
 impl Options {
@@ -41,6 +45,8 @@ impl Options {
             || self.cron.is_some()
             || self.queue.is_some()
             || self.rate.is_some()
+            || self.concurrency.is_some()
+            || self.concurrency_key.is_some()
     }
 }
 
@@ -66,6 +72,8 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         cron: None,
         queue: None,
         rate: None,
+        concurrency: None,
+        concurrency_key: None,
     };
     let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
@@ -89,12 +97,20 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "cron" => "cron = \"0 3 * * *\"",
             "queue" => "queue = \"exports\"",
             "rate" => "rate = \"100/1m\"",
+            "concurrency" => "concurrency = 1",
+            "concurrency_key" => "concurrency_key = \"tenant_id\"",
             other => {
                 let hint = match other {
                     "retry" | "max_retries" | "attempts" => " (did you mean `retries`?)",
                     "timeout_ms" | "time_limit" => " (did you mean `timeout`?)",
                     "schedule" | "every" | "periodic" => " (did you mean `cron`?)",
                     "rate_limit" | "limit" | "throttle" => " (did you mean `rate`?)",
+                    "key" | "concurrency_field" | "group_by" | "partition" => {
+                        " (did you mean `concurrency_key`?)"
+                    }
+                    "max_concurrency" | "concurrent" | "parallelism" => {
+                        " (did you mean `concurrency`?)"
+                    }
                     _ => "",
                 };
                 return Err(syn::Error::new(
@@ -129,6 +145,12 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "cron" => options.cron = Some(parse_cron(input)?),
             "queue" => options.queue = Some(parse_queue(input)?),
             "rate" => options.rate = Some(parse_rate(input)?),
+            "concurrency" => {
+                options.concurrency = Some(
+                    parse_whole::<ConcurrencyLimit>(input, "concurrency", "concurrency = 1")?.0,
+                )
+            }
+            "concurrency_key" => options.concurrency_key = Some(parse_field(input)?),
             _ => unreachable!("every known option is matched above"),
         }
     }
@@ -147,6 +169,34 @@ impl TryFrom<i128> for Retries {
             Err(())
         }
     }
+}
+
+/// A concurrency limit: 1 to 10,000, as the runtime accepts.
+struct ConcurrencyLimit(u32);
+
+impl TryFrom<i128> for ConcurrencyLimit {
+    type Error = ();
+    fn try_from(value: i128) -> Result<Self, ()> {
+        if (1..=10_000).contains(&value) {
+            Ok(Self(value as u32))
+        } else {
+            Err(())
+        }
+    }
+}
+
+/// The name of a field of the arguments, as a string literal; the identifier keeps the
+/// literal's span, so that a missing field or one that cannot be a key is reported there.
+fn parse_field(input: ParseStream) -> syn::Result<Ident> {
+    let hint = "`concurrency_key` names a field of the arguments as a string, such as `concurrency_key = \"tenant_id\"`";
+    let lit: LitStr = input.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+    let field = syn::parse_str::<Ident>(&lit.value()).map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!("`{}` is not a field name: {hint}", lit.value()),
+        )
+    })?;
+    Ok(Ident::new(&field.to_string(), lit.span()))
 }
 
 /// A whole number literal, possibly negative, that fits `T`.
@@ -177,6 +227,7 @@ where
     T::try_from(value).map_err(|_| {
         let range = match name {
             "retries" => "a whole number from 0 to 10000 (0: a failure is final)",
+            "concurrency" => "a whole number from 1 to 10000 (jobs running at once)",
             _ => "a whole number from -32768 to 32767 (higher runs first)",
         };
         syn::Error::new(
@@ -428,6 +479,10 @@ mod tests {
         }
         assert!(err(quote!("X", rate = 100)).contains("rate as a string"));
         assert!(err(quote!("X", throttle = "1/s")).contains("did you mean `rate`?"));
+        assert!(err(quote!("X", concurrency = 0)).contains("from 1 to 10000"));
+        assert!(err(quote!("X", concurrency_key = "two words")).contains("is not a field name"));
+        assert!(err(quote!("X", concurrency_key = tenant)).contains("as a string"));
+        assert!(err(quote!("X", key = "tenant")).contains("did you mean `concurrency_key`?"));
     }
 
     #[test]

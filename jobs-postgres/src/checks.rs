@@ -48,7 +48,7 @@ pub(crate) fn json_len(value: &Value) -> usize {
 }
 
 /// Refuses a job PostgreSQL cannot store as it is: a payload over `max_payload_bytes`, or
-/// a NUL character in its payload, unique key, type or queue. The error names the job.
+/// a NUL character in its payload, unique key, type, queue or concurrency key. The error names the job.
 pub(crate) fn check_job(job: &Job, max_payload_bytes: usize) -> Result<(), StorageError> {
     let size = json_len(&job.payload);
     if size > max_payload_bytes {
@@ -70,6 +70,12 @@ pub(crate) fn check_job(job: &Job, max_payload_bytes: usize) -> Result<(), Stora
         Some("job type")
     } else if job.queue.contains('\0') {
         Some("queue")
+    } else if job
+        .concurrency_key
+        .as_deref()
+        .is_some_and(|key| key.contains('\0'))
+    {
+        Some("concurrency key")
     } else {
         None
     };

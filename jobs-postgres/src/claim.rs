@@ -1,7 +1,13 @@
 //! Claims: due queued jobs of a queue become `Running` for a holder, in one statement
 //! with `FOR UPDATE SKIP LOCKED`, so that two claims never get the same job.
+//!
+//! Jobs with a concurrency key, and claims under rate limits, take the checked path: one
+//! transaction that locks the limits' windows, the due jobs, and the keys (advisory
+//! locks, in name order, so that claims of one key take turns), then counts the running
+//! jobs of each key in a statement of its own, which sees every claim committed before
+//! the lock was granted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use jobs_core::{ClaimRequest, ClaimedJob, RateBudgets, RateWindow, StorageError};
@@ -19,6 +25,8 @@ pub(crate) struct Claims {
     candidates: String,
     claim_ids: String,
     record_windows: String,
+    lock_keys: String,
+    key_heads: String,
     queue_lock: String,
     next_due: String,
     global_limits: HashMap<String, u32>,
@@ -61,7 +69,7 @@ impl Claims {
             // $1 how many, $2 the queue, $3 its cluster-wide limit, $4 the job types
             // whose budget is spent.
             candidates: format!(
-                "SELECT id, job_type FROM {jobs}
+                "SELECT id, job_type, concurrency_key FROM {jobs}
                  WHERE status = 'Queued' AND queue = $2 AND run_at <= now()
                    AND NOT EXISTS (SELECT 1 FROM {paused} WHERE name = $2)
                    AND job_type <> ALL($4::text[])
@@ -78,6 +86,29 @@ impl Claims {
                      {returning})
                  {in_order}"
             ),
+            // $1 the keys, sorted: claims of one key take turns until their commit.
+            lock_keys: format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended('{jobs}.key.' || k, 0))
+                 FROM unnest($1::text[]) AS k"
+            ),
+            // $1 the keys, $2 the queue: the queued due jobs of each key that may start
+            // now, the first in claim order, as many as its limit leaves beside the running
+            // ones (in any queue).
+            key_heads: format!(
+                "WITH running AS (
+                     SELECT concurrency_key AS k, count(*) AS n FROM {jobs}
+                     WHERE status = 'Running' AND concurrency_key = ANY($1::text[])
+                     GROUP BY 1),
+                 queued AS (
+                     SELECT id, concurrency_key AS k, concurrency_limit AS lim,
+                            row_number() OVER (PARTITION BY concurrency_key
+                                               ORDER BY priority DESC, run_at, id) AS rn
+                     FROM {jobs}
+                     WHERE status = 'Queued' AND queue = $2 AND run_at <= now()
+                       AND concurrency_key = ANY($1::text[]))
+                 SELECT q.id FROM queued q LEFT JOIN running r ON r.k = q.k
+                 WHERE q.rn <= COALESCE(q.lim, 1) - COALESCE(r.n, 0)"
+            ),
             // $1 names, $2 whether each window opens now, $3 the starts taken.
             record_windows: format!(
                 "UPDATE {windows} w SET
@@ -89,9 +120,12 @@ impl Claims {
             // $1 holder, $2 lease (µs), $3 how many, $4 the queue, $5 its cluster-wide
             // limit (NULL: none; else the caller holds the queue's advisory lock). Served
             // by `jobs_due`; a paused queue gives none. Answered in claim order.
+            // The one statement of a claim without rate limits. Jobs with a concurrency
+            // key among those picked are left queued and answered as `held` rows, so that
+            // the checked path claims in their place.
             claim: format!(
                 "WITH picked AS MATERIALIZED (
-                     SELECT id FROM {jobs}
+                     SELECT id, concurrency_key FROM {jobs}
                      WHERE status = 'Queued' AND queue = $4 AND run_at <= now()
                        AND NOT EXISTS (SELECT 1 FROM {paused} WHERE name = $4)
                      ORDER BY priority DESC, run_at, id
@@ -99,9 +133,14 @@ impl Claims {
                      FOR UPDATE SKIP LOCKED),
                  claimed AS (
                      UPDATE {jobs} j SET {set_running}
-                     FROM picked p WHERE j.id = p.id
+                     FROM picked p WHERE j.id = p.id AND p.concurrency_key IS NULL
                      {returning})
-                 {in_order}",
+                 (SELECT id, job_type, payload, attempt, max_attempts, failures, timeout_ms,
+                         false AS held
+                  FROM claimed ORDER BY priority DESC, run_at, id)
+                 UNION ALL
+                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, true
+                  FROM picked WHERE concurrency_key IS NOT NULL)",
                 at_most("$3", "$4", "$5")
             ),
             // Claims of one queue with a cluster-wide limit take turns ($1 the queue).
@@ -132,7 +171,7 @@ impl Claims {
         let failed = "could not claim jobs";
         let limit = self.global_limits.get(request.queue).map(|n| i64::from(*n));
         if !request.rates.is_empty() {
-            return self.claim_limited(pool, request, limit).await;
+            return self.claim_checked(pool, request, limit).await;
         }
         let query = sqlx::query(&self.claim)
             .bind(request.holder)
@@ -153,11 +192,29 @@ impl Claims {
             tx.commit().await.map_err(storage(failed))?;
             rows
         };
-        rows.iter().map(claimed_from_row).collect()
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut held = 0;
+        for row in &rows {
+            if row.try_get::<bool, _>("held").map_err(unreadable)? {
+                held += 1;
+            } else {
+                claimed.push(claimed_from_row(row)?);
+            }
+        }
+        if held > 0 {
+            // Keyed jobs were among the first due: claim as many again by the checked path.
+            let again = ClaimRequest {
+                limit: held,
+                ..request
+            };
+            claimed.extend(self.claim_checked(pool, again, limit).await?);
+        }
+        Ok(claimed)
     }
 
-    /// A claim under rate limits, in one transaction (see `open_windows`).
-    async fn claim_limited(
+    /// The checked claim, in one transaction: rate limits (see `open_windows`) and
+    /// concurrency keys (see `lock_keys`).
+    async fn claim_checked(
         &self,
         pool: &PgPool,
         request: ClaimRequest<'_>,
@@ -175,11 +232,15 @@ impl Claims {
         let mut names: Vec<String> = request.rates.iter().map(|r| r.budget_name()).collect();
         names.sort();
         names.dedup();
-        let rows = sqlx::query(&self.open_windows)
-            .bind(&names)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let rows = if names.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(&self.open_windows)
+                .bind(&names)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?
+        };
         let mut windows = HashMap::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.try_get(0).map_err(unreadable)?;
@@ -218,14 +279,48 @@ impl Claims {
             .fetch_all(&mut *tx)
             .await
             .map_err(failed)?;
+        let mut keys: Vec<String> = Vec::new();
+        for row in &candidates {
+            if let Some(key) = row.try_get::<Option<String>, _>(2).map_err(unreadable)? {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut startable: HashSet<Uuid> = HashSet::new();
+        if !keys.is_empty() {
+            sqlx::query(&self.lock_keys)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            // A statement of its own: it sees the claims that held the keys before us.
+            let heads = sqlx::query(&self.key_heads)
+                .bind(&keys)
+                .bind(request.queue)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+            for row in &heads {
+                startable.insert(row.try_get(0).map_err(unreadable)?);
+            }
+        }
         let mut picked: Vec<Uuid> = Vec::with_capacity(want.min(candidates.len()));
         for row in &candidates {
             if picked.len() == want {
                 break;
             }
+            let id: Uuid = row.try_get(0).map_err(unreadable)?;
+            let keyed = row
+                .try_get::<Option<&str>, _>(2)
+                .map_err(unreadable)?
+                .is_some();
+            if keyed && !startable.contains(&id) {
+                continue;
+            }
             let job_type: &str = row.try_get(1).map_err(unreadable)?;
             if budgets.take(request.queue, job_type) {
-                picked.push(row.try_get(0).map_err(unreadable)?);
+                picked.push(id);
             }
         }
         let claimed = sqlx::query(&self.claim_ids)

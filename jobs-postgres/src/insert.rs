@@ -35,7 +35,8 @@ impl Inserts {
     pub(crate) fn new(schema: &str, max_payload_bytes: usize, notifier: Notifier) -> Self {
         let jobs = format!("{schema}.jobs");
         let columns = "id, job_type, status, payload, created_at, run_at, priority, \
-                       max_attempts, timeout_ms, unique_key, queue";
+                       max_attempts, timeout_ms, unique_key, queue, concurrency_key, \
+                       concurrency_limit";
         let created_at = at_micros("created_us");
         let run_at = at_micros("run_at_us");
         Self {
@@ -44,6 +45,7 @@ impl Inserts {
             // Rows go in by type and key (then input order), so that concurrent batches
             // take the key locks in one order, and the first of a batch's jobs with one
             // key is the one stored.
+            // $12 and $13 the concurrency keys and limits.
             // $11 the `submitted` event of each job (JSON by serde): the statement sends
             // the events of the jobs it stored, so each leaves with the insert's commit,
             // before anything else can happen to its job.
@@ -52,12 +54,15 @@ impl Inserts {
                      INSERT INTO {jobs} ({columns})
                      SELECT id, job_type, 'Queued', payload, {created_at},
                             CASE WHEN run_at_us <= created_us THEN now() ELSE {run_at} END,
-                            priority, max_attempts, timeout_ms, unique_key, queue
+                            priority, max_attempts, timeout_ms, unique_key, queue,
+                            concurrency_key, concurrency_limit
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
-                                 $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[])
+                                 $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[],
+                                 $12::text[], $13::int4[])
                           WITH ORDINALITY
                           AS t(id, job_type, payload, created_us, run_at_us, priority,
-                               max_attempts, timeout_ms, unique_key, queue, n)
+                               max_attempts, timeout_ms, unique_key, queue, concurrency_key,
+                               concurrency_limit, n)
                      ORDER BY job_type, unique_key, n
                      {UNIQUE_ACTIVE}
                      RETURNING id)
@@ -72,7 +77,7 @@ impl Inserts {
                    AND (job_type, unique_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
             ),
             // The job of a periodic tick: $1–$10 its columns, $11 the schedule, $12 the
-            // tick (µs), $13 its `submitted` event. Stored only if the tick moves the
+            // tick (µs), $13 its `submitted` event, $14 and $15 its concurrency key and limit. Stored only if the tick moves the
             // schedule forward; the tick, the job and its event are one statement. A tick
             // whose job's key is held records the tick and stores nothing.
             tick: format!(
@@ -85,7 +90,7 @@ impl Inserts {
                  inserted AS (
                      INSERT INTO {jobs} ({columns})
                      SELECT $1, $2, 'Queued', $3, {created}, LEAST({due}, now()),
-                            $6, $7, $8, $9, $10
+                            $6, $7, $8, $9, $10, $14, $15
                      WHERE EXISTS (SELECT 1 FROM won)
                      {UNIQUE_ACTIVE}
                      RETURNING id)
@@ -158,6 +163,8 @@ impl Inserts {
             .bind(schedule)
             .bind(tick.as_unix_micros())
             .bind(event)
+            .bind(job.concurrency_key.as_deref())
+            .bind(job.concurrency_limit.map(limit_column))
             .fetch_optional(pool)
             .await
             .map_err(storage("could not store the periodic job"))?;
@@ -234,19 +241,21 @@ impl Inserts {
             .iter()
             .map(|job| serde_json::to_string(&submitted(job)).unwrap_or_default())
             .collect();
-        let rows = bind_columns(sqlx::query(&self.insert), jobs)
-            .bind(events)
-            .fetch_all(connection)
-            .await
-            .map_err(|error| {
-                let conflict = crate::error::kind_of(&error) == StorageErrorKind::Conflict;
-                let what = if conflict {
-                    "could not store the jobs: one of their ids is stored already"
-                } else {
-                    "could not store the jobs"
-                };
-                from_sqlx(what, error)
-            })?;
+        let rows = bind_concurrency(
+            bind_columns(sqlx::query(&self.insert), jobs).bind(events),
+            jobs,
+        )
+        .fetch_all(connection)
+        .await
+        .map_err(|error| {
+            let conflict = crate::error::kind_of(&error) == StorageErrorKind::Conflict;
+            let what = if conflict {
+                "could not store the jobs: one of their ids is stored already"
+            } else {
+                "could not store the jobs"
+            };
+            from_sqlx(what, error)
+        })?;
         rows.iter()
             .map(|row| row.try_get::<Uuid, _>(0).map_err(crate::error::unreadable))
             .collect()
@@ -286,6 +295,27 @@ pub(crate) fn submitted(job: &Job) -> JobEvent {
         id: job.id,
         job_type: job.job_type.clone(),
     }
+}
+
+/// Binds the concurrency keys and limits of new jobs, `$12` and `$13` of `insert`.
+fn bind_concurrency<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    jobs: &[&'q Job],
+) -> Query<'q, Postgres, PgArguments> {
+    let keys: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|job| job.concurrency_key.as_deref())
+        .collect();
+    let limits: Vec<Option<i32>> = jobs
+        .iter()
+        .map(|job| job.concurrency_limit.map(limit_column))
+        .collect();
+    query.bind(keys).bind(limits)
+}
+
+/// A concurrency limit as its `integer` column holds it.
+fn limit_column(limit: u32) -> i32 {
+    i32::try_from(limit).unwrap_or(i32::MAX)
 }
 
 /// Binds the columns of new jobs as `insert` takes them, `$1` to `$10`, one array each.

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rate limits",
         include_str!("../migrations/0005_rate_limits.sql"),
     ),
+    (
+        6,
+        "concurrency keys",
+        include_str!("../migrations/0006_concurrency_keys.sql"),
+    ),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

@@ -203,6 +203,10 @@ impl JobStore for PostgresStore {
         true
     }
 
+    fn supports_concurrency_keys(&self) -> bool {
+        true
+    }
+
     fn claim<'a>(
         &'a self,
         request: ClaimRequest<'a>,

@@ -98,6 +98,7 @@ where
     worker_heartbeats_are_recorded_refreshed_and_forgotten(fresh().await.as_ref()).await;
     a_paused_queue_gives_no_jobs_until_resumed(fresh().await.as_ref()).await;
     claims_spend_rate_budgets_and_wait_for_the_next_window(fresh().await.as_ref()).await;
+    claims_run_at_most_the_limit_of_a_concurrency_key_in_order(fresh().await.as_ref()).await;
 }
 
 /// A store with notifications announces `submitted` for each job it stores (and for no
@@ -1043,6 +1044,78 @@ pub async fn claims_spend_rate_budgets_and_wait_for_the_next_window(store: &dyn 
     );
 }
 
+/// A store that [supports concurrency keys](JobStore::supports_concurrency_keys) claims
+/// no job while its key's limit of jobs run (in any queue, of any type), takes the jobs
+/// of one key in claim order, passes over a busy key's jobs for the others, and frees a
+/// place when a job of the key finishes.
+pub async fn claims_run_at_most_the_limit_of_a_concurrency_key_in_order(store: &dyn JobStore) {
+    if !store.supports_concurrency_keys() {
+        return;
+    }
+    let keyed = |key: &str, limit: u32| {
+        let mut job = Job::new("Keyed", Value::Null);
+        job.concurrency_key = Some(key.to_owned());
+        job.concurrency_limit = Some(limit);
+        job
+    };
+    let jobs = vec![
+        keyed("a", 1),
+        keyed("b", 2),
+        keyed("a", 1),
+        keyed("b", 2),
+        Job::new("Free", Value::Null),
+        keyed("a", 1),
+        keyed("b", 2),
+    ];
+    insert(store, jobs.clone()).await;
+    let lease = Duration::from_secs(30);
+    let ids = |claimed: &[ClaimedJob]| {
+        let mut ids: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+        ids.sort();
+        ids
+    };
+    let first = claim(store, 100, HOLDER, lease).await;
+    let mut expected = vec![jobs[0].id, jobs[1].id, jobs[3].id, jobs[4].id];
+    expected.sort();
+    assert_eq!(ids(&first), expected, "one of a, two of b, the free job");
+    assert!(
+        claim(store, 100, OTHER, lease).await.is_empty(),
+        "the keys are busy"
+    );
+    let stored = status(store, jobs[0].id).await;
+    assert_eq!(
+        (stored.concurrency_key.as_deref(), stored.concurrency_limit),
+        (Some("a"), Some(1)),
+        "the key and its limit are kept"
+    );
+
+    // A job of a busy key in another queue waits too.
+    let mut elsewhere = keyed("a", 1);
+    elsewhere.queue = "elsewhere".to_owned();
+    insert(store, vec![elsewhere.clone()]).await;
+    let other_queue = store
+        .claim(claim_request("elsewhere", 10, OTHER, lease))
+        .await
+        .unwrap();
+    assert!(other_queue.is_empty(), "key a runs in the default queue");
+
+    // The running job of `a` ends: the next `a` in order starts, and only it.
+    let done = Completion {
+        id: jobs[0].id,
+        attempt: 1,
+        outcome: Outcome::Succeeded {
+            result: Value::Null,
+        },
+    };
+    complete(store, HOLDER, done).await;
+    let next = claim(store, 100, OTHER, lease).await;
+    assert_eq!(
+        ids(&next),
+        vec![jobs[2].id],
+        "the second a, before the third"
+    );
+}
+
 /// A store that passes every call to another, failing or holding back the calls a test
 /// asks it to: for the engine's fault cases (a write that fails, renewals that stop, a
 /// connection that drops).
@@ -1105,6 +1178,9 @@ impl JobStore for FaultyStore {
     }
     fn supports_rate_limits(&self) -> bool {
         self.inner.supports_rate_limits()
+    }
+    fn supports_concurrency_keys(&self) -> bool {
+        self.inner.supports_concurrency_keys()
     }
     fn claim<'a>(
         &'a self,

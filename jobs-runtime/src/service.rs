@@ -234,7 +234,7 @@ impl Jobs {
             .map_err(|error| invalid(error.message().to_owned()))?;
         let job = submit::with_policy(
             Job::new(J::NAME, payload),
-            entry.executor().policy(),
+            entry.executor().as_ref(),
             options,
         )?;
         let job = self.store_one(job).await?;

@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rate limits",
         include_str!("../migrations/0004_rate_limits.sql"),
     ),
+    (
+        5,
+        "concurrency keys",
+        include_str!("../migrations/0005_concurrency_keys.sql"),
+    ),
 ];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:

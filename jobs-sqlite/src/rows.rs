@@ -15,7 +15,8 @@ use crate::error::unreadable;
 /// The columns of a job, in the order [`RawJob::read`] takes them.
 pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percent, \
      progress_message, error, attempt, cancel_requested, created_at, started_at, \
-     finished_at, run_at, priority, max_attempts, timeout_ms, errors, unique_key, queue";
+     finished_at, run_at, priority, max_attempts, timeout_ms, errors, unique_key, queue, \
+     concurrency_key, concurrency_limit";
 
 /// A job row as SQLite holds it.
 pub(crate) struct RawJob {
@@ -38,6 +39,8 @@ pub(crate) struct RawJob {
     errors: String,
     unique_key: Option<String>,
     queue: String,
+    concurrency_key: Option<String>,
+    concurrency_limit: Option<i64>,
 }
 
 impl RawJob {
@@ -63,6 +66,8 @@ impl RawJob {
             errors: row.get(16)?,
             unique_key: row.get(17)?,
             queue: row.get(18)?,
+            concurrency_key: row.get(19)?,
+            concurrency_limit: row.get(20)?,
         })
     }
 
@@ -93,6 +98,10 @@ impl RawJob {
         job.errors = serde_json::from_str::<Vec<AttemptError>>(&self.errors).map_err(unreadable)?;
         job.unique_key = self.unique_key;
         job.queue = self.queue;
+        job.concurrency_key = self.concurrency_key;
+        job.concurrency_limit = self
+            .concurrency_limit
+            .map(|limit| u32::try_from(limit.max(1)).unwrap_or(u32::MAX));
         Ok(job)
     }
 }

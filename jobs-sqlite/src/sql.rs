@@ -37,8 +37,9 @@ pub(crate) fn insert_jobs(
     let mut insert = connection
         .prepare_cached(
             "INSERT INTO jobs (id, job_type, queue, status, payload, created_at, run_at,
-                               priority, max_attempts, timeout_ms, unique_key)
-             VALUES (?1, ?2, ?3, 'Queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                               priority, max_attempts, timeout_ms, unique_key,
+                               concurrency_key, concurrency_limit)
+             VALUES (?1, ?2, ?3, 'Queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .map_err(failed(WHAT))?;
     let mut answers = Vec::with_capacity(jobs.len());
@@ -71,6 +72,8 @@ pub(crate) fn insert_jobs(
                 job.max_attempts.max(1),
                 job.timeout_ms.map(|ms| ms.clamp(1, i64::MAX as u64) as i64),
                 job.unique_key,
+                job.concurrency_key,
+                job.concurrency_limit,
             ])
             .map_err(|error| match storage(WHAT, error) {
                 conflict if conflict.kind() == StorageErrorKind::Conflict => StorageError::of_kind(
@@ -203,11 +206,14 @@ pub(crate) fn claim(
         connection
             .prepare_cached(concat!(
                 set_running!(),
+                // Keyed jobs among the first due are left for the checked path.
                 " WHERE rowid IN (
-                     SELECT rowid FROM jobs
-                     WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
-                       AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
-                     ORDER BY priority DESC, run_at, id LIMIT ?5) ",
+                     SELECT rowid FROM (
+                         SELECT rowid, concurrency_key FROM jobs
+                         WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
+                           AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
+                         ORDER BY priority DESC, run_at, id LIMIT ?5)
+                     WHERE concurrency_key IS NULL) ",
                 claimed_columns!()
             ))
             .and_then(|mut statement| {
@@ -217,8 +223,14 @@ pub(crate) fn claim(
             })
             .map_err(failed(CLAIM))?
     } else {
-        claim_limited(connection, queue, limit, holder, lease_us, rates, now)?
+        Vec::new()
     };
+    let left = limit - claimed.len() as i64;
+    if !rates.is_empty() || (left > 0 && keyed_due(connection, queue, now)?) {
+        claimed.extend(claim_checked(
+            connection, queue, left, holder, lease_us, rates, now,
+        )?);
+    }
     claimed.sort_by(|a, b| {
         a.order
             .cmp(&b.order)
@@ -229,10 +241,23 @@ pub(crate) fn claim(
 
 const CLAIM: &str = "could not claim jobs";
 
-/// A claim under rate limits: the budgets from each limit's window, the due jobs they may
-/// allow picked by `RateBudgets`, and the starts taken counted in the windows, all in the
-/// writer's transaction.
-fn claim_limited(
+/// Whether a job with a concurrency key is due in `queue`.
+fn keyed_due(connection: &Connection, queue: &str, now: i64) -> Result<bool, StorageError> {
+    connection
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM jobs
+                 WHERE status = 'Queued' AND queue = ?1 AND concurrency_key IS NOT NULL
+                   AND run_at <= ?2)",
+        )
+        .and_then(|mut statement| statement.query_row(params![queue, now], |row| row.get(0)))
+        .map_err(failed(CLAIM))
+}
+
+/// The checked claim, under rate limits and concurrency keys: the budgets from each
+/// limit's window, the due jobs picked by `RateBudgets` and by the keys' free places
+/// (the first queued jobs of each key in claim order), and the starts taken counted in
+/// the windows, all in the writer's transaction, which no other process can interleave.
+fn claim_checked(
     connection: &Connection,
     queue: &str,
     limit: i64,
@@ -268,9 +293,9 @@ fn claim_limited(
     // Look past jobs that a partly spent limit holds back, within reason.
     let look = want.saturating_mul(2).min(want.max(10_000));
     let spent = serde_json::to_string(&budgets.spent_types()).expect("names serialize");
-    let candidates: Vec<(i64, String)> = connection
+    let candidates: Vec<(i64, String, Option<String>)> = connection
         .prepare_cached(
-            "SELECT rowid, job_type FROM jobs
+            "SELECT rowid, job_type, concurrency_key FROM jobs
              WHERE status = 'Queued' AND queue = ?1 AND run_at <= ?2
                AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?1)
                AND job_type NOT IN (SELECT value FROM json_each(?3))
@@ -279,18 +304,32 @@ fn claim_limited(
         .and_then(|mut statement| {
             statement
                 .query_map(params![queue, now, spent, look], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect()
         })
         .map_err(failed(CLAIM))?;
+    let mut keys: Vec<&str> = candidates
+        .iter()
+        .filter_map(|(_, _, key)| key.as_deref())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let startable = if keys.is_empty() {
+        std::collections::HashSet::new()
+    } else {
+        key_heads(connection, queue, &keys, now)?
+    };
     let mut picked: Vec<i64> = Vec::new();
-    for (rowid, job_type) in candidates {
+    for (rowid, job_type, key) in &candidates {
         if picked.len() as i64 == want {
             break;
         }
-        if budgets.take(queue, &job_type) {
-            picked.push(rowid);
+        if key.is_some() && !startable.contains(rowid) {
+            continue;
+        }
+        if budgets.take(queue, job_type) {
+            picked.push(*rowid);
         }
     }
     let picked = serde_json::to_string(&picked).expect("numbers serialize");
@@ -320,6 +359,41 @@ fn claim_limited(
             .map_err(failed(CLAIM))?;
     }
     Ok(claimed)
+}
+
+/// The queued due jobs of `queue` with one of `keys` that may start now: the first of
+/// each key in claim order, as many as its limit leaves beside its running jobs (in any
+/// queue). By rowid.
+fn key_heads(
+    connection: &Connection,
+    queue: &str,
+    keys: &[&str],
+    now: i64,
+) -> Result<std::collections::HashSet<i64>, StorageError> {
+    let keys = serde_json::to_string(keys).expect("keys serialize");
+    connection
+        .prepare_cached(
+            "WITH wanted AS (SELECT value AS k FROM json_each(?1)),
+             running AS (
+                 SELECT concurrency_key AS k, count(*) AS n FROM jobs
+                 WHERE status = 'Running' AND concurrency_key IN (SELECT k FROM wanted)
+                 GROUP BY 1),
+             queued AS (
+                 SELECT rowid AS r, concurrency_key AS k, concurrency_limit AS lim,
+                        row_number() OVER (PARTITION BY concurrency_key
+                                           ORDER BY priority DESC, run_at, id) AS rn
+                 FROM jobs
+                 WHERE status = 'Queued' AND queue = ?2 AND run_at <= ?3
+                   AND concurrency_key IN (SELECT k FROM wanted))
+             SELECT q.r FROM queued q LEFT JOIN running USING (k)
+             WHERE q.rn <= coalesce(q.lim, 1) - coalesce(running.n, 0)",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![keys, queue, now], |row| row.get(0))?
+                .collect()
+        })
+        .map_err(failed(CLAIM))
 }
 
 /// Microseconds until the earliest queued job of `queue` is due (zero or less: one is

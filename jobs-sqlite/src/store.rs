@@ -344,6 +344,10 @@ impl JobStore for SqliteStore {
         true
     }
 
+    fn supports_concurrency_keys(&self) -> bool {
+        true
+    }
+
     fn claim<'a>(
         &'a self,
         request: ClaimRequest<'a>,

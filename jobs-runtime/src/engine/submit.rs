@@ -1,7 +1,7 @@
 //! The one submit path: submissions and periodic ticks are checked the same way, stored
 //! with one store call, and announced from what the store answered.
 
-use jobs_core::{Inserted, Job, JobEvent, JobPolicy, SubmitError, SubmitOptions, Timestamp};
+use jobs_core::{Inserted, Job, JobEvent, JobExecutor, SubmitError, SubmitOptions, Timestamp};
 use serde_json::Value;
 
 use super::Inner;
@@ -19,6 +19,12 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
             return Err(SubmitError::InvalidOptions {
                 job_type: job.job_type.clone(),
                 reason: "this store does not support unique keys".to_owned(),
+            });
+        }
+        if job.concurrency_key.is_some() && !inner.store.supports_concurrency_keys() {
+            return Err(SubmitError::InvalidOptions {
+                job_type: job.job_type.clone(),
+                reason: "this store does not apply concurrency keys".to_owned(),
             });
         }
     }
@@ -107,7 +113,7 @@ pub(crate) fn prepare(
         })?;
     let job = with_policy(
         Job::new(job_type, payload),
-        entry.executor().policy(),
+        entry.executor().as_ref(),
         options,
     )?;
     check_payload_size(&job, inner.store.max_payload_bytes())?;
@@ -124,9 +130,10 @@ const LATEST_RUN_AT: Timestamp = Timestamp::from_unix_micros(253_402_300_799_999
 /// `JobPolicy` and `SubmitOptions`, merged here, and used by the engine.
 pub(crate) fn with_policy(
     mut job: Job,
-    policy: JobPolicy,
+    executor: &dyn JobExecutor,
     options: &SubmitOptions,
 ) -> Result<Job, SubmitError> {
+    let policy = executor.policy();
     let invalid = |reason: &str| SubmitError::InvalidOptions {
         job_type: job.job_type.clone(),
         reason: reason.to_owned(),
@@ -161,6 +168,39 @@ pub(crate) fn with_policy(
         job.unique_key = Some(key.clone());
     }
     job.timeout_ms = timeout.map(|timeout| timeout.as_millis().max(1) as u64);
+    // The submission's key; else the type's, from the argument it names (prefixed with
+    // the type, so two types keyed by one field do not share keys); else, with a limit (the
+    // type's or the submission's) but no key field, the type itself.
+    let key = match &options.concurrency_key {
+        Some(key) => Some(key.clone()),
+        None if policy.concurrency_key.is_some() => executor
+            .concurrency_key(&job.payload)
+            .map_err(|error| SubmitError::InvalidPayload {
+                job_type: job.job_type.clone(),
+                reason: error.message().to_owned(),
+            })?
+            .map(|value| format!("{}:{value}", job.job_type)),
+        None => policy
+            .concurrency
+            .or(options.concurrency_limit)
+            .map(|_| job.job_type.clone()),
+    };
+    if let Some(key) = key {
+        if key.is_empty() || key.chars().count() > Limits::MAX_CONCURRENCY_KEY_CHARS {
+            return Err(invalid(
+                "the concurrency key must be 1 to 255 characters long",
+            ));
+        }
+        let limit = options
+            .concurrency_limit
+            .or(policy.concurrency)
+            .unwrap_or(1);
+        if !(1..=Limits::MAX_CONCURRENCY_LIMIT).contains(&limit) {
+            return Err(invalid("a concurrency limit is 1 to 10,000"));
+        }
+        job.concurrency_key = Some(key);
+        job.concurrency_limit = Some(limit);
+    }
     match (options.run_at, options.delay) {
         (Some(_), Some(_)) => return Err(invalid("give a run_at or a delay, not both")),
         (Some(run_at), None) => job.run_at = run_at.max(job.created_at),

@@ -63,6 +63,8 @@ struct State {
     paused: HashMap<String, Timestamp>,
     // The window under way of each rate limit's budget: when it opened, starts in it.
     rate_windows: HashMap<String, (Instant, u32)>,
+    // How many `Running` jobs hold each concurrency key (keys without any are removed).
+    running_keys: HashMap<String, u32>,
 }
 
 /// The most due jobs a claim passes over because a rate limit holds them back.
@@ -332,7 +334,11 @@ impl State {
             if entry.job.run_at > now || entry.job.status != JobStatus::Queued {
                 continue;
             }
-            if !budgets.take(request.queue, &entry.job.job_type) {
+            let key_busy = entry.job.concurrency_key.as_ref().is_some_and(|key| {
+                let running = self.running_keys.get(key).copied().unwrap_or(0);
+                running >= entry.job.concurrency_limit.unwrap_or(1)
+            });
+            if key_busy || !budgets.take(request.queue, &entry.job.job_type) {
                 held.push((id, entry.job.priority));
                 if held.len() >= LOOK_AHEAD {
                     break;
@@ -340,6 +346,9 @@ impl State {
                 continue;
             }
             entry.job.start().expect("a queued job starts");
+            if let Some(key) = &entry.job.concurrency_key {
+                *self.running_keys.entry(key.clone()).or_insert(0) += 1;
+            }
             entry.holder = holder;
             entry.lease_until = Some(until);
             claimed.push(ClaimedJob::of(&entry.job));
@@ -406,6 +415,16 @@ impl State {
         }
         self.moved(type_slot, JobStatus::Running, status);
         self.release_key(at as usize);
+        if let Some(key) = &self.entries[at as usize].job.concurrency_key {
+            if let std::collections::hash_map::Entry::Occupied(mut running) =
+                self.running_keys.entry(key.clone())
+            {
+                *running.get_mut() -= 1;
+                if *running.get() == 0 {
+                    running.remove();
+                }
+            }
+        }
         let job = &self.entries[at as usize].job;
         if let Some(finished_at) = job.finished_at.filter(|_| status.is_terminal()) {
             self.finished.record(&job.queue, status, finished_at);
@@ -691,6 +710,10 @@ impl JobStore for InMemoryStore {
     }
 
     fn supports_rate_limits(&self) -> bool {
+        true
+    }
+
+    fn supports_concurrency_keys(&self) -> bool {
         true
     }
 

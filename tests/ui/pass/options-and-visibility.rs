@@ -30,6 +30,23 @@ mod tasks {
         Ok(())
     }
 
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct TenantArgs {
+        pub tenant_id: Option<String>,
+        pub region: u16,
+    }
+
+    #[job_executor("Flow", rate = "100/1m", concurrency_key = "tenant_id", concurrency = 2)]
+    pub async fn flow(args: TenantArgs) -> Result<(), JobError> {
+        let _ = (args.tenant_id, args.region);
+        Ok(())
+    }
+
+    #[job_executor("OneAtATime", concurrency = 1)]
+    pub async fn one_at_a_time() -> Result<(), JobError> {
+        Ok(())
+    }
+
     pub fn uses_private() {
         let _ = crate_path_string();
     }
