@@ -147,6 +147,102 @@ async fn one_job_per_key_runs_at_once_across_processes(env: Env) {
     first_service.shutdown().await;
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HoldArgs {
+    account: String,
+}
+
+/// Holds its key until canceled.
+#[job_executor("FlowHold", concurrency_key = "account", concurrency = 1)]
+async fn flow_hold(args: HoldArgs, ctx: JobContext) -> Result<(), JobError> {
+    let _ = args.account;
+    ctx.cancelled().await;
+    ctx.check_cancelled()
+}
+
+/// A due job says why it waits, and the service counts the jobs each limit holds back: a
+/// paused queue, a spent rate limit, a busy key.
+async fn waiting_jobs_say_which_limit_holds_them(env: Env) {
+    use jobs::{RateScope, WaitReason};
+    let jobs = env
+        .builder()
+        .concurrency(2)
+        .serve_queue("hold", 2)
+        .type_rate_limit("FlowNoop", "1/1h")
+        .start()
+        .unwrap();
+    let in_hold = SubmitOptions::new().queue("hold");
+    let hold = |account: &str| HoldArgs {
+        account: account.to_owned(),
+    };
+    let running = jobs
+        .submit_with::<flow_hold>(hold("a"), &in_hold)
+        .await
+        .unwrap();
+    let blocked = jobs
+        .submit_with::<flow_hold>(hold("a"), &in_hold)
+        .await
+        .unwrap();
+    wait_for_status(&jobs, running.id(), JobStatus::Running).await;
+    let first = jobs.submit_job("FlowNoop").await.unwrap();
+    let second = jobs.submit_job("FlowNoop").await.unwrap();
+    finished(&jobs, first.id).await;
+    let read = |id| {
+        let jobs = jobs.clone();
+        async move { jobs.get_job(id).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        jobs.waiting_reason(&read(blocked.id()).await)
+            .await
+            .unwrap(),
+        Some(WaitReason::KeyBusy {
+            key: "FlowHold:a".into()
+        })
+    );
+    let rated = jobs.waiting_reason(&read(second.id).await).await.unwrap();
+    assert_eq!(
+        rated,
+        Some(WaitReason::RateLimit {
+            scope: RateScope::JobType("FlowNoop".into())
+        })
+    );
+    assert_eq!(rated.unwrap().to_string(), "rate limit of FlowNoop");
+    assert_eq!(
+        jobs.waiting_reason(&read(running.id()).await)
+            .await
+            .unwrap(),
+        None,
+        "a running job waits for nothing"
+    );
+    jobs.pause_queue("default").await.unwrap();
+    let paused = jobs.waiting_reason(&read(second.id).await).await.unwrap();
+    assert_eq!(
+        paused.map(|reason| reason.to_string()).as_deref(),
+        Some("queue default paused"),
+        "a pause comes first"
+    );
+    let waits: Vec<(String, u64)> = jobs
+        .limit_waits()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|wait| (wait.reason.to_string(), wait.waiting))
+        .collect();
+    assert_eq!(
+        waits,
+        [
+            ("queue default paused".to_owned(), 1),
+            ("rate limit of FlowNoop".to_owned(), 1),
+            ("key FlowHold:a busy".to_owned(), 1),
+        ]
+    );
+    jobs.resume_queue("default").await.unwrap();
+    jobs.cancel(blocked.id()).await.unwrap();
+    jobs.cancel(running.id()).await.unwrap();
+    jobs.cancel(second.id).await.unwrap();
+    jobs.shutdown().await;
+}
+
 /// A pause from one service stops claims in another that serves the queue, while its
 /// other queues go on; a resume from the first lets the second run the waiting job. Both
 /// changes are announced once, and the pause outlives the services that saw it.
@@ -240,7 +336,8 @@ async fn a_pause_from_one_process_stops_claims_in_the_other(env: Env) {
 for_each_backend!(
     a_pause_from_one_process_stops_claims_in_the_other,
     a_rate_limit_is_one_budget_across_processes,
-    one_job_per_key_runs_at_once_across_processes
+    one_job_per_key_runs_at_once_across_processes,
+    waiting_jobs_say_which_limit_holds_them
 );
 
 /// A submission's concurrency options are checked and stored as given: its own key is

@@ -36,8 +36,8 @@ pub use flow::{
 pub use id::{JobId, ParseJobIdError};
 pub use job::{Job, Progress, TransitionError};
 pub use ops::{
-    DeleteOutcome, FinishedCount, Operations, PausedQueue, QueueCounts, QueueWorkers, RetryOutcome,
-    WorkerInfo,
+    DeleteOutcome, FinishedCount, KeyCount, Operations, PausedQueue, QueueCounts, QueueWorkers,
+    RetryOutcome, WorkerInfo,
 };
 pub use policy::{valid_queue_name, AttemptError, Backoff, JobPolicy, SubmitOptions};
 pub use status::{JobStatus, ParseJobStatusError};

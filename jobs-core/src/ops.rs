@@ -63,6 +63,52 @@ pub trait Operations: Send + Sync {
 
     /// The paused queues, by name.
     fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>>;
+
+    /// The concurrency keys of `Queued` and `Running` jobs (only `keys`, when given), each
+    /// with its due queued and running jobs and the largest limit among them, by key.
+    fn key_counts<'a>(
+        &'a self,
+        keys: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<Vec<KeyCount>, StorageError>>;
+
+    /// The window under way of each of the rate budgets `names` (see
+    /// [`RateRule::budget_name`](crate::RateRule::budget_name)) that has one.
+    fn rate_windows<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, crate::RateWindow)>, StorageError>>;
+}
+
+/// The active jobs of one concurrency key, from [`Operations::key_counts`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct KeyCount {
+    /// The key.
+    pub key: String,
+    /// Its `Queued` jobs that are due.
+    pub queued: u64,
+    /// Its `Running` jobs.
+    pub running: u64,
+    /// The largest [`Job::concurrency_limit`](crate::Job::concurrency_limit) among them.
+    pub limit: u32,
+}
+
+impl KeyCount {
+    /// `queued` due and `running` jobs of `key`, with `limit`.
+    pub fn new(key: impl Into<String>, queued: u64, running: u64, limit: u32) -> Self {
+        Self {
+            key: key.into(),
+            queued,
+            running,
+            limit,
+        }
+    }
+
+    /// Whether its due jobs wait because the key's limit of jobs run.
+    pub fn is_busy(&self) -> bool {
+        self.running >= u64::from(self.limit.max(1))
+    }
 }
 
 /// A paused queue, from [`Operations::paused_queues`].

@@ -15,17 +15,18 @@
 //! | `GET /health` | `200 {"status":"ok"}`, without authentication |
 //! | `POST /jobs` `{"type": "...", "payload": ...}` (and run options: `runAt`, `delayMs`, `priority`, `retries`, `timeoutMs`, `uniqueKey`, `queue`, `concurrencyKey`, `concurrencyLimit`) | `201` and the job (`200` and the existing job when its `uniqueKey` is held); `400 invalid_options`; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
 //! | `GET /jobs?status=&type=&queue=&limit=&cursor=` | `200 {"jobs": [...], "nextCursor": ...}`, newest first |
-//! | `GET /jobs/{id}` | `200` and the job; `404 not_found`; `400 invalid_id` |
+//! | `GET /jobs/{id}` | `200` and the job, with `waitingOn` (`{"limit", "reason"}` when a limit holds the due job back, else `null`); `404 not_found`; `400 invalid_id` |
 //! | `DELETE /jobs/{id}` | `204`: a finished job and its result are gone; `409 not_finished` |
 //! | `POST /jobs/{id}/retry` (JSON body, ignored) | `200` and the job, `Queued` again (a `Failed` or `Canceled` job; it keeps its attempts and errors); `409 not_retryable` or `unique_key_held` |
 //! | `POST /jobs/bulk` `{"action": "cancel"\|"retry"\|"delete", "filter": {"status", "type", "queue"}, "dryRun": bool}` | `200 {"matched": n, "changed": n}`; with `dryRun` only counts |
 //! | `GET /queues` | `200 {"queues": [...]}`: per queue its queued, scheduled and running jobs, jobs finished and failed per minute, and the worker processes serving it (from their heartbeats) |
+//! | `POST /queues/{queue}/pause`, `/resume` (JSON body, ignored) | `200 {"queue", "paused", "changed"}`: the queue is paused (or runs again) for every process on the store; `400 invalid_queue` |
 //! | `GET /throughput?minutes=60` | `200 {"minutes": [{"minute", "succeeded", "failed", "canceled"}]}`, oldest first, the last the minute under way |
 //! | `GET /jobs/{id}/result` | `200 {"result": ...}` once succeeded; `409 not_succeeded` with the status |
 //! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
 //! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `started`, `progress`, `cancelRequested`, `requeued`, `retried`, `deleted`, `finished`; `lagged` with `{"missed": n}` when a slow client skipped events and should read the jobs again) |
 //! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ..., "argsSchema": ...}]}`; `argsSchema` is the JSON Schema of the payload where known ([`JobExecutor::args_schema`](jobs_runtime::JobExecutor::args_schema)), else `null` |
-//! | `GET /metrics` | Prometheus text: `jobs{type,status}`, `jobs_queue_depth`, `jobs_execution_duration_seconds` (histogram by type and outcome, this process) |
+//! | `GET /metrics` | Prometheus text: `jobs{type,status}`, `jobs_queue_depth`, `jobs_waiting_on_limit{limit,...}`, `jobs_execution_duration_seconds` (histogram by type and outcome, this process) |
 //! | `GET /openapi.json` | the OpenAPI 3 description of these routes, without authentication |
 //!
 //! Every error body is `{"error": {"code": "...", "message": "..."}}` with a stable `code`;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use jobs_runtime::JobStatus;
+use jobs_runtime::{JobStatus, RateScope, WaitReason};
 
 use crate::{ApiError, AppState};
 
@@ -45,6 +45,37 @@ pub(crate) async fn serve(State(state): State<AppState>) -> Result<impl IntoResp
         .sum();
     out.push_str("# HELP jobs_queue_depth Jobs waiting to run.\n# TYPE jobs_queue_depth gauge\n");
     let _ = writeln!(out, "jobs_queue_depth {queued}");
+    // What holds due jobs back; a store without the operator's calls cannot tell.
+    match state.jobs.limit_waits().await {
+        Ok(waits) => {
+            out.push_str(
+                "# HELP jobs_waiting_on_limit Due jobs held back by a limit: a paused queue, a spent rate limit, a busy concurrency key (the 100 busiest).\n\
+                 # TYPE jobs_waiting_on_limit gauge\n",
+            );
+            for wait in waits {
+                let what = match &wait.reason {
+                    WaitReason::QueuePaused { queue } => format!("queue=\"{}\"", label(queue)),
+                    WaitReason::RateLimit {
+                        scope: RateScope::Queue(queue),
+                    } => format!("queue=\"{}\"", label(queue)),
+                    WaitReason::RateLimit {
+                        scope: RateScope::JobType(job_type),
+                    } => format!("type=\"{}\"", label(job_type)),
+                    WaitReason::KeyBusy { key } => format!("key=\"{}\"", label(key)),
+                    _ => continue,
+                };
+                let _ = writeln!(
+                    out,
+                    "jobs_waiting_on_limit{{limit=\"{}\",{what}}} {}",
+                    wait.reason.kind(),
+                    wait.waiting
+                );
+            }
+        }
+        Err(jobs_runtime::JobsError::Storage(error))
+            if error.kind() == jobs_runtime::StorageErrorKind::Unsupported => {}
+        Err(error) => return Err(error.into()),
+    }
     out.push_str(
         "# HELP jobs_execution_duration_seconds Run time of the executions this process finished, by type and outcome.\n\
          # TYPE jobs_execution_duration_seconds histogram\n",

@@ -45,6 +45,15 @@ fn events_response() -> Value {
 /// The document, with the submit body described per job type of `catalog`.
 pub(crate) fn document(catalog: &Catalog) -> Value {
     let status_enum = json!(["Queued", "Running", "Succeeded", "Failed", "Canceled"]);
+    let waiting_on = json!({
+        "type": "object", "nullable": true,
+        "description": "GET /jobs/{id} only: why a due Queued job waits, when a limit holds it",
+        "required": ["limit", "reason"],
+        "properties": {
+            "limit": { "type": "string", "enum": ["paused", "rate", "key"] },
+            "reason": { "type": "string", "description": "such as \"queue exports paused\", \"rate limit of SendEmail\", \"key SyncTenant:42 busy\"" }
+        }
+    });
     let mut document = json!({
         "openapi": "3.0.3",
         "info": {
@@ -107,7 +116,8 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                         "uniqueKey": { "type": "string", "nullable": true },
                         "queue": { "type": "string" },
                         "concurrencyKey": { "type": "string", "nullable": true },
-                        "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true }
+                        "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true },
+                        "waitingOn": waiting_on
                     }
                 }
             }

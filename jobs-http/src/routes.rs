@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jobs_runtime::{
     BulkAction, CancelOutcome, DeleteOutcome, JobId, JobQuery, JobStatus, RetryOutcome,
-    SubmitOptions, Timestamp,
+    StorageErrorKind, SubmitOptions, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -167,10 +167,31 @@ pub(crate) async fn get_job(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
-    match state.jobs.get_job(id).await? {
-        Some(job) => Ok(Json(job)),
-        None => Err(ApiError::not_found("job with this id")),
-    }
+    let Some(job) = state.jobs.get_job(id).await? else {
+        return Err(ApiError::not_found("job with this id"));
+    };
+    // Why a due job waits; a store without the operator's calls cannot tell.
+    let waiting = match state.jobs.waiting_reason(&job).await {
+        Ok(reason) => reason,
+        Err(jobs_runtime::JobsError::Storage(error))
+            if error.kind() == StorageErrorKind::Unsupported =>
+        {
+            None
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut body = serde_json::to_value(&job).map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("could not describe the job: {error}"),
+        )
+    })?;
+    body["waitingOn"] = match waiting {
+        Some(reason) => json!({ "limit": reason.kind(), "reason": reason.to_string() }),
+        None => Value::Null,
+    };
+    Ok(Json(body))
 }
 
 /// `GET /jobs/{id}/result`.

@@ -1137,6 +1137,21 @@ async fn a_paused_queue_holds_its_jobs_until_resumed_and_says_so() {
     let held_id = held["id"].as_str().unwrap().to_owned();
     let (_, job) = call(&app, "GET", &format!("/jobs/{held_id}"), None).await;
     assert_eq!(job["status"], "Queued", "{job}");
+    assert_eq!(
+        job["waitingOn"],
+        json!({ "limit": "paused", "reason": "queue default paused" })
+    );
+    let metrics = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = metrics.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        text.contains("jobs_waiting_on_limit{limit=\"paused\",queue=\"default\"} 1\n"),
+        "{text}"
+    );
     let (_, queues) = call(&app, "GET", "/queues", None).await;
     let default = &queues["queues"][0];
     assert_eq!(default["queue"], "default");
@@ -1149,6 +1164,11 @@ async fn a_paused_queue_holds_its_jobs_until_resumed_and_says_so() {
     assert_eq!(
         finished(&jobs, &held["id"]).await.status,
         jobs_runtime::JobStatus::Succeeded
+    );
+    let (_, job) = call(&app, "GET", &format!("/jobs/{held_id}"), None).await;
+    assert!(
+        job["waitingOn"].is_null(),
+        "a finished job waits for nothing: {job}"
     );
     let (_, body) = call(&app, "POST", "/queues/default/resume", None).await;
     assert_eq!(body["changed"], false, "it was running already");

@@ -1,11 +1,11 @@
-//! The operator's statements: retry and delete finished jobs, per-queue counts, finishes
-//! per minute, and worker heartbeats.
+//! The operator's statements: retry and delete finished jobs, pause and resume queues,
+//! per-queue and per-key counts, rate windows, finishes per minute, and worker heartbeats.
 
 use std::collections::HashMap;
 
 use jobs_core::{
-    DeleteOutcome, FinishedCount, JobId, JobStatus, PausedQueue, QueueCounts, QueueWorkers,
-    RetryOutcome, StorageError, Timestamp, WorkerInfo,
+    DeleteOutcome, FinishedCount, JobId, JobStatus, KeyCount, PausedQueue, QueueCounts,
+    QueueWorkers, RateWindow, RetryOutcome, StorageError, Timestamp, WorkerInfo,
 };
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
@@ -29,6 +29,8 @@ pub(crate) struct Ops {
     pause: String,
     resume: String,
     paused: String,
+    key_counts: String,
+    rate_windows: String,
 }
 
 /// The `timestamptz` expression `at` as microseconds since the epoch.
@@ -120,6 +122,22 @@ impl Ops {
             paused: format!(
                 "SELECT name, {} FROM {paused} ORDER BY name",
                 micros("since")
+            ),
+            // $1 the keys (NULL: every key). Served by the partial indexes of queued and
+            // running keyed jobs.
+            key_counts: format!(
+                "SELECT concurrency_key,
+                     count(*) FILTER (WHERE status = 'Queued' AND run_at <= now()),
+                     count(*) FILTER (WHERE status = 'Running'),
+                     COALESCE(max(concurrency_limit), 1)
+                 FROM {jobs}
+                 WHERE concurrency_key IS NOT NULL AND status IN ('Queued', 'Running')
+                   AND ($1::text[] IS NULL OR concurrency_key = ANY($1))
+                 GROUP BY 1 ORDER BY 1"
+            ),
+            rate_windows: format!(
+                "SELECT name, (extract(epoch FROM now() - opened_at) * 1000000)::int8, used
+                 FROM {schema}.job_rate_windows WHERE name = ANY($1) AND opened_at IS NOT NULL"
             ),
         }
     }
@@ -342,6 +360,56 @@ impl Ops {
                 let queue: String = row.try_get(0).map_err(unreadable)?;
                 let since = Timestamp::from_unix_micros(row.try_get(1).map_err(unreadable)?);
                 Ok(PausedQueue::new(queue, since))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn key_counts(
+        &self,
+        pool: &PgPool,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<KeyCount>, StorageError> {
+        let rows = sqlx::query(&self.key_counts)
+            .bind(keys)
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not count the jobs of the concurrency keys"))?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get(0).map_err(unreadable)?;
+                let queued: i64 = row.try_get(1).map_err(unreadable)?;
+                let running: i64 = row.try_get(2).map_err(unreadable)?;
+                let limit: i32 = row.try_get(3).map_err(unreadable)?;
+                Ok(KeyCount::new(
+                    key,
+                    queued as u64,
+                    running as u64,
+                    limit.max(1) as u32,
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn rate_windows(
+        &self,
+        pool: &PgPool,
+        names: &[String],
+    ) -> Result<Vec<(String, RateWindow)>, StorageError> {
+        let rows = sqlx::query(&self.rate_windows)
+            .bind(names)
+            .fetch_all(pool)
+            .await
+            .map_err(storage("could not read the rate limits' windows"))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(unreadable)?;
+                let age: i64 = row.try_get(1).map_err(unreadable)?;
+                let used: i64 = row.try_get(2).map_err(unreadable)?;
+                let window = RateWindow {
+                    age: Some(std::time::Duration::from_micros(age.max(0) as u64)),
+                    used: u32::try_from(used).unwrap_or(u32::MAX),
+                };
+                Ok((name, window))
             })
             .collect()
     }

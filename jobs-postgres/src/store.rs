@@ -9,9 +9,9 @@ use std::time::Duration;
 use jobs_core::{
     BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
     EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
-    JobQuery, JobStore, Lease, Notifications, Operations, PausedQueue, PeriodicTicks, Progress,
-    ProgressAck, QueueCounts, Renewal, RetryOutcome, Signal, StorageError, StorageErrorKind,
-    Timestamp, WorkerInfo,
+    JobQuery, JobStore, KeyCount, Lease, Notifications, Operations, PausedQueue, PeriodicTicks,
+    Progress, ProgressAck, QueueCounts, RateWindow, Renewal, RetryOutcome, Signal, StorageError,
+    StorageErrorKind, Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -357,6 +357,20 @@ impl Operations for PostgresStore {
 
     fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>> {
         Box::pin(self.ops.paused_queues(&self.pool))
+    }
+
+    fn key_counts<'a>(
+        &'a self,
+        keys: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<Vec<KeyCount>, StorageError>> {
+        Box::pin(self.ops.key_counts(&self.pool, keys))
+    }
+
+    fn rate_windows<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, RateWindow)>, StorageError>> {
+        Box::pin(self.ops.rate_windows(&self.pool, names))
     }
 }
 

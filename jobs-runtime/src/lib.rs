@@ -24,6 +24,7 @@ mod watchers;
 pub use builder::{BuildError, JobsBuilder};
 pub use catalog::{Catalog, CatalogEntry, DuplicateJobType};
 pub use events::{JobEventStream, JobEvents};
+pub use flow::{LimitWait, WaitReason};
 pub use jobs_core::*;
 pub use metrics::{DurationHistogram, ExecutionStats, DURATION_BUCKETS};
 pub use operations::{BulkAction, BulkReport, MinuteThroughput, QueueOverview, QueueWorker};

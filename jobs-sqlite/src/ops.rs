@@ -3,8 +3,8 @@
 //! the write lock, so each look-up and its change are atomic.
 
 use jobs_core::{
-    DeleteOutcome, FinishedCount, JobId, JobStatus, PausedQueue, QueueCounts, QueueWorkers,
-    RetryOutcome, StorageError, Timestamp, WorkerInfo,
+    DeleteOutcome, FinishedCount, JobId, JobStatus, KeyCount, PausedQueue, QueueCounts,
+    QueueWorkers, RateWindow, RetryOutcome, StorageError, Timestamp, WorkerInfo,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -281,4 +281,67 @@ pub(crate) fn paused_queues(connection: &Connection) -> Result<Vec<PausedQueue>,
                 .collect()
         })
         .map_err(failed("could not read the paused queues"))
+}
+
+/// The concurrency keys of active jobs (only `keys`, when given), with their due queued
+/// and running jobs and largest limit, by key.
+pub(crate) fn key_counts(
+    connection: &Connection,
+    keys: Option<&[String]>,
+) -> Result<Vec<KeyCount>, StorageError> {
+    let keys = keys.map(|keys| serde_json::to_string(keys).expect("keys serialize"));
+    connection
+        .prepare_cached(
+            "SELECT concurrency_key,
+                 count(*) FILTER (WHERE status = 'Queued' AND run_at <= ?2),
+                 count(*) FILTER (WHERE status = 'Running'),
+                 coalesce(max(concurrency_limit), 1)
+             FROM jobs
+             WHERE concurrency_key IS NOT NULL AND status IN ('Queued', 'Running')
+               AND (?1 IS NULL OR concurrency_key IN (SELECT value FROM json_each(?1)))
+             GROUP BY 1 ORDER BY 1",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![keys, Timestamp::now().as_unix_micros()], |row| {
+                    Ok(KeyCount::new(
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)? as u64,
+                        row.get::<_, i64>(2)? as u64,
+                        row.get::<_, i64>(3)?.max(1) as u32,
+                    ))
+                })?
+                .collect()
+        })
+        .map_err(failed("could not count the jobs of the concurrency keys"))
+}
+
+/// The window under way of each of the rate budgets `names` that has one.
+pub(crate) fn rate_windows(
+    connection: &Connection,
+    names: &[String],
+) -> Result<Vec<(String, RateWindow)>, StorageError> {
+    let names = serde_json::to_string(names).expect("names serialize");
+    let now = Timestamp::now().as_unix_micros();
+    connection
+        .prepare_cached(
+            "SELECT name, opened_at, used FROM job_rate_windows
+             WHERE name IN (SELECT value FROM json_each(?1)) AND opened_at IS NOT NULL",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map([names], |row| {
+                    let opened: i64 = row.get(1)?;
+                    let used: i64 = row.get(2)?;
+                    let window = RateWindow {
+                        age: Some(std::time::Duration::from_micros(
+                            (now - opened).max(0) as u64
+                        )),
+                        used: u32::try_from(used).unwrap_or(u32::MAX),
+                    };
+                    Ok((row.get::<_, String>(0)?, window))
+                })?
+                .collect()
+        })
+        .map_err(failed("could not read the rate limits' windows"))
 }

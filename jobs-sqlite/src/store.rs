@@ -9,9 +9,9 @@ use std::time::Duration;
 use jobs_core::{
     AttemptError, BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion,
     DeleteOutcome, EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId,
-    JobPage, JobQuery, JobStore, Lease, Notifications, Operations, Outcome, PausedQueue,
-    PeriodicTicks, Progress, ProgressAck, QueueCounts, Renewal, RetryOutcome, Signal, StorageError,
-    StorageErrorKind, Timestamp, WorkerInfo,
+    JobPage, JobQuery, JobStore, KeyCount, Lease, Notifications, Operations, Outcome, PausedQueue,
+    PeriodicTicks, Progress, ProgressAck, QueueCounts, RateWindow, Renewal, RetryOutcome, Signal,
+    StorageError, StorageErrorKind, Timestamp, WorkerInfo,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde_json::Value;
@@ -635,6 +635,28 @@ impl Operations for SqliteStore {
 
     fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>> {
         Box::pin(self.reader.read(ops::paused_queues))
+    }
+
+    fn key_counts<'a>(
+        &'a self,
+        keys: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<Vec<KeyCount>, StorageError>> {
+        let keys = keys.map(<[String]>::to_vec);
+        Box::pin(
+            self.reader
+                .read(move |connection| ops::key_counts(connection, keys.as_deref())),
+        )
+    }
+
+    fn rate_windows<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, RateWindow)>, StorageError>> {
+        let names = names.to_vec();
+        Box::pin(
+            self.reader
+                .read(move |connection| ops::rate_windows(connection, &names)),
+        )
     }
 }
 

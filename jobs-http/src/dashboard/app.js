@@ -373,7 +373,7 @@ function drawDetails(row) {
     `id        ${job.id}`,
     `attempt   ${job.attempt}; fails for good at failure ${job.maxAttempts || 1}`,
     `queue     ${job.queue || "default"}`,
-    `key       ${keyText(job)}`,
+    `limit     ${keyText(job)}`,
     `priority  ${job.priority || 0}`,
     `run at    ${job.runAt || "-"}`,
     `created   ${job.createdAt}`,
@@ -931,7 +931,8 @@ function drawJobPage(job, result) {
   }
   parts.push(el("div", {}, el("h3", {}, "Details"), el("pre", {}, [
     `queue     ${job.queue || "default"}`,
-    `key       ${keyText(job)}`,
+    `limit     ${keyText(job)}`,
+    job.waitingOn ? `waits on  ${job.waitingOn.reason}` : null,
     `priority  ${job.priority || 0}`,
     `attempts  ${job.attempt} of at most ${job.maxAttempts || 1}`,
     `run at    ${job.runAt || "-"}`,
@@ -1052,7 +1053,7 @@ function drawQueues(queues) {
 
 // A job's concurrency key and how many of its jobs may run at once.
 function keyText(job) {
-  return job.concurrencyKey ? `${job.concurrencyKey} (${job.concurrencyLimit || 1} at once)` : "-";
+  return job.concurrencyKey ? `key ${job.concurrencyKey}, ${job.concurrencyLimit || 1} at once` : "-";
 }
 
 // A queue runs or is paused for every process; the button switches it.

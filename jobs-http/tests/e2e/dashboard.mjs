@@ -232,10 +232,14 @@ try {
   const held = await submitJob("Steps", '{"steps": 1}');
   await waitForStatus(held, "Queued");
   await page.locator('tr.queue[data-queue="default"] .queued').filter({ hasText: "1" }).waitFor();
+  await page.fill("#find-id", held);
+  await page.click("#find");
+  await page.locator("#job-details").filter({ hasText: "waits on  queue default paused" }).waitFor();
+  await page.click("#job-close");
   await page.click('tr.queue[data-queue="default"] button.resume');
   await waitForStatus(held, "Succeeded");
   await page.locator('tr.queue[data-queue="default"] button.pause').waitFor();
-  ok("the pause button held the default queue's job Queued, and resume ran it");
+  ok("the pause button held the default queue's job Queued, its page said why, and resume ran it");
 
   const burst = [];
   for (let i = 0; i < 3; i++) burst.push(await submitJob("Explode", '{"message": "burst"}'));

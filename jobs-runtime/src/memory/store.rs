@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use jobs_core::{
     BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
     EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
-    JobQuery, JobStatus, JobStore, Lease, Notifications, Operations, Outcome, PausedQueue,
-    PeriodicTicks, Progress, ProgressAck, QueueCounts, RateBudgets, RateWindow, Renewal,
-    RetryOutcome, StorageError, StorageErrorKind, Timestamp, WorkerInfo,
+    JobQuery, JobStatus, JobStore, KeyCount, Lease, Notifications, Operations, Outcome,
+    PausedQueue, PeriodicTicks, Progress, ProgressAck, QueueCounts, RateBudgets, RateWindow,
+    Renewal, RetryOutcome, StorageError, StorageErrorKind, Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 
@@ -543,6 +543,39 @@ impl State {
         }
     }
 
+    /// The concurrency keys of active jobs (only `keys`, when given): the due queued jobs
+    /// from the queues' ids, the running ones from the ids of claimed jobs.
+    fn key_counts(&self, keys: Option<&[String]>) -> Vec<KeyCount> {
+        let wanted = |key: &str| keys.is_none_or(|keys| keys.iter().any(|k| k == key));
+        let now = Timestamp::now();
+        let mut counts: HashMap<&str, KeyCount> = HashMap::new();
+        let mut seen: HashSet<JobId> = HashSet::new();
+        let queued = self.lanes.ids().map(|(_, id)| id);
+        for id in queued.chain(self.running.iter().copied()) {
+            let Some(entry) = self.get(&id) else { continue };
+            let job = &entry.job;
+            let Some(key) = job.concurrency_key.as_deref().filter(|key| wanted(key)) else {
+                continue;
+            };
+            let due = job.status == JobStatus::Queued && job.run_at <= now;
+            if !(due || job.status == JobStatus::Running) || !seen.insert(id) {
+                continue;
+            }
+            let count = counts
+                .entry(key)
+                .or_insert_with(|| KeyCount::new(key, 0, 0, 1));
+            if due {
+                count.queued += 1;
+            } else {
+                count.running += 1;
+            }
+            count.limit = count.limit.max(job.concurrency_limit.unwrap_or(1));
+        }
+        let mut counts: Vec<KeyCount> = counts.into_values().collect();
+        counts.sort_by(|a, b| a.key.cmp(&b.key));
+        counts
+    }
+
     fn queue_counts(&self) -> Vec<QueueCounts> {
         let now = Timestamp::now();
         let mut counts: Vec<QueueCounts> = Vec::new();
@@ -939,6 +972,33 @@ impl Operations for InMemoryStore {
             state.paused.remove(queue).is_some()
         };
         ready(Ok(changed))
+    }
+
+    fn key_counts<'a>(
+        &'a self,
+        keys: Option<&'a [String]>,
+    ) -> BoxFuture<'a, Result<Vec<KeyCount>, StorageError>> {
+        ready(Ok(self.lock().key_counts(keys)))
+    }
+
+    fn rate_windows<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, RateWindow)>, StorageError>> {
+        let state = self.lock();
+        let now = Instant::now();
+        let windows = names
+            .iter()
+            .filter_map(|name| {
+                let (opened, used) = state.rate_windows.get(name)?;
+                let window = RateWindow {
+                    age: Some(now.saturating_duration_since(*opened)),
+                    used: *used,
+                };
+                Some((name.clone(), window))
+            })
+            .collect();
+        ready(Ok(windows))
     }
 
     fn paused_queues(&self) -> BoxFuture<'_, Result<Vec<PausedQueue>, StorageError>> {
