@@ -35,7 +35,7 @@ fn events_response() -> Value {
         "content": { "text/event-stream": { "schema": {
             "type": "object", "required": ["event", "data"],
             "properties": {
-                "event": { "type": "string", "enum": ["submitted", "started", "progress", "cancelRequested", "requeued", "retried", "deleted", "finished", "lagged", "shutdown"] },
+                "event": { "type": "string", "enum": ["submitted", "started", "progress", "cancelRequested", "requeued", "retried", "deleted", "finished", "queuePaused", "queueResumed", "lagged", "shutdown"], "description": "queuePaused and queueResumed ({\"queue\"}) only on /events" },
                 "data": { "type": "string", "description": "the event's JSON" }
             }
         } } }
@@ -69,7 +69,7 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                     "properties": { "error": {
                         "type": "object", "required": ["code", "message"],
                         "properties": {
-                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, not_found, not_succeeded, not_retryable, unique_key_held, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, not_found, not_succeeded, not_retryable, unique_key_held, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
                             "message": { "type": "string" },
                             "knownTypes": { "type": "array", "items": { "type": "string" } },
                             "status": { "type": "string", "enum": status_enum },
@@ -420,7 +420,7 @@ fn submit_options() -> Map<String, Value> {
         "uniqueKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_UNIQUE_KEY_CHARS, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
         "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" },
         "concurrencyKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_CONCURRENCY_KEY_CHARS, "description": "at most concurrencyLimit jobs with this key run at once, across types and processes; the type's key by default" },
-        "concurrencyLimit": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_CONCURRENCY_LIMIT, "description": "how many jobs of the key run at once (default: the type's, else 1); without any key, the job is keyed by its type" }
+        "concurrencyLimit": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_CONCURRENCY_LIMIT, "description": "how many jobs of the key run at once (default: the type's, else 1); for a type without a key of its own and no concurrencyKey, the job is keyed by its type" }
     });
     match options {
         Value::Object(options) => options,

@@ -1114,6 +1114,60 @@ pub async fn claims_run_at_most_the_limit_of_a_concurrency_key_in_order(store: &
         vec![jobs[2].id],
         "the second a, before the third"
     );
+
+    // A busy key's backlog does not hold up the queue: with jobs of key `hot` first, a
+    // claim of two still finds the others.
+    let mut later: Vec<Job> = (0..10).map(|_| keyed("hot", 1)).collect();
+    later.push(keyed("cold", 1));
+    later.push(Job::new("Free", Value::Null));
+    for job in &mut later {
+        job.queue = "backlog".to_owned();
+    }
+    insert(store, later.clone()).await;
+    let two = |holder| claim_request("backlog", 2, holder, lease);
+    let first = store.claim(two(HOLDER)).await.unwrap();
+    let mut expected = vec![later[0].id, later[10].id];
+    expected.sort();
+    assert_eq!(
+        ids(&first),
+        expected,
+        "the first hot job, and the cold one past the others"
+    );
+    let second = store.claim(two(OTHER)).await.unwrap();
+    assert_eq!(
+        ids(&second),
+        vec![later[11].id],
+        "the free job past the busy keys"
+    );
+
+    // A job held back by a rate limit keeps its key's later jobs (of another type) behind
+    // it.
+    if store.supports_rate_limits() {
+        let rates = [jobs_core::RateRule::new(
+            jobs_core::RateScope::JobType("Rated".into()),
+            "1/1h".parse().unwrap(),
+        )];
+        let limited = |queue| ClaimRequest {
+            rates: &rates,
+            ..claim_request(queue, 10, HOLDER, lease)
+        };
+        let mut spend = Job::new("Rated", Value::Null);
+        spend.queue = "ordered".to_owned();
+        insert(store, vec![spend]).await;
+        assert_eq!(store.claim(limited("ordered")).await.unwrap().len(), 1);
+        let mut rated = keyed("x", 1);
+        rated.job_type = "Rated".to_owned();
+        let mut other = keyed("x", 1);
+        other.job_type = "Other".to_owned();
+        for job in [&mut rated, &mut other] {
+            job.queue = "ordered".to_owned();
+        }
+        insert(store, vec![rated, other]).await;
+        assert!(
+            store.claim(limited("ordered")).await.unwrap().is_empty(),
+            "the key's second job waits for its first, which waits for the rate limit"
+        );
+    }
 }
 
 /// A store that passes every call to another, failing or holding back the calls a test

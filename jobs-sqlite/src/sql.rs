@@ -7,7 +7,8 @@
 
 use jobs_core::{
     CancelOutcome, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, Progress,
-    RateBudgets, RateRule, RateWindow, Renewal, StorageError, StorageErrorKind, Timestamp,
+    RateBudgets, RateRule, RateScope, RateWindow, Renewal, StorageError, StorageErrorKind,
+    Timestamp,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -202,31 +203,48 @@ pub(crate) fn claim(
         return Ok(Vec::new());
     }
     let now = Timestamp::now().as_unix_micros();
-    let mut claimed = if rates.is_empty() {
+    // A queue's own rate limit holds every claim of it: the checked path at once. Else
+    // one statement claims the first due jobs, leaving those with a key or a limited type
+    // to the checked path.
+    let queue_limited = rates
+        .iter()
+        .any(|rule| matches!(&rule.scope, RateScope::Queue(name) if name == queue));
+    let limited_types: Vec<&str> = rates
+        .iter()
+        .filter_map(|rule| match &rule.scope {
+            RateScope::JobType(job_type) => Some(job_type.as_str()),
+            _ => None,
+        })
+        .collect();
+    let limited_types = serde_json::to_string(&limited_types).expect("names serialize");
+    let mut claimed = if queue_limited {
+        Vec::new()
+    } else {
         connection
             .prepare_cached(concat!(
                 set_running!(),
-                // Keyed jobs among the first due are left for the checked path.
                 " WHERE rowid IN (
                      SELECT rowid FROM (
-                         SELECT rowid, concurrency_key FROM jobs
+                         SELECT rowid, concurrency_key, job_type FROM jobs
                          WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
                            AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
                          ORDER BY priority DESC, run_at, id LIMIT ?5)
-                     WHERE concurrency_key IS NULL) ",
+                     WHERE concurrency_key IS NULL
+                       AND job_type NOT IN (SELECT value FROM json_each(?6))) ",
                 claimed_columns!()
             ))
             .and_then(|mut statement| {
                 statement
-                    .query_map(params![now, holder, lease_us, queue, limit], RawClaim::read)?
+                    .query_map(
+                        params![now, holder, lease_us, queue, limit, limited_types],
+                        RawClaim::read,
+                    )?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(failed(CLAIM))?
-    } else {
-        Vec::new()
     };
     let left = limit - claimed.len() as i64;
-    if !rates.is_empty() || (left > 0 && keyed_due(connection, queue, now)?) {
+    if queue_limited || (left > 0 && held_due(connection, queue, now, &limited_types)?) {
         claimed.extend(claim_checked(
             connection, queue, left, holder, lease_us, rates, now,
         )?);
@@ -241,15 +259,29 @@ pub(crate) fn claim(
 
 const CLAIM: &str = "could not claim jobs";
 
-/// Whether a job with a concurrency key is due in `queue`.
-fn keyed_due(connection: &Connection, queue: &str, now: i64) -> Result<bool, StorageError> {
+/// The most due jobs a checked claim reads, past those a limit holds back.
+const LOOK_AHEAD: i64 = 10_000;
+
+/// Whether a job that the one-statement claim leaves alone is due in `queue`: one with a
+/// concurrency key, or of a type in `limited_types` (a JSON array).
+fn held_due(
+    connection: &Connection,
+    queue: &str,
+    now: i64,
+    limited_types: &str,
+) -> Result<bool, StorageError> {
     connection
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM jobs
                  WHERE status = 'Queued' AND queue = ?1 AND concurrency_key IS NOT NULL
-                   AND run_at <= ?2)",
+                   AND run_at <= ?2)
+                 OR EXISTS (SELECT 1 FROM jobs
+                 WHERE status = 'Queued' AND queue = ?1 AND run_at <= ?2
+                   AND job_type IN (SELECT value FROM json_each(?3)))",
         )
-        .and_then(|mut statement| statement.query_row(params![queue, now], |row| row.get(0)))
+        .and_then(|mut statement| {
+            statement.query_row(params![queue, now, limited_types], |row| row.get(0))
+        })
         .map_err(failed(CLAIM))
 }
 
@@ -290,48 +322,60 @@ fn claim_checked(
     if want == 0 {
         return Ok(Vec::new());
     }
-    // Look past jobs that a partly spent limit holds back, within reason.
-    let look = want.saturating_mul(2).min(want.max(10_000));
+    // The due jobs in claim order, read one at a time until enough are picked or
+    // `LOOK_AHEAD` were passed over. Unkeyed jobs of a spent type are left out in SQL; a
+    // keyed one is read even then, as it stands ahead of its key's later jobs. A keyed job
+    // may start if its key's running jobs and the queued ones read before it leave room.
     let spent = serde_json::to_string(&budgets.spent_types()).expect("names serialize");
-    let candidates: Vec<(i64, String, Option<String>)> = connection
+    let mut candidates = connection
         .prepare_cached(
-            "SELECT rowid, job_type, concurrency_key FROM jobs
+            "SELECT rowid, job_type, concurrency_key, coalesce(concurrency_limit, 1) FROM jobs
              WHERE status = 'Queued' AND queue = ?1 AND run_at <= ?2
                AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?1)
-               AND job_type NOT IN (SELECT value FROM json_each(?3))
+               AND (concurrency_key IS NOT NULL
+                    OR job_type NOT IN (SELECT value FROM json_each(?3)))
              ORDER BY priority DESC, run_at, id LIMIT ?4",
         )
-        .and_then(|mut statement| {
-            statement
-                .query_map(params![queue, now, spent, look], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })?
-                .collect()
-        })
         .map_err(failed(CLAIM))?;
-    let mut keys: Vec<&str> = candidates
-        .iter()
-        .filter_map(|(_, _, key)| key.as_deref())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let startable = if keys.is_empty() {
-        std::collections::HashSet::new()
-    } else {
-        key_heads(connection, queue, &keys, now)?
-    };
+    let mut running = connection
+        .prepare_cached(
+            "SELECT count(*) FROM jobs WHERE status = 'Running' AND concurrency_key = ?1",
+        )
+        .map_err(failed(CLAIM))?;
+    let mut rows = candidates
+        .query(params![queue, now, spent, LOOK_AHEAD])
+        .map_err(failed(CLAIM))?;
+    // Per key: its running jobs, and its jobs read so far.
+    let mut keys: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
     let mut picked: Vec<i64> = Vec::new();
-    for (rowid, job_type, key) in &candidates {
-        if picked.len() as i64 == want {
+    while (picked.len() as i64) < want {
+        let Some(row) = rows.next().map_err(failed(CLAIM))? else {
             break;
+        };
+        let (rowid, job_type, key, limit): (i64, String, Option<String>, i64) =
+            (|| Ok::<_, rusqlite::Error>((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))()
+                .map_err(failed(CLAIM))?;
+        if let Some(key) = key {
+            let seen = match keys.entry(key) {
+                std::collections::hash_map::Entry::Occupied(seen) => seen.into_mut(),
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    let count: i64 = running
+                        .query_row([new.key()], |row| row.get(0))
+                        .map_err(failed(CLAIM))?;
+                    new.insert((count, 0))
+                }
+            };
+            let room = seen.0 + seen.1 < limit;
+            seen.1 += 1;
+            if !room {
+                continue;
+            }
         }
-        if key.is_some() && !startable.contains(rowid) {
-            continue;
-        }
-        if budgets.take(queue, job_type) {
-            picked.push(*rowid);
+        if budgets.take(queue, &job_type) {
+            picked.push(rowid);
         }
     }
+    drop(rows);
     let picked = serde_json::to_string(&picked).expect("numbers serialize");
     let claimed = connection
         .prepare_cached(concat!(
@@ -359,41 +403,6 @@ fn claim_checked(
             .map_err(failed(CLAIM))?;
     }
     Ok(claimed)
-}
-
-/// The queued due jobs of `queue` with one of `keys` that may start now: the first of
-/// each key in claim order, as many as its limit leaves beside its running jobs (in any
-/// queue). By rowid.
-fn key_heads(
-    connection: &Connection,
-    queue: &str,
-    keys: &[&str],
-    now: i64,
-) -> Result<std::collections::HashSet<i64>, StorageError> {
-    let keys = serde_json::to_string(keys).expect("keys serialize");
-    connection
-        .prepare_cached(
-            "WITH wanted AS (SELECT value AS k FROM json_each(?1)),
-             running AS (
-                 SELECT concurrency_key AS k, count(*) AS n FROM jobs
-                 WHERE status = 'Running' AND concurrency_key IN (SELECT k FROM wanted)
-                 GROUP BY 1),
-             queued AS (
-                 SELECT rowid AS r, concurrency_key AS k, concurrency_limit AS lim,
-                        row_number() OVER (PARTITION BY concurrency_key
-                                           ORDER BY priority DESC, run_at, id) AS rn
-                 FROM jobs
-                 WHERE status = 'Queued' AND queue = ?2 AND run_at <= ?3
-                   AND concurrency_key IN (SELECT k FROM wanted))
-             SELECT q.r FROM queued q LEFT JOIN running USING (k)
-             WHERE q.rn <= coalesce(q.lim, 1) - coalesce(running.n, 0)",
-        )
-        .and_then(|mut statement| {
-            statement
-                .query_map(params![keys, queue, now], |row| row.get(0))?
-                .collect()
-        })
-        .map_err(failed(CLAIM))
 }
 
 /// Microseconds until the earliest queued job of `queue` is due (zero or less: one is

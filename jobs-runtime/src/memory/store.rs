@@ -320,6 +320,7 @@ impl State {
         };
         // Due jobs a rate limit holds back, to go back where they were.
         let mut held: Vec<(JobId, i16)> = Vec::new();
+        let mut held_keys: Vec<String> = Vec::new();
         while claimed.len() < limit {
             let Ok(id) = self.lanes.pop(request.queue) else {
                 break;
@@ -334,11 +335,18 @@ impl State {
             if entry.job.run_at > now || entry.job.status != JobStatus::Queued {
                 continue;
             }
+            // A key with a job held back here stays closed for this claim, so its jobs
+            // keep their order.
             let key_busy = entry.job.concurrency_key.as_ref().is_some_and(|key| {
                 let running = self.running_keys.get(key).copied().unwrap_or(0);
-                running >= entry.job.concurrency_limit.unwrap_or(1)
+                running >= entry.job.concurrency_limit.unwrap_or(1) || held_keys.contains(key)
             });
             if key_busy || !budgets.take(request.queue, &entry.job.job_type) {
+                if let Some(key) = &entry.job.concurrency_key {
+                    if !held_keys.contains(key) {
+                        held_keys.push(key.clone());
+                    }
+                }
                 held.push((id, entry.job.priority));
                 if held.len() >= LOOK_AHEAD {
                     break;
