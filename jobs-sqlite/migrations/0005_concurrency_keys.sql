@@ -1,9 +1,7 @@
--- Concurrency keys: at most `concurrency_limit` jobs with one key run at once. The
--- indexes serve the claim's count of running jobs per key and its look for the first
--- queued jobs of a key.
+-- Concurrency keys: at most `concurrency_limit` jobs with one key run at once. One index
+-- of the keyed jobs by key and status serves the claim's count of a key's running jobs
+-- and the counts per key; its condition names a column no claim or completion changes,
+-- so jobs without a key cost those writes nothing.
 ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
 ALTER TABLE jobs ADD COLUMN concurrency_limit INTEGER CHECK (concurrency_limit > 0);
-CREATE INDEX jobs_running_keys ON jobs (concurrency_key)
-    WHERE status = 'Running' AND concurrency_key IS NOT NULL;
-CREATE INDEX jobs_queued_keys ON jobs (queue, concurrency_key, priority DESC, run_at, id)
-    WHERE status = 'Queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX jobs_keys ON jobs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;

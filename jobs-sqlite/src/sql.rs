@@ -223,20 +223,28 @@ pub(crate) fn claim(
         connection
             .prepare_cached(concat!(
                 set_running!(),
+                // The first due jobs come from `jobs_due` alone; the rows it updates are
+                // read anyway, so their key and type are checked there.
                 " WHERE rowid IN (
-                     SELECT rowid FROM (
-                         SELECT rowid, concurrency_key, job_type FROM jobs
-                         WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
-                           AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
-                         ORDER BY priority DESC, run_at, id LIMIT ?5)
-                     WHERE concurrency_key IS NULL
-                       AND job_type NOT IN (SELECT value FROM json_each(?6))) ",
+                     SELECT rowid FROM jobs
+                     WHERE status = 'Queued' AND queue = ?4 AND run_at <= ?1
+                       AND NOT EXISTS (SELECT 1 FROM job_paused_queues WHERE name = ?4)
+                     ORDER BY priority DESC, run_at, id LIMIT ?5)
+                   AND concurrency_key IS NULL
+                   AND (?6 IS NULL OR job_type NOT IN (SELECT value FROM json_each(?6))) ",
                 claimed_columns!()
             ))
             .and_then(|mut statement| {
                 statement
                     .query_map(
-                        params![now, holder, lease_us, queue, limit, limited_types],
+                        params![
+                            now,
+                            holder,
+                            lease_us,
+                            queue,
+                            limit,
+                            (!rates.is_empty()).then_some(&limited_types)
+                        ],
                         RawClaim::read,
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
