@@ -34,6 +34,9 @@ pub enum StorageErrorKind {
     InvalidInput,
     /// The store does not do what was asked.
     Unsupported,
+    /// The store holds as many jobs as it may: trying again once some have finished may
+    /// succeed.
+    Full,
     /// Anything else.
     Other,
 }
@@ -152,6 +155,13 @@ pub enum SubmitError {
     /// The service has been shut down; start a new one to submit again.
     #[error("the job service has shut down: start a new one to submit jobs")]
     ShutDown,
+    /// The store holds as many active jobs as it may; nothing was stored. Try again once
+    /// some have finished.
+    #[error("the job store is full: {reason}; try again once jobs have finished")]
+    StoreFull {
+        /// What limit was reached.
+        reason: String,
+    },
     /// The store failed (its kind says whether trying again may help).
     #[error("could not store the job: {0}")]
     Storage(#[from] StorageError),

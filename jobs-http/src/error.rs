@@ -73,6 +73,11 @@ impl ApiError {
             StorageErrorKind::Conflict => {
                 Self::new(StatusCode::CONFLICT, "conflict", error.message().to_owned())
             }
+            StorageErrorKind::Full => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_full",
+                error.message().to_owned(),
+            ),
             _ => {
                 tracing::error!(%error, "the job store failed while serving a request");
                 Self::new(
@@ -122,6 +127,9 @@ impl From<SubmitError> for ApiError {
             }
             SubmitError::ShutDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            SubmitError::StoreFull { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_full", message)
             }
             SubmitError::Storage(error) => Self::internal(&error),
             _ => Self::new(

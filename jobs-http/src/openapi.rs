@@ -69,7 +69,7 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                     "properties": { "error": {
                         "type": "object", "required": ["code", "message"],
                         "properties": {
-                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, not_found, not_succeeded, not_retryable, unique_key_held, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, store_full, not_found, not_succeeded, not_retryable, unique_key_held, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
                             "message": { "type": "string" },
                             "knownTypes": { "type": "array", "items": { "type": "string" } },
                             "status": { "type": "string", "enum": status_enum },
@@ -143,7 +143,8 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                         "401": error("unauthorized"),
                         "413": error("body_too_large or payload_too_large"),
                         "415": error("unsupported_media_type"),
-                        "422": error("invalid_body: well-formed JSON of the wrong shape")
+                        "422": error("invalid_body: well-formed JSON of the wrong shape"),
+                        "503": error("store_full (the store holds as many active jobs as it may; nothing was stored), shutting_down or store_unavailable, with Retry-After")
                     }
                 },
                 "get": {

@@ -1184,3 +1184,31 @@ async fn a_paused_queue_holds_its_jobs_until_resumed_and_says_so() {
     );
     jobs.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_full_store_answers_503_with_retry_after_and_stores_nothing() {
+    let store = Arc::new(jobs_runtime::memory::InMemoryStore::new().with_max_active_jobs(1));
+    let jobs = Jobs::builder()
+        .discover(false)
+        .concurrency(0)
+        .store(store.clone())
+        .register(Double)
+        .start()
+        .unwrap();
+    let app = router(jobs.clone());
+    let body = json!({ "type": "Double", "payload": { "n": 1 } });
+    let (status, _) = call(&app, "POST", "/jobs", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let request = Request::post("/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let error: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(error["error"]["code"], "store_full");
+    assert_eq!(store.len(), 1, "nothing stored");
+    jobs.shutdown().await;
+}

@@ -28,7 +28,11 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
             });
         }
     }
-    let answers = inner.store.insert_many(jobs.clone()).await?;
+    let answers = inner
+        .store
+        .insert_many(jobs.clone())
+        .await
+        .map_err(submit_error)?;
     // A store with notifications announced its inserts itself, in the same write.
     let signalling = inner.store.notifications().is_none() && inner.signalling();
     let mut events = Vec::with_capacity(if signalling { jobs.len() } else { 0 });
@@ -215,6 +219,17 @@ pub(crate) fn with_policy(
         return Err(invalid("the start is after the year 9999"));
     }
     Ok(job)
+}
+
+/// A store's refusal as the submitter sees it: a full store is [`SubmitError::StoreFull`].
+pub(crate) fn submit_error(error: jobs_core::StorageError) -> SubmitError {
+    if error.kind() == jobs_core::StorageErrorKind::Full {
+        SubmitError::StoreFull {
+            reason: error.message().to_owned(),
+        }
+    } else {
+        SubmitError::Storage(error)
+    }
 }
 
 /// Refuses a payload whose compact JSON is longer than `limit`, stopping the count as soon

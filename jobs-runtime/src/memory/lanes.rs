@@ -19,6 +19,8 @@ struct Items {
     sequence: u64,
     // Below every arrival: the places of jobs put back at the front, counting down.
     front: i64,
+    // Ids here whose jobs left the queue without being handed out (canceled).
+    dead: usize,
 }
 
 #[derive(PartialEq, Eq)]
@@ -55,6 +57,14 @@ struct Scheduled {
 impl Items {
     fn len(&self) -> usize {
         self.fifo.len() + self.ranked.len() + self.scheduled.len()
+    }
+
+    /// Keeps only the ids `live` accepts.
+    fn retain(&mut self, live: impl Fn(JobId) -> bool) {
+        self.fifo.retain(|id| live(*id));
+        self.ranked.retain(|ranked| live(ranked.id));
+        self.scheduled.retain(|Reverse(job)| live(job.id));
+        self.dead = 0;
     }
 
     fn push_due(&mut self, id: JobId, priority: i16) {
@@ -167,6 +177,29 @@ impl Lanes {
         if let Some(items) = self.lanes.get_mut(queue) {
             items.put_back(jobs);
         }
+    }
+
+    /// A job of `queue` left it without being handed out (it was canceled): its id
+    /// lingers, due or scheduled, until the lane next drops the ids of such jobs, which it
+    /// does (keeping those `live` accepts) once they are half of it, so a cancel costs
+    /// amortized constant time and a canceled job scheduled years ahead does not stay for
+    /// years. A lane left empty is dropped, so queues nothing serves do not keep one each.
+    pub(crate) fn discard(&mut self, queue: &str, live: impl Fn(JobId) -> bool) {
+        let Some(items) = self.lanes.get_mut(queue) else {
+            return;
+        };
+        items.dead += 1;
+        if items.dead * 2 >= items.len() {
+            items.retain(live);
+        }
+        if items.len() == 0 {
+            self.lanes.remove(queue);
+        }
+    }
+
+    /// How many named queues have a lane here.
+    pub(crate) fn lane_count(&self) -> usize {
+        self.lanes.len()
     }
 
     /// How long until the next id of `queue` is due: zero when one is due now, `None`

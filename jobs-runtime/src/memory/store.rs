@@ -28,6 +28,7 @@ use crate::id_hash::IdMap;
 pub struct InMemoryStore {
     state: Mutex<State>,
     bus: EventBus,
+    max_active: usize,
 }
 
 #[derive(Default)]
@@ -257,8 +258,17 @@ impl State {
         counts[slot(to)] += 1;
     }
 
-    fn insert(&mut self, jobs: Vec<Job>) -> Result<Vec<Inserted>, StorageError> {
+    fn insert(&mut self, jobs: Vec<Job>, max_active: usize) -> Result<Vec<Inserted>, StorageError> {
         // Check the whole batch first: a refused batch stores nothing.
+        let active = self.counts[slot(JobStatus::Queued)] + self.counts[slot(JobStatus::Running)];
+        if active.saturating_add(jobs.len()) > max_active {
+            return Err(StorageError::of_kind(
+                StorageErrorKind::Full,
+                format!(
+                    "the in-memory store holds {active} queued and running jobs, and at most {max_active}"
+                ),
+            ));
+        }
         let mut ids = IdMap::default();
         for job in &jobs {
             let repeated = jobs.len() > 1 && ids.insert(job.id, ()).is_some();
@@ -500,6 +510,12 @@ impl State {
                 let job = entry.job.clone();
                 self.moved(type_slot, JobStatus::Queued, JobStatus::Canceled);
                 self.release_key(at as usize);
+                let (index, entries) = (&self.index, &self.entries);
+                self.lanes.discard(&job.queue, |id| {
+                    index
+                        .get(&id)
+                        .is_some_and(|at| entries[*at as usize].job.status == JobStatus::Queued)
+                });
                 let at = job.finished_at.unwrap_or_else(Timestamp::now);
                 self.finished.record(&job.queue, JobStatus::Canceled, at);
                 CancelOutcome::CanceledQueued(job)
@@ -662,7 +678,22 @@ impl InMemoryStore {
         Self {
             state: Mutex::new(State::default()),
             bus: EventBus::new(capacity),
+            max_active: Self::DEFAULT_MAX_ACTIVE,
         }
+    }
+
+    /// The most `Queued` and `Running` jobs a store holds unless told otherwise.
+    pub const DEFAULT_MAX_ACTIVE: usize = 1_000_000;
+
+    /// Holds at most `jobs` `Queued` and `Running` jobs (default
+    /// [`InMemoryStore::DEFAULT_MAX_ACTIVE`]): a submission beyond it is refused with
+    /// [`SubmitError::StoreFull`](jobs_core::SubmitError::StoreFull) (`503` over HTTP) and
+    /// nothing of it is stored, so a producer faster than the workers, or jobs for a queue
+    /// nothing serves, cannot grow the process without end. Finished jobs do not count
+    /// (retention removes them).
+    pub fn with_max_active_jobs(mut self, jobs: usize) -> Self {
+        self.max_active = jobs;
+        self
     }
 
     /// How many stored jobs are in `status`, counted as jobs change (no scan).
@@ -681,9 +712,15 @@ impl InMemoryStore {
     }
 
     /// How many ids wait in the queues (due or scheduled; canceled jobs' ids leave at the
-    /// next claim that reaches them).
+    /// next claim that reaches them, or once they are half of their queue's).
     pub fn queued_ids(&self) -> usize {
         self.lock().lanes.len()
+    }
+
+    /// How many named queues keep a lane of queued ids here (a queue left without queued
+    /// jobs by cancels loses its lane).
+    pub fn queue_lanes(&self) -> usize {
+        self.lock().lanes.lane_count()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -737,7 +774,7 @@ impl JobStore for InMemoryStore {
         let announce = self.bus.has_subscribers() || self.bus.has_signal_subscribers();
         let events = announce.then(|| submitted(&jobs));
         let mut state = self.lock();
-        let answers = state.insert(jobs);
+        let answers = state.insert(jobs, self.max_active);
         if let (Ok(answers), Some(events)) = (&answers, events) {
             // Sent under the lock, so no claim (which takes it) can come before.
             self.bus.send(stored_only(events, answers));
@@ -1035,7 +1072,7 @@ impl PeriodicTicks for InMemoryStore {
         }
         let events = submitted(std::slice::from_ref(&job));
         let stored = state
-            .insert(vec![job])
+            .insert(vec![job], self.max_active)
             .map(|answers| matches!(answers.first(), Some(Inserted::Stored)));
         if let Ok(true) = stored {
             state.ticks.insert(schedule.to_owned(), tick);

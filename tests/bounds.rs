@@ -1,0 +1,109 @@
+//! The in-memory store stays bounded under runaway or hostile load: a bound on active
+//! jobs refused at submit, and no ids or lanes left behind by canceled jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobs::memory::InMemoryStore;
+use jobs::prelude::*;
+use jobs::JobStore;
+use serde_json::json;
+
+/// Does nothing.
+#[job_executor("BoundNoop")]
+async fn bound_noop() -> Result<(), JobError> {
+    Ok(())
+}
+
+fn service(store: &Arc<InMemoryStore>) -> Jobs {
+    Jobs::builder()
+        .concurrency(0)
+        .store(store.clone() as Arc<dyn JobStore>)
+        .start()
+        .unwrap()
+}
+
+/// Past its bound of active jobs the store refuses a submission with a typed error and
+/// stores nothing of it (a batch is refused whole); a finished job frees its place.
+#[tokio::test]
+async fn a_full_in_memory_store_refuses_submissions_and_stores_nothing() {
+    let store = Arc::new(InMemoryStore::new().with_max_active_jobs(3));
+    let jobs = service(&store);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(jobs.submit_job("BoundNoop").await.unwrap().id);
+    }
+    let error = jobs.submit_job("BoundNoop").await.unwrap_err();
+    assert!(matches!(error, SubmitError::StoreFull { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "the job store is full: the in-memory store holds 3 queued and running jobs, and at most 3; try again once jobs have finished"
+    );
+    assert_eq!(store.len(), 3, "nothing stored");
+    jobs.cancel(ids[0]).await.unwrap();
+    let batch = (0..2)
+        .map(|_| jobs.prepare_job("BoundNoop", json!(null)))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let error = jobs.submit_many(batch).await.unwrap_err();
+    assert!(matches!(error, SubmitError::StoreFull { .. }), "{error:?}");
+    assert_eq!(store.len(), 3, "a batch over the bound is refused whole");
+    jobs.submit_job("BoundNoop")
+        .await
+        .expect("the canceled job's place");
+    jobs.shutdown().await;
+}
+
+/// A canceled job scheduled far ahead leaves the schedule at once, so a submit-and-cancel
+/// loop does not grow it (before, each id stayed until its time came, years ahead).
+#[tokio::test]
+async fn canceled_scheduled_jobs_leave_the_schedule() {
+    let store = Arc::new(InMemoryStore::new());
+    let jobs = service(&store);
+    let later = SubmitOptions::new().delay(Duration::from_secs(365 * 86_400));
+    let kept = jobs
+        .submit_job_with_options("BoundNoop", json!(null), &later)
+        .await
+        .unwrap();
+    for _ in 0..10_000 {
+        let job = jobs
+            .submit_job_with_options("BoundNoop", json!(null), &later)
+            .await
+            .unwrap();
+        jobs.cancel(job.id).await.unwrap();
+    }
+    assert!(store.queued_ids() <= 2, "{} ids left", store.queued_ids());
+    let job = jobs.get_job(kept.id).await.unwrap().unwrap();
+    assert_eq!(
+        job.status,
+        JobStatus::Queued,
+        "the job still queued keeps its place"
+    );
+    assert_eq!(
+        store
+            .next_due("default")
+            .await
+            .unwrap()
+            .map(|d| d > Duration::from_secs(86_400)),
+        Some(true)
+    );
+    jobs.shutdown().await;
+}
+
+/// Queues that no service serves, emptied by cancels, keep no lane (before, every queue
+/// name ever used kept one).
+#[tokio::test]
+async fn lanes_of_emptied_queues_nothing_serves_are_dropped() {
+    let store = Arc::new(InMemoryStore::new());
+    let jobs = service(&store);
+    for n in 0..1_000 {
+        let options = SubmitOptions::new().queue(format!("tenant-{n}"));
+        let job = jobs
+            .submit_job_with_options("BoundNoop", json!(null), &options)
+            .await
+            .unwrap();
+        jobs.cancel(job.id).await.unwrap();
+    }
+    assert_eq!(store.queue_lanes(), 0);
+    jobs.shutdown().await;
+}
