@@ -107,3 +107,39 @@ async fn lanes_of_emptied_queues_nothing_serves_are_dropped() {
     assert_eq!(store.queue_lanes(), 0);
     jobs.shutdown().await;
 }
+
+/// Jobs of a queue that no running service serves are reported, with how many wait;
+/// a served queue is not, even with jobs queued.
+#[tokio::test]
+async fn queues_nothing_serves_are_reported() {
+    let store = Arc::new(InMemoryStore::new());
+    let worker = Jobs::builder()
+        .concurrency(1)
+        .store(store.clone() as Arc<dyn JobStore>)
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while worker.workers().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let nowhere = SubmitOptions::new().queue("nowhere");
+    for _ in 0..2 {
+        worker
+            .submit_job_with_options("BoundNoop", json!(null), &nowhere)
+            .await
+            .unwrap();
+    }
+    let later = SubmitOptions::new().delay(Duration::from_secs(3_600));
+    worker
+        .submit_job_with_options("BoundNoop", json!(null), &later)
+        .await
+        .unwrap();
+    let unserved = worker.unserved_queues().await.unwrap();
+    assert_eq!(unserved.len(), 1, "{unserved:?}");
+    assert_eq!(
+        (unserved[0].queue.as_str(), unserved[0].waiting),
+        ("nowhere", 2)
+    );
+    worker.shutdown().await;
+}

@@ -45,6 +45,26 @@ pub(crate) async fn serve(State(state): State<AppState>) -> Result<impl IntoResp
         .sum();
     out.push_str("# HELP jobs_queue_depth Jobs waiting to run.\n# TYPE jobs_queue_depth gauge\n");
     let _ = writeln!(out, "jobs_queue_depth {queued}");
+    // Queues whose jobs no process serves.
+    match state.jobs.unserved_queues().await {
+        Ok(unserved) => {
+            out.push_str(
+                "# HELP jobs_unserved_queue_jobs Queued jobs of a queue that no process with a recent heartbeat serves.\n\
+                 # TYPE jobs_unserved_queue_jobs gauge\n",
+            );
+            for queue in unserved {
+                let _ = writeln!(
+                    out,
+                    "jobs_unserved_queue_jobs{{queue=\"{}\"}} {}",
+                    label(&queue.queue),
+                    queue.waiting
+                );
+            }
+        }
+        Err(jobs_runtime::JobsError::Storage(error))
+            if error.kind() == jobs_runtime::StorageErrorKind::Unsupported => {}
+        Err(error) => return Err(error.into()),
+    }
     // What holds due jobs back; a store without the operator's calls cannot tell.
     match state.jobs.limit_waits().await {
         Ok(waits) => {

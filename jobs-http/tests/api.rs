@@ -1152,6 +1152,10 @@ async fn a_paused_queue_holds_its_jobs_until_resumed_and_says_so() {
         text.contains("jobs_waiting_on_limit{limit=\"paused\",queue=\"default\"} 1\n"),
         "{text}"
     );
+    assert!(
+        !text.contains("jobs_unserved_queue_jobs{queue=\"default\"}"),
+        "a served queue, paused or not, is served: {text}"
+    );
     let (_, queues) = call(&app, "GET", "/queues", None).await;
     let default = &queues["queues"][0];
     assert_eq!(default["queue"], "default");

@@ -27,7 +27,9 @@ pub use events::{JobEventStream, JobEvents};
 pub use flow::{LimitWait, WaitReason};
 pub use jobs_core::*;
 pub use metrics::{DurationHistogram, ExecutionStats, DURATION_BUCKETS};
-pub use operations::{BulkAction, BulkReport, MinuteThroughput, QueueOverview, QueueWorker};
+pub use operations::{
+    BulkAction, BulkReport, MinuteThroughput, QueueOverview, QueueWorker, UnservedQueue,
+};
 pub use service::Jobs;
 pub use typed::JobHandle;
 pub use watchers::JobWatch;

@@ -59,6 +59,52 @@ pub struct QueueOverview {
     pub paused_since: Option<Timestamp>,
 }
 
+/// A queue whose jobs wait with no running process to serve them, from
+/// [`Jobs::unserved_queues`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct UnservedQueue {
+    /// The queue.
+    pub queue: String,
+    /// Its `Queued` jobs, due and scheduled.
+    pub waiting: u64,
+}
+
+/// The queues with queued jobs that no process with a recent heartbeat serves.
+pub(crate) async fn unserved(
+    operations: &dyn Operations,
+) -> Result<Vec<UnservedQueue>, StorageError> {
+    let counts = operations.queue_counts().await?;
+    if counts
+        .iter()
+        .all(|count| count.queued + count.scheduled == 0)
+    {
+        return Ok(Vec::new());
+    }
+    let quiet = crate::engine::heartbeat::INTERVAL * 3;
+    let since = Timestamp::from_unix_micros(
+        Timestamp::now().as_unix_micros() - i64::try_from(quiet.as_micros()).unwrap_or(0),
+    );
+    let workers = operations.workers(since).await?;
+    Ok(counts
+        .into_iter()
+        .filter(|count| count.queued + count.scheduled > 0)
+        .filter(|count| {
+            !workers.iter().any(|worker| {
+                worker
+                    .queues
+                    .iter()
+                    .any(|served| served.queue == count.queue && served.concurrency > 0)
+            })
+        })
+        .map(|count| UnservedQueue {
+            waiting: count.queued + count.scheduled,
+            queue: count.queue,
+        })
+        .collect())
+}
+
 /// A process that serves a queue, from its heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -309,6 +355,15 @@ impl Jobs {
         }
         queues.sort_by(|a, b| a.queue.cmp(&b.queue));
         Ok(queues)
+    }
+
+    /// The queues whose `Queued` jobs no process serves: none with workers for the queue
+    /// has beaten in the last three heartbeat intervals (30 s). Their jobs wait until a
+    /// service serves the queue. Every process with workers also logs a warning for each,
+    /// at most every ten minutes, and `GET /metrics` exports them as
+    /// `jobs_unserved_queue_jobs{queue}`.
+    pub async fn unserved_queues(&self) -> Result<Vec<UnservedQueue>, JobsError> {
+        Ok(unserved(self.operations()?).await?)
     }
 
     /// The worker processes on this store whose heartbeat is at most

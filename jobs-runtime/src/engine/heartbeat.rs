@@ -2,10 +2,11 @@
 //! process and queues), refreshed every [`INTERVAL`] so an operator sees which processes
 //! serve which queues, and removed when the engine stops.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use jobs_core::{QueueWorkers, Timestamp, WorkerInfo};
+use jobs_core::{Operations, QueueWorkers, Timestamp, WorkerInfo};
 
 use super::Inner;
 
@@ -36,10 +37,18 @@ pub(crate) async fn beat(inner: Arc<Inner>) {
         return;
     };
     let mut worker = info(&inner);
+    let mut warned: HashMap<String, Instant> = HashMap::new();
+    let mut beats: u64 = 0;
     loop {
         worker.last_seen = Timestamp::now();
         if let Err(error) = operations.record_worker(&worker).await {
             tracing::warn!(%error, "could not record this worker's heartbeat");
+        }
+        // Every sixth beat (a minute), after the first few beats of every process had
+        // time to land: warn of queues whose jobs nothing serves.
+        beats += 1;
+        if beats % 6 == 3 {
+            warn_unserved(operations, &mut warned).await;
         }
         tokio::select! {
             _ = inner.intake.cancelled() => return,
@@ -47,6 +56,27 @@ pub(crate) async fn beat(inner: Arc<Inner>) {
         }
     }
 }
+
+/// Logs a warning for each queue with queued jobs that no process serves, at most every
+/// [`WARN_EVERY`] per queue.
+async fn warn_unserved(operations: &dyn Operations, warned: &mut HashMap<String, Instant>) {
+    let Ok(unserved) = crate::operations::unserved(operations).await else {
+        return;
+    };
+    warned.retain(|queue, _| unserved.iter().any(|u| u.queue == *queue));
+    for queue in unserved {
+        let due = warned
+            .get(&queue.queue)
+            .is_none_or(|at| at.elapsed() >= WARN_EVERY);
+        if due {
+            tracing::warn!(queue = %queue.queue, waiting = queue.waiting, "jobs wait in a queue that no process serves; serve it (JobsBuilder::serve_queue) or move them");
+            warned.insert(queue.queue, Instant::now());
+        }
+    }
+}
+
+/// How often the warning of one unserved queue repeats.
+const WARN_EVERY: Duration = Duration::from_secs(600);
 
 /// Removes the record of a stopping engine.
 pub(crate) async fn forget(inner: &Inner) {
