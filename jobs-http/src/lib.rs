@@ -61,6 +61,7 @@ pub struct HttpOptions {
     max_body_bytes: usize,
     max_streams: usize,
     allowed_hosts: Option<Vec<String>>,
+    metrics_cache: std::time::Duration,
 }
 
 impl HttpOptions {
@@ -72,7 +73,22 @@ impl HttpOptions {
             max_body_bytes: 1 << 20,
             max_streams: 1_000,
             allowed_hosts: None,
+            metrics_cache: Self::DEFAULT_METRICS_CACHE,
         }
+    }
+
+    /// How long `GET /metrics` keeps the figures it reads from the store by default.
+    pub const DEFAULT_METRICS_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// How long `GET /metrics` keeps the figures it reads from the store (jobs by type and
+    /// status, the queue depth, jobs held back by limits, unserved queues) before reading
+    /// them again: scrapes within `ttl` of a read get its figures, and concurrent scrapes
+    /// share one read, so however often and from however many scrapers `/metrics` is read,
+    /// the store counts at most once per `ttl` (default five seconds; zero reads on every
+    /// scrape). The execution histograms are this process's own and always current.
+    pub fn metrics_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.metrics_cache = ttl;
+        self
     }
 
     /// The host names (without port) requests may name in their `Host` header; others get
@@ -149,6 +165,9 @@ pub(crate) struct AppState {
     pub(crate) max_streams: usize,
     /// The host names served (`None`: any).
     pub(crate) allowed_hosts: Option<Arc<[String]>>,
+    /// The store's figures for `/metrics`, with when they were read, kept this long.
+    pub(crate) store_metrics: Arc<tokio::sync::Mutex<Option<metrics::StoreFigures>>>,
+    pub(crate) metrics_cache: std::time::Duration,
 }
 
 /// The API router with the default [`HttpOptions`].
@@ -169,6 +188,8 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
         open_streams: Arc::default(),
         max_streams: options.max_streams,
         allowed_hosts: allowed_hosts.map(Arc::from),
+        store_metrics: Arc::default(),
+        metrics_cache: options.metrics_cache,
     };
     let api = Router::new()
         .route("/jobs", post(routes::submit).get(routes::list))

@@ -1,6 +1,8 @@
 //! `GET /metrics` in the Prometheus text format.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::header;
@@ -17,10 +19,65 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The store's figures for `/metrics` as text, and when they were read.
+pub(crate) type StoreFigures = (Instant, Arc<str>);
+
 /// `GET /metrics`: jobs by type and status (from the store, so every process sees
-/// the same), the number of queued jobs, and the durations of the executions this
-/// process finished.
+/// the same), the number of queued jobs, jobs held back by limits, unserved queues (the
+/// store's figures, read at most once per `HttpOptions::metrics_cache`), and the durations
+/// of the executions this process finished.
 pub(crate) async fn serve(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut out = {
+        // One read at a time: scrapes that come during a read wait for it and share it.
+        let mut cached = state.store_metrics.lock().await;
+        match cached.as_ref() {
+            Some((read_at, text)) if read_at.elapsed() < state.metrics_cache => text.to_string(),
+            _ => {
+                let text: Arc<str> = Arc::from(store_figures(&state).await?);
+                *cached = Some((Instant::now(), text.clone()));
+                text.to_string()
+            }
+        }
+    };
+    out.push_str(
+        "# HELP jobs_execution_duration_seconds Run time of the executions this process finished, by type and outcome.\n\
+         # TYPE jobs_execution_duration_seconds histogram\n",
+    );
+    for (job_type, entry) in state.jobs.catalog().entries() {
+        for histogram in entry.stats().histograms() {
+            let labels = format!(
+                "type=\"{}\",status=\"{}\"",
+                label(job_type),
+                histogram.status
+            );
+            for (bound, count) in &histogram.buckets {
+                let _ = writeln!(
+                    out,
+                    "jobs_execution_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "jobs_execution_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "jobs_execution_duration_seconds_sum{{{labels}}} {}",
+                histogram.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "jobs_execution_duration_seconds_count{{{labels}}} {}",
+                histogram.count
+            );
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// The figures `/metrics` reads from the store, as Prometheus text.
+async fn store_figures(state: &AppState) -> Result<String, ApiError> {
     let counts = state
         .jobs
         .store()
@@ -96,39 +153,5 @@ pub(crate) async fn serve(State(state): State<AppState>) -> Result<impl IntoResp
             if error.kind() == jobs_runtime::StorageErrorKind::Unsupported => {}
         Err(error) => return Err(error.into()),
     }
-    out.push_str(
-        "# HELP jobs_execution_duration_seconds Run time of the executions this process finished, by type and outcome.\n\
-         # TYPE jobs_execution_duration_seconds histogram\n",
-    );
-    for (job_type, entry) in state.jobs.catalog().entries() {
-        for histogram in entry.stats().histograms() {
-            let labels = format!(
-                "type=\"{}\",status=\"{}\"",
-                label(job_type),
-                histogram.status
-            );
-            for (bound, count) in &histogram.buckets {
-                let _ = writeln!(
-                    out,
-                    "jobs_execution_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "jobs_execution_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "jobs_execution_duration_seconds_sum{{{labels}}} {}",
-                histogram.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "jobs_execution_duration_seconds_count{{{labels}}} {}",
-                histogram.count
-            );
-        }
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+    Ok(out)
 }

@@ -1141,13 +1141,7 @@ async fn a_paused_queue_holds_its_jobs_until_resumed_and_says_so() {
         job["waitingOn"],
         json!({ "limit": "paused", "reason": "queue default paused" })
     );
-    let metrics = app
-        .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let bytes = metrics.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let text = scrape(&app).await;
     assert!(
         text.contains("jobs_waiting_on_limit{limit=\"paused\",queue=\"default\"} 1\n"),
         "{text}"
@@ -1214,5 +1208,43 @@ async fn a_full_store_answers_503_with_retry_after_and_stores_nothing() {
     let error: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(error["error"]["code"], "store_full");
     assert_eq!(store.len(), 1, "nothing stored");
+    jobs.shutdown().await;
+}
+
+/// Reads `/metrics` as text.
+async fn scrape(app: &Router) -> String {
+    let response = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn metrics_read_the_store_at_most_once_per_cache_period() {
+    let jobs = without_workers(16);
+    let submit = || json!({ "type": "Double", "payload": { "n": 1 } });
+    let cached = router_with(
+        jobs.clone(),
+        HttpOptions::new().metrics_cache(Duration::from_secs(3_600)),
+    );
+    let fresh = router_with(
+        jobs.clone(),
+        HttpOptions::new().metrics_cache(Duration::ZERO),
+    );
+    call(&cached, "POST", "/jobs", Some(submit())).await;
+    let line = |n: u32| format!("jobs{{type=\"Double\",status=\"Queued\"}} {n}\n");
+    assert!(scrape(&cached).await.contains(&line(1)));
+    call(&cached, "POST", "/jobs", Some(submit())).await;
+    assert!(
+        scrape(&cached).await.contains(&line(1)),
+        "within the period the figures read before are served"
+    );
+    assert!(
+        scrape(&fresh).await.contains(&line(2)),
+        "no cache: read each time"
+    );
     jobs.shutdown().await;
 }
