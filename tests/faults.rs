@@ -303,6 +303,7 @@ async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
         .unwrap();
     let workers = builder(worker_backend, 50).concurrency(4).start().unwrap();
     let client = client(&backend, 3);
+    let mut events = client.subscribe();
     const TOTAL: i64 = 400;
     for i in 0..TOTAL {
         let args = serde_json::json!({ "hang_first": false, "sleep_ms": 5 + i % 5 });
@@ -317,6 +318,21 @@ async fn workers_reconnect_and_carry_on_after_the_database_restarts() {
 
     wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
     assert_each_finished_once(&backend, &schema, TOTAL).await;
+    // Subscribers were told that they may have missed events.
+    let resync = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = events.recv().await {
+            if event == jobs::JobEvent::Resync {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        resync,
+        Ok(true),
+        "a resync event after the listener reconnected"
+    );
 
     // The notification listeners reconnected: a new job is seen to finish through events
     // alone (`finished` waits on them).

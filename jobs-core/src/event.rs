@@ -90,6 +90,10 @@ pub enum JobEvent {
         /// The queue.
         queue: String,
     },
+    /// Events may have been missed (the store's notifications were interrupted, a
+    /// connection was lost and came back): read the jobs again rather than trust what the
+    /// events said so far. Sent by the store's listener, never stored.
+    Resync,
 }
 
 impl JobEvent {
@@ -104,7 +108,9 @@ impl JobEvent {
             | JobEvent::Retried { id, .. }
             | JobEvent::Deleted { id }
             | JobEvent::Finished { id, .. } => *id,
-            JobEvent::QueuePaused { .. } | JobEvent::QueueResumed { .. } => return None,
+            JobEvent::QueuePaused { .. } | JobEvent::QueueResumed { .. } | JobEvent::Resync => {
+                return None
+            }
         })
     }
 }

@@ -669,10 +669,14 @@ impl EventBus {
         }
     }
 
-    /// Sends `signal` alone (a listener that lost events sends [`Signal::Resync`]).
+    /// Sends `signal` alone (a listener that lost events sends [`Signal::Resync`]). A
+    /// resync also reaches the event subscribers, as [`JobEvent::Resync`].
     pub fn send_signal(&self, signal: Signal) {
         if self.signals.receiver_count() > 0 {
             let _ = self.signals.send(signal);
+        }
+        if signal == Signal::Resync && self.events.receiver_count() > 0 {
+            let _ = self.events.send(JobEvent::Resync);
         }
     }
 }
@@ -703,5 +707,25 @@ impl Notifications for EventBus {
 impl Default for EventBus {
     fn default() -> Self {
         Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resync_reaches_the_engines_as_a_signal_and_the_subscribers_as_an_event() {
+        let bus = EventBus::new(8);
+        let mut events = bus.subscribe();
+        let mut signals = bus.signals();
+        bus.send_signal(Signal::Resync);
+        assert_eq!(signals.try_recv().unwrap(), Signal::Resync);
+        assert_eq!(events.try_recv().unwrap(), JobEvent::Resync);
+        bus.send_signal(Signal::JobsDue);
+        assert!(events.try_recv().is_err(), "other signals are not events");
+        let json = serde_json::to_string(&JobEvent::Resync).unwrap();
+        assert_eq!(json, r#"{"event":"resync"}"#);
+        assert_eq!(JobEvent::Resync.job_id(), None);
     }
 }

@@ -151,6 +151,12 @@ impl Dispatcher {
             let received = self.events.recv().await;
             let mut state = self.watchers.lock();
             match received {
+                // Events may have been missed: every watcher may have missed its job's.
+                Ok(JobEvent::Resync) => {
+                    for slot in state.by_job.values().flatten() {
+                        slot.missed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Ok(event) => {
                     let Some(id) = event.job_id() else { continue };
                     if let Some(slots) = state.by_job.get_mut(&id) {

@@ -605,7 +605,9 @@ let flushing = null;
 
 function receive(kind, data) {
   if (kind === "shutdown") { setLive("off", "server stopping"); return; }
-  if (kind === "lagged") inbox.lagged = true;
+  // Skipped events (a slow read), or events the server may have missed (its store's
+  // notifications were interrupted): one fresh read of everything shown.
+  if (kind === "lagged" || kind === "resync") inbox.lagged = true;
   else if (kind === "progress") inbox.progress.set(data.id, data.progress);
   else if (kind === "finished") inbox.finished.set(data.id, data);
   else if (kind === "deleted") inbox.deleted.add(data.id);
