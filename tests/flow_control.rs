@@ -399,3 +399,21 @@ async fn concurrency_options_are_checked_and_stored() {
     assert_eq!(before, after, "nothing refused was stored");
     jobs.shutdown().await;
 }
+
+/// The builder refuses a rate limit it cannot apply, naming what it limits.
+#[tokio::test]
+async fn rate_limits_that_cannot_be_applied_stop_the_start() {
+    let refused = |builder: jobs::JobsBuilder| builder.start().unwrap_err().to_string();
+    assert_eq!(
+        refused(Jobs::builder().queue_rate_limit("exports", "10 a second")),
+        "cannot limit queue `exports` to `10 a second`: invalid rate limit `10 a second`: write it as starts/period, like \"100/1m\" or \"20/s\" (units ms, s, m, h, d)"
+    );
+    assert_eq!(
+        refused(Jobs::builder().queue_rate_limit("two words", "1/s")),
+        "cannot limit queue `two words` to `1/s`: a queue name is 1 to 64 letters, digits, `_`, `-` or `.`"
+    );
+    assert_eq!(
+        refused(Jobs::builder().type_rate_limit("NoSuchType", "1/s")),
+        "cannot limit type `NoSuchType` to `1/s`: no executor is registered for this type"
+    );
+}

@@ -90,6 +90,16 @@ impl ApiError {
     }
 }
 
+/// The answer of an operator's call, `None` when the store does not offer such calls (the
+/// route then leaves that part out); any other failure is the route's error.
+pub(crate) fn if_supported<T>(result: Result<T, JobsError>) -> Result<Option<T>, ApiError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(JobsError::Storage(error)) if error.kind() == StorageErrorKind::Unsupported => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = Map::new();

@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use jobs_runtime::{JobStatus, RateScope, WaitReason};
 
+use crate::error::if_supported;
 use crate::{ApiError, AppState};
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -103,55 +104,45 @@ async fn store_figures(state: &AppState) -> Result<String, ApiError> {
     out.push_str("# HELP jobs_queue_depth Jobs waiting to run.\n# TYPE jobs_queue_depth gauge\n");
     let _ = writeln!(out, "jobs_queue_depth {queued}");
     // Queues whose jobs no process serves.
-    match state.jobs.unserved_queues().await {
-        Ok(unserved) => {
-            out.push_str(
-                "# HELP jobs_unserved_queue_jobs Queued jobs of a queue that no process with a recent heartbeat serves.\n\
-                 # TYPE jobs_unserved_queue_jobs gauge\n",
+    if let Some(unserved) = if_supported(state.jobs.unserved_queues().await)? {
+        out.push_str(
+            "# HELP jobs_unserved_queue_jobs Queued jobs of a queue that no process with a recent heartbeat serves.\n\
+             # TYPE jobs_unserved_queue_jobs gauge\n",
+        );
+        for queue in unserved {
+            let _ = writeln!(
+                out,
+                "jobs_unserved_queue_jobs{{queue=\"{}\"}} {}",
+                label(&queue.queue),
+                queue.waiting
             );
-            for queue in unserved {
-                let _ = writeln!(
-                    out,
-                    "jobs_unserved_queue_jobs{{queue=\"{}\"}} {}",
-                    label(&queue.queue),
-                    queue.waiting
-                );
-            }
         }
-        Err(jobs_runtime::JobsError::Storage(error))
-            if error.kind() == jobs_runtime::StorageErrorKind::Unsupported => {}
-        Err(error) => return Err(error.into()),
     }
     // What holds due jobs back; a store without the operator's calls cannot tell.
-    match state.jobs.limit_waits().await {
-        Ok(waits) => {
-            out.push_str(
-                "# HELP jobs_waiting_on_limit Due jobs held back by a limit: a paused queue, a spent rate limit, a busy concurrency key (the 100 busiest).\n\
-                 # TYPE jobs_waiting_on_limit gauge\n",
+    if let Some(waits) = if_supported(state.jobs.limit_waits().await)? {
+        out.push_str(
+            "# HELP jobs_waiting_on_limit Due jobs held back by a limit: a paused queue, a spent rate limit, a busy concurrency key (the 100 busiest).\n\
+             # TYPE jobs_waiting_on_limit gauge\n",
+        );
+        for wait in waits {
+            let what = match &wait.reason {
+                WaitReason::QueuePaused { queue } => format!("queue=\"{}\"", label(queue)),
+                WaitReason::RateLimit {
+                    scope: RateScope::Queue(queue),
+                } => format!("queue=\"{}\"", label(queue)),
+                WaitReason::RateLimit {
+                    scope: RateScope::JobType(job_type),
+                } => format!("type=\"{}\"", label(job_type)),
+                WaitReason::KeyBusy { key } => format!("key=\"{}\"", label(key)),
+                _ => continue,
+            };
+            let _ = writeln!(
+                out,
+                "jobs_waiting_on_limit{{limit=\"{}\",{what}}} {}",
+                wait.reason.kind(),
+                wait.waiting
             );
-            for wait in waits {
-                let what = match &wait.reason {
-                    WaitReason::QueuePaused { queue } => format!("queue=\"{}\"", label(queue)),
-                    WaitReason::RateLimit {
-                        scope: RateScope::Queue(queue),
-                    } => format!("queue=\"{}\"", label(queue)),
-                    WaitReason::RateLimit {
-                        scope: RateScope::JobType(job_type),
-                    } => format!("type=\"{}\"", label(job_type)),
-                    WaitReason::KeyBusy { key } => format!("key=\"{}\"", label(key)),
-                    _ => continue,
-                };
-                let _ = writeln!(
-                    out,
-                    "jobs_waiting_on_limit{{limit=\"{}\",{what}}} {}",
-                    wait.reason.kind(),
-                    wait.waiting
-                );
-            }
         }
-        Err(jobs_runtime::JobsError::Storage(error))
-            if error.kind() == jobs_runtime::StorageErrorKind::Unsupported => {}
-        Err(error) => return Err(error.into()),
     }
     Ok(out)
 }

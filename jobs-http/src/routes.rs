@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jobs_runtime::{
     BulkAction, CancelOutcome, DeleteOutcome, JobId, JobQuery, JobStatus, RetryOutcome,
-    StorageErrorKind, SubmitOptions, Timestamp,
+    SubmitOptions, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -171,15 +171,7 @@ pub(crate) async fn get_job(
         return Err(ApiError::not_found("job with this id"));
     };
     // Why a due job waits; a store without the operator's calls cannot tell.
-    let waiting = match state.jobs.waiting_reason(&job).await {
-        Ok(reason) => reason,
-        Err(jobs_runtime::JobsError::Storage(error))
-            if error.kind() == StorageErrorKind::Unsupported =>
-        {
-            None
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let waiting = crate::error::if_supported(state.jobs.waiting_reason(&job).await)?.flatten();
     let mut body = serde_json::to_value(&job).map_err(|error| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

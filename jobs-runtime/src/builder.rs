@@ -35,7 +35,7 @@ pub enum BuildError {
     /// or the store does not apply rate limits.
     #[error("cannot limit {scope} to `{rate}`: {reason}")]
     InvalidRateLimit {
-        /// What it limits: `queue <name>` or `type <name>`.
+        /// What it limits: ``queue `name` `` or ``type `name` ``.
         scope: String,
         /// The rate as given.
         rate: String,
@@ -415,17 +415,10 @@ fn rate_rules(
         })
         .collect();
     for (scope, rate) in declared {
-        let invalid = |scope: &RateScope, reason: String| {
-            let scope = match scope {
-                RateScope::Queue(queue) => format!("queue `{queue}`"),
-                RateScope::JobType(job_type) => format!("type `{job_type}`"),
-                _ => String::from("an unknown scope"),
-            };
-            BuildError::InvalidRateLimit {
-                scope,
-                rate: rate.clone(),
-                reason,
-            }
+        let invalid = |scope: &RateScope, reason: String| BuildError::InvalidRateLimit {
+            scope: scope_text(scope),
+            rate: rate.clone(),
+            reason,
         };
         let limit: RateLimit = rate
             .parse()
@@ -451,13 +444,22 @@ fn rate_rules(
     if let Some(rule) = rules.first() {
         if !store.supports_rate_limits() {
             return Err(BuildError::InvalidRateLimit {
-                scope: rule.budget_name(),
+                scope: scope_text(&rule.scope),
                 rate: rule.limit.to_string(),
                 reason: "this store does not apply rate limits".to_owned(),
             });
         }
     }
     Ok(rules)
+}
+
+/// What a rate limit covers, as [`BuildError::InvalidRateLimit`] names it.
+fn scope_text(scope: &RateScope) -> String {
+    match scope {
+        RateScope::Queue(queue) => format!("queue `{queue}`"),
+        RateScope::JobType(job_type) => format!("type `{job_type}`"),
+        _ => String::from("an unknown scope"),
+    }
 }
 
 /// The builder's schedules and those the executors declare, checked.

@@ -209,14 +209,19 @@ pub(crate) fn claim(
     let queue_limited = rates
         .iter()
         .any(|rule| matches!(&rule.scope, RateScope::Queue(name) if name == queue));
-    let limited_types: Vec<&str> = rates
-        .iter()
-        .filter_map(|rule| match &rule.scope {
-            RateScope::JobType(job_type) => Some(job_type.as_str()),
-            _ => None,
-        })
-        .collect();
-    let limited_types = serde_json::to_string(&limited_types).expect("names serialize");
+    // The limited types as a JSON array; none without limits (the common case pays
+    // nothing for them).
+    let limited_types = (!rates.is_empty()).then(|| {
+        let names: Vec<&str> = rates
+            .iter()
+            .filter_map(|rule| match &rule.scope {
+                RateScope::JobType(job_type) => Some(job_type.as_str()),
+                _ => None,
+            })
+            .collect();
+        serde_json::to_string(&names).expect("names serialize")
+    });
+    let limited_types = limited_types.as_deref();
     let mut claimed = if queue_limited {
         Vec::new()
     } else {
@@ -237,14 +242,7 @@ pub(crate) fn claim(
             .and_then(|mut statement| {
                 statement
                     .query_map(
-                        params![
-                            now,
-                            holder,
-                            lease_us,
-                            queue,
-                            limit,
-                            (!rates.is_empty()).then_some(&limited_types)
-                        ],
+                        params![now, holder, lease_us, queue, limit, limited_types],
                         RawClaim::read,
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()
@@ -252,7 +250,7 @@ pub(crate) fn claim(
             .map_err(failed(CLAIM))?
     };
     let left = limit - claimed.len() as i64;
-    if queue_limited || (left > 0 && held_due(connection, queue, now, &limited_types)?) {
+    if queue_limited || (left > 0 && held_due(connection, queue, now, limited_types)?) {
         claimed.extend(claim_checked(
             connection, queue, left, holder, lease_us, rates, now,
         )?);
@@ -271,21 +269,21 @@ const CLAIM: &str = "could not claim jobs";
 const LOOK_AHEAD: i64 = 10_000;
 
 /// Whether a job that the one-statement claim leaves alone is due in `queue`: one with a
-/// concurrency key, or of a type in `limited_types` (a JSON array).
+/// concurrency key, or of a type in `limited_types` (a JSON array; `None`: no limits).
 fn held_due(
     connection: &Connection,
     queue: &str,
     now: i64,
-    limited_types: &str,
+    limited_types: Option<&str>,
 ) -> Result<bool, StorageError> {
     connection
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM jobs
                  WHERE status = 'Queued' AND queue = ?1 AND concurrency_key IS NOT NULL
                    AND run_at <= ?2)
-                 OR EXISTS (SELECT 1 FROM jobs
+                 OR (?3 IS NOT NULL AND EXISTS (SELECT 1 FROM jobs
                  WHERE status = 'Queued' AND queue = ?1 AND run_at <= ?2
-                   AND job_type IN (SELECT value FROM json_each(?3)))",
+                   AND job_type IN (SELECT value FROM json_each(?3))))",
         )
         .and_then(|mut statement| {
             statement.query_row(params![queue, now, limited_types], |row| row.get(0))

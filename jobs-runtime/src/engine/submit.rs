@@ -80,7 +80,11 @@ pub(crate) async fn insert_tick(
     // Due at its tick, which also tells which tick it belongs to.
     job.run_at = tick;
     let (id, job_type, queue) = (job.id, job.job_type.clone(), job.queue.clone());
-    if !ticks.insert_tick(job, schedule, tick).await? {
+    if !ticks
+        .insert_tick(job, schedule, tick)
+        .await
+        .map_err(submit_error)?
+    {
         return Ok(false);
     }
     // A store with notifications announced the insert itself, in the same write.

@@ -71,19 +71,13 @@ struct State {
 /// The most due jobs a claim passes over because a rate limit holds them back.
 const LOOK_AHEAD: usize = 10_000;
 
-/// The budgets of `request`'s rate limits, from the windows under way.
-fn budgets<'a>(
-    request: &ClaimRequest<'a>,
-    windows: &HashMap<String, (Instant, u32)>,
-    now: Instant,
-) -> RateBudgets<'a> {
-    RateBudgets::new(request.rates, |rule| {
-        let window = windows.get(&rule.budget_name());
-        RateWindow {
-            age: window.map(|(opened, _)| now.saturating_duration_since(*opened)),
-            used: window.map_or(0, |(_, used)| *used),
-        }
-    })
+/// A rate budget's window as stores describe it, from when it opened and its starts
+/// (`None`: no window yet).
+fn window_at(record: Option<&(Instant, u32)>, now: Instant) -> RateWindow {
+    RateWindow {
+        age: record.map(|(opened, _)| now.saturating_duration_since(*opened)),
+        used: record.map_or(0, |(_, used)| *used),
+    }
 }
 
 /// Counts of finished jobs per minute, kept as jobs finish: a minute's bucket holds a
@@ -319,11 +313,14 @@ impl State {
             return Vec::new();
         }
         let holder = self.holder_slot(request.holder);
-        let until = Instant::now() + request.lease;
+        let opened = Instant::now();
+        let until = opened + request.lease;
         let now = Timestamp::now();
         let mut claimed = Vec::with_capacity(request.limit.min(1_024));
-        let opened = Instant::now();
-        let mut budgets = budgets(request, &self.rate_windows, opened);
+        let windows = &self.rate_windows;
+        let mut budgets = RateBudgets::new(request.rates, |rule| {
+            window_at(windows.get(&rule.budget_name()), opened)
+        });
         let limit = match budgets.queue_allows(request.queue) {
             Some(allowed) => request.limit.min(allowed as usize),
             None => request.limit,
@@ -434,12 +431,10 @@ impl State {
         self.moved(type_slot, JobStatus::Running, status);
         self.release_key(at as usize);
         if let Some(key) = &self.entries[at as usize].job.concurrency_key {
-            if let std::collections::hash_map::Entry::Occupied(mut running) =
-                self.running_keys.entry(key.clone())
-            {
-                *running.get_mut() -= 1;
-                if *running.get() == 0 {
-                    running.remove();
+            if let Some(running) = self.running_keys.get_mut(key) {
+                *running -= 1;
+                if *running == 0 {
+                    self.running_keys.remove(key);
                 }
             }
         }
@@ -1035,12 +1030,8 @@ impl Operations for InMemoryStore {
         let windows = names
             .iter()
             .filter_map(|name| {
-                let (opened, used) = state.rate_windows.get(name)?;
-                let window = RateWindow {
-                    age: Some(now.saturating_duration_since(*opened)),
-                    used: *used,
-                };
-                Some((name.clone(), window))
+                let record = state.rate_windows.get(name)?;
+                Some((name.clone(), window_at(Some(record), now)))
             })
             .collect();
         ready(Ok(windows))
