@@ -36,8 +36,11 @@ struct State {
     // Every job with its result, in the order stored; `index` finds one by id.
     entries: Vec<Entry>,
     index: IdMap<u32>,
-    // Ids in order, which is time order (UUID v7): listing newest first is a reverse range.
-    order: BTreeSet<JobId>,
+    // The ids of each status, indexed like `JobStatus::ALL`, in id order, which is time
+    // order (UUID v7): listing a status newest first is a reverse range of its set, and
+    // never looks at jobs of other statuses. `Running` jobs are not kept here: `running`
+    // holds them (and it is bounded by the workers' concurrency).
+    by_status: [BTreeSet<JobId>; JobStatus::ALL.len()],
     // Jobs per status, indexed like `JobStatus::ALL`, kept up to date on every change.
     counts: [usize; JobStatus::ALL.len()],
     // The same per job type; an entry keeps the slot of its type, so a change updates
@@ -236,15 +239,30 @@ impl State {
         if let Some(moved) = self.entries.get(at as usize) {
             self.index.insert(moved.job.id, at);
         }
-        self.order.remove(id);
+        self.unlist(id, entry.job.status);
         self.counts[slot(entry.job.status)] -= 1;
         self.types[entry.type_slot as usize].1[slot(entry.job.status)] -= 1;
     }
 
-    fn moved(&mut self, type_slot: u32, from: JobStatus, to: JobStatus) {
+    /// Adds `id` to the ids of `status` (`Running` ids live in `running`).
+    fn list_as(&mut self, id: JobId, status: JobStatus) {
+        if status != JobStatus::Running {
+            self.by_status[slot(status)].insert(id);
+        }
+    }
+
+    fn unlist(&mut self, id: &JobId, status: JobStatus) {
+        if status != JobStatus::Running {
+            self.by_status[slot(status)].remove(id);
+        }
+    }
+
+    fn moved(&mut self, id: JobId, type_slot: u32, from: JobStatus, to: JobStatus) {
         if from == to {
             return;
         }
+        self.unlist(&id, from);
+        self.list_as(id, to);
         self.counts[slot(from)] -= 1;
         self.counts[slot(to)] += 1;
         let counts = &mut self.types[type_slot as usize].1;
@@ -294,7 +312,7 @@ impl State {
             let type_slot = self.type_slot(&job.job_type);
             self.counts[slot(job.status)] += 1;
             self.types[type_slot as usize].1[slot(job.status)] += 1;
-            self.order.insert(job.id);
+            self.list_as(job.id, job.status);
             self.lanes.push(&job);
             self.entries.push(Entry {
                 job,
@@ -368,7 +386,7 @@ impl State {
             entry.lease_until = Some(until);
             claimed.push(ClaimedJob::of(&entry.job));
             let type_slot = entry.type_slot;
-            self.moved(type_slot, JobStatus::Queued, JobStatus::Running);
+            self.moved(id, type_slot, JobStatus::Queued, JobStatus::Running);
             self.running.push(id);
         }
         self.lanes.put_back(request.queue, &held);
@@ -428,7 +446,7 @@ impl State {
             let job = &self.entries[at as usize].job;
             self.lanes.push(job);
         }
-        self.moved(type_slot, JobStatus::Running, status);
+        self.moved(completion.id, type_slot, JobStatus::Running, status);
         self.release_key(at as usize);
         if let Some(key) = &self.entries[at as usize].job.concurrency_key {
             if let Some(running) = self.running_keys.get_mut(key) {
@@ -503,7 +521,7 @@ impl State {
                     return CancelOutcome::AlreadyFinished(entry.job.status);
                 }
                 let job = entry.job.clone();
-                self.moved(type_slot, JobStatus::Queued, JobStatus::Canceled);
+                self.moved(id, type_slot, JobStatus::Queued, JobStatus::Canceled);
                 self.release_key(at as usize);
                 let (index, entries) = (&self.index, &self.entries);
                 self.lanes.discard(&job.queue, |id| {
@@ -545,7 +563,7 @@ impl State {
         }
         entry.result = None;
         let type_slot = entry.type_slot;
-        self.moved(type_slot, from, JobStatus::Queued);
+        self.moved(*id, type_slot, from, JobStatus::Queued);
         let job = &self.entries[at as usize].job;
         self.lanes.push(job);
         RetryOutcome::Retried(Box::new(job.clone()))
@@ -635,18 +653,47 @@ impl State {
     }
 
     fn list(&self, query: &JobQuery) -> JobPage {
+        self.list_visiting(query).0
+    }
+
+    /// A page of `query`, and how many jobs were looked at to make it.
+    ///
+    /// A status filter reads that status's ids only; without one, the statuses' ids are
+    /// merged newest first. Type and queue filters are checked per job.
+    fn list_visiting(&self, query: &JobQuery) -> (JobPage, usize) {
         let limit = query.limit.clamp(1, JobQuery::MAX_LIMIT);
-        let range = match query.cursor {
-            Some(cursor) => self.order.range(..cursor),
-            None => self.order.range(..),
-        };
+        let mut visited = 0;
         let mut jobs: Vec<Job> = Vec::with_capacity(limit.min(64));
         let mut more = false;
-        for job in range
-            .rev()
-            .filter_map(|id| self.get(id).map(|entry| &entry.job))
-            .filter(|job| query.matches(job))
-        {
+        let statuses: Vec<JobStatus> = match query.status {
+            Some(status) => vec![status],
+            None => JobStatus::ALL.to_vec(),
+        };
+        let mut sources: Vec<_> = statuses
+            .into_iter()
+            .map(|status| self.ids_newest_first(status, query.cursor).peekable())
+            .collect();
+        loop {
+            // The newest id at the head of any status's ids comes next.
+            let mut newest: Option<(usize, JobId)> = None;
+            for (at, source) in sources.iter_mut().enumerate() {
+                if let Some(&id) = source.peek() {
+                    if newest.is_none_or(|(_, best)| id > best) {
+                        newest = Some((at, id));
+                    }
+                }
+            }
+            let Some((source, _)) = newest else {
+                break;
+            };
+            let id = sources[source].next().expect("peeked");
+            let Some(job) = self.get(&id).map(|entry| &entry.job) else {
+                continue;
+            };
+            visited += 1;
+            if !query.matches(job) {
+                continue;
+            }
             if jobs.len() == limit {
                 more = true;
                 break;
@@ -658,7 +705,33 @@ impl State {
         } else {
             None
         };
-        JobPage::new(jobs, next_cursor)
+        (JobPage::new(jobs, next_cursor), visited)
+    }
+
+    /// The ids of `status` older than `cursor`, newest first.
+    fn ids_newest_first(
+        &self,
+        status: JobStatus,
+        cursor: Option<JobId>,
+    ) -> Box<dyn Iterator<Item = JobId> + '_> {
+        if status == JobStatus::Running {
+            let mut ids: Vec<JobId> = self
+                .running
+                .iter()
+                .copied()
+                .filter(|id| cursor.is_none_or(|cursor| *id < cursor))
+                .filter(|id| self.get(id).is_some_and(|e| e.job.status == status))
+                .collect();
+            // An id claimed twice since the last compaction appears twice.
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.dedup();
+            return Box::new(ids.into_iter());
+        }
+        let set = &self.by_status[slot(status)];
+        match cursor {
+            Some(cursor) => Box::new(set.range(..cursor).rev().copied()),
+            None => Box::new(set.iter().rev().copied()),
+        }
     }
 }
 
@@ -896,17 +969,23 @@ impl JobStore for InMemoryStore {
     ) -> BoxFuture<'_, Result<u64, StorageError>> {
         let mut state = self.lock();
         // Ids are in submit order and a job finishes after it is submitted: only jobs
-        // submitted before `before` can qualify.
-        let doomed: Vec<JobId> = state
-            .order
-            .iter()
-            .filter_map(|id| state.get(id))
-            .take_while(|entry| entry.job.created_at < before)
-            .filter(|entry| entry.job.finished_at.is_some_and(|at| at < before))
-            .filter(|entry| entry.job.status.is_terminal())
-            .map(|entry| entry.job.id)
-            .take(limit)
+        // submitted before `before` can qualify, so each finished status's ids are read
+        // from the oldest up to the first one submitted later.
+        let mut doomed: Vec<JobId> = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
+            .into_iter()
+            .flat_map(|status| {
+                state.by_status[slot(status)]
+                    .iter()
+                    .filter_map(|id| state.get(id))
+                    .take_while(|entry| entry.job.created_at < before)
+                    .filter(|entry| entry.job.finished_at.is_some_and(|at| at < before))
+                    .map(|entry| entry.job.id)
+                    .take(limit)
+            })
             .collect();
+        // The oldest first, across the statuses.
+        doomed.sort_unstable();
+        doomed.truncate(limit);
         for id in &doomed {
             state.remove(id);
         }
@@ -1079,6 +1158,71 @@ mod tests {
 
     fn minute(n: i64) -> Timestamp {
         Timestamp::from_unix_micros(n * 60_000_000 + 1_000)
+    }
+
+    /// Listing one status looks at that status's jobs only, however many others the
+    /// store holds, and an unfiltered listing still pages through every job newest first.
+    #[test]
+    fn a_status_listing_visits_only_jobs_of_that_status() {
+        let mut state = State::default();
+        let jobs: Vec<Job> = (0..5_000).map(|_| Job::new("t", Value::Null)).collect();
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        state.insert(jobs, usize::MAX).unwrap();
+        let canceled = ids[1_234];
+        assert!(matches!(
+            state.request_cancel(canceled),
+            CancelOutcome::CanceledQueued(_)
+        ));
+        let request = ClaimRequest {
+            queue: Job::DEFAULT_QUEUE,
+            limit: 3,
+            holder: "h",
+            lease: Duration::from_secs(60),
+            rates: &[],
+        };
+        let running: Vec<JobId> = state.claim(&request).iter().map(|job| job.id).collect();
+        assert_eq!(
+            running,
+            ids[..3].to_vec(),
+            "the oldest queued jobs are claimed"
+        );
+
+        let (page, visited) = state.list_visiting(&JobQuery::new().status(JobStatus::Canceled));
+        let listed: Vec<JobId> = page.jobs.iter().map(|job| job.id).collect();
+        assert_eq!(listed, vec![canceled]);
+        assert_eq!(visited, 1, "only the canceled job is looked at");
+
+        let (page, visited) = state.list_visiting(&JobQuery::new().status(JobStatus::Running));
+        let listed: Vec<JobId> = page.jobs.iter().map(|job| job.id).collect();
+        assert_eq!(listed, vec![ids[2], ids[1], ids[0]], "newest first");
+        assert_eq!(visited, 3);
+
+        let (page, visited) = state.list_visiting(&JobQuery::new().status(JobStatus::Succeeded));
+        assert!(page.jobs.is_empty());
+        assert_eq!(visited, 0);
+
+        let query = JobQuery::new().status(JobStatus::Queued).limit(10);
+        let (page, visited) = state.list_visiting(&query);
+        assert_eq!(page.jobs.len(), 10);
+        assert!(
+            visited <= 11,
+            "a page looks at one job past its end, not {visited}"
+        );
+
+        // Every job, all statuses merged, newest first, a page at a time.
+        let mut seen = Vec::new();
+        let mut query = JobQuery::new().limit(JobQuery::MAX_LIMIT);
+        loop {
+            let (page, _) = state.list_visiting(&query);
+            seen.extend(page.jobs.iter().map(|job| job.id));
+            match page.next_cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        let mut newest_first = ids.clone();
+        newest_first.reverse();
+        assert_eq!(seen, newest_first);
     }
 
     #[test]
