@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::Env;
 use jobs::prelude::*;
+use jobs::{JobCount, JobStore};
 use jobs_postgres::sqlx::{self, Row};
 use jobs_postgres::{ConnectError, PostgresOptions, PostgresStore};
 use serde_json::json;
@@ -141,7 +142,7 @@ async fn concurrent_migrations_apply_each_version_once() {
     }
     assert_eq!(
         applied,
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7],
         "each version applied by exactly one process"
     );
     assert!(
@@ -354,4 +355,117 @@ async fn a_cluster_wide_queue_limit_holds_across_processes() {
     for service in services {
         service.shutdown().await;
     }
+}
+
+/// Inserts `n` jobs of `job_type` in `status` straight into the table, as a long-lived
+/// store has them, ids in time order.
+async fn insert_rows(store: &PostgresStore, schema: &str, job_type: &str, status: &str, n: i64) {
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.jobs (id, job_type, status, payload, created_at, run_at,
+                                   finished_at)
+         SELECT (lpad(to_hex(1764000000000 + i), 12, '0') || '70008'
+                 || lpad(to_hex(i), 15, '0'))::uuid,
+                $1, $2, '{{}}'::jsonb, now(), now(),
+                CASE WHEN $2 IN ('Succeeded', 'Failed', 'Canceled') THEN now() END
+         FROM generate_series((SELECT count(*) FROM {schema}.jobs) + 1,
+                              (SELECT count(*) FROM {schema}.jobs) + $3) AS i"
+    ))
+    .bind(job_type)
+    .bind(status)
+    .bind(n)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// The counts `/metrics` reads are exact up to the store's limit per type and status,
+/// and above it an estimate from the table's statistics, flagged as such; `count_jobs`
+/// stays exact.
+#[tokio::test]
+async fn counts_for_metrics_are_exact_up_to_the_limit_and_estimated_above_it() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let store = backend(&url, options(&schema).exact_count_limit(100)).await;
+    insert_rows(&store, &schema, "Alpha", "Succeeded", 300).await;
+    insert_rows(&store, &schema, "Alpha", "Failed", 40).await;
+    insert_rows(&store, &schema, "Beta", "Queued", 50).await;
+    let pairs = |counts: &[JobCount]| -> Vec<(String, JobStatus, u64, bool)> {
+        counts
+            .iter()
+            .map(|c| (c.job_type.clone(), c.status, c.count, c.estimated))
+            .collect()
+    };
+
+    // Before any ANALYZE there is no share to go by: the count is known to pass the
+    // limit, and says so.
+    let counts = store.estimate_counts().await.unwrap();
+    assert_eq!(
+        pairs(&counts),
+        vec![
+            ("Alpha".to_owned(), JobStatus::Succeeded, 101, true),
+            ("Alpha".to_owned(), JobStatus::Failed, 40, false),
+            ("Beta".to_owned(), JobStatus::Queued, 50, false),
+        ]
+    );
+
+    sqlx::query(&format!("ANALYZE {schema}.jobs"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let counts = store.estimate_counts().await.unwrap();
+    let alpha = &counts[0];
+    assert_eq!(
+        (alpha.status, alpha.estimated),
+        (JobStatus::Succeeded, true)
+    );
+    assert!(
+        (290..=310).contains(&alpha.count),
+        "the estimate of 300 jobs is {}",
+        alpha.count
+    );
+    assert_eq!(
+        pairs(&counts[1..]),
+        pairs(&store.count_jobs().await.unwrap()[1..])
+    );
+    let exact = store.count_jobs().await.unwrap();
+    assert_eq!(exact[0].count, 300);
+    assert!(exact.iter().all(|count| !count.estimated));
+}
+
+/// A listing of failed or canceled jobs reads an index of those jobs only, not the whole
+/// table newest first.
+#[tokio::test]
+async fn listing_a_rare_status_reads_its_own_index() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let store = backend(&url, options(&schema)).await;
+    insert_rows(&store, &schema, "Alpha", "Succeeded", 5_000).await;
+    insert_rows(&store, &schema, "Alpha", "Failed", 3).await;
+    insert_rows(&store, &schema, "Alpha", "Canceled", 2).await;
+    sqlx::query(&format!("ANALYZE {schema}.jobs"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    for (status, index) in [("Failed", "jobs_failed"), ("Canceled", "jobs_canceled")] {
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN SELECT id FROM {schema}.jobs WHERE status = '{status}'
+             ORDER BY id DESC LIMIT 51"
+        ))
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert!(
+            plan.iter().any(|line| line.contains(index)),
+            "{status}: {plan:#?}"
+        );
+    }
+    let page = store
+        .list(JobQuery::new().status(JobStatus::Failed))
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 3);
 }

@@ -146,7 +146,7 @@ async fn a_file_from_a_newer_version_is_refused_and_reopening_migrates_nothing()
     let connection = Connection::open(file.path()).unwrap();
     assert_eq!(
         count(&connection, "SELECT count(*) FROM jobs_schema_migrations"),
-        5
+        6
     );
     connection
         .execute(
@@ -473,4 +473,29 @@ async fn sqlite_worker_process() {
     let store = SqliteStore::open_with(path, options()).unwrap();
     let _jobs = builder(store).concurrency(concurrency).start().unwrap();
     std::future::pending::<()>().await;
+}
+
+/// A listing of failed or canceled jobs reads an index of those jobs only, not every job
+/// newest first.
+#[test]
+fn listing_a_rare_status_reads_its_own_index() {
+    let file = SqliteFile::new();
+    drop(SqliteStore::open(file.path()).unwrap());
+    let connection = Connection::open(file.path()).unwrap();
+    for (status, index) in [("Failed", "jobs_failed"), ("Canceled", "jobs_canceled")] {
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE status = '{status}'
+             ORDER BY id DESC LIMIT 51"
+        );
+        let mut statement = connection.prepare(&sql).unwrap();
+        let plan: Vec<String> = statement
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|line| line.contains(index)),
+            "{status}: {plan:?}"
+        );
+    }
 }

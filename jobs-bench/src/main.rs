@@ -375,6 +375,11 @@ impl JobStore for CountingStore {
     fn count_jobs(&self) -> jobs::BoxFuture<'_, Result<Vec<jobs::JobCount>, jobs::StorageError>> {
         self.inner.count_jobs()
     }
+    fn estimate_counts(
+        &self,
+    ) -> jobs::BoxFuture<'_, Result<Vec<jobs::JobCount>, jobs::StorageError>> {
+        self.inner.estimate_counts()
+    }
     fn prune_finished(
         &self,
         before: jobs::Timestamp,

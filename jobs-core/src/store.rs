@@ -145,6 +145,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// sorted by type, then status.
     fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>>;
 
+    /// Like [`count_jobs`](JobStore::count_jobs), for figures read often (`/metrics`, the
+    /// dashboard's totals): a store whose exact count costs a scan of every job may
+    /// answer a large count with an estimate, flagged [`JobCount::estimated`], so that the
+    /// call's cost stays bounded however many jobs it holds. The default answers
+    /// [`count_jobs`](JobStore::count_jobs), exact.
+    fn estimate_counts(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        self.count_jobs()
+    }
+
     /// Deletes up to `limit` finished jobs (and their results) that finished before
     /// `before`, oldest first; returns how many. Jobs still `Queued` or `Running` are
     /// never deleted.
@@ -603,15 +612,26 @@ pub struct JobCount {
     pub status: JobStatus,
     /// How many.
     pub count: u64,
+    /// Whether `count` is an estimate (from [`JobStore::estimate_counts`] only).
+    pub estimated: bool,
 }
 
 impl JobCount {
-    /// `count` jobs of `job_type` in `status`.
+    /// Exactly `count` jobs of `job_type` in `status`.
     pub fn new(job_type: impl Into<String>, status: JobStatus, count: u64) -> Self {
         Self {
             job_type: job_type.into(),
             status,
             count,
+            estimated: false,
+        }
+    }
+
+    /// About `count` jobs of `job_type` in `status`.
+    pub fn estimate(job_type: impl Into<String>, status: JobStatus, count: u64) -> Self {
+        Self {
+            estimated: true,
+            ..Self::new(job_type, status, count)
         }
     }
 }

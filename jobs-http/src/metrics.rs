@@ -82,11 +82,11 @@ async fn store_figures(state: &AppState) -> Result<String, ApiError> {
     let counts = state
         .jobs
         .store()
-        .count_jobs()
+        .estimate_counts()
         .await
         .map_err(|error| ApiError::internal(&error))?;
     let mut out = String::new();
-    out.push_str("# HELP jobs Jobs in the store, by type and status.\n# TYPE jobs gauge\n");
+    out.push_str("# HELP jobs Jobs in the store, by type and status (a store may estimate large counts: see jobs_estimated).\n# TYPE jobs gauge\n");
     for count in &counts {
         let _ = writeln!(
             out,
@@ -95,6 +95,20 @@ async fn store_figures(state: &AppState) -> Result<String, ApiError> {
             count.status,
             count.count
         );
+    }
+    if counts.iter().any(|count| count.estimated) {
+        out.push_str(
+            "# HELP jobs_estimated 1 for the pairs of type and status whose count in `jobs` is an estimate.\n\
+             # TYPE jobs_estimated gauge\n",
+        );
+        for count in counts.iter().filter(|count| count.estimated) {
+            let _ = writeln!(
+                out,
+                "jobs_estimated{{type=\"{}\",status=\"{}\"}} 1",
+                label(&count.job_type),
+                count.status
+            );
+        }
     }
     let queued: u64 = counts
         .iter()

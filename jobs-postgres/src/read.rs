@@ -20,6 +20,10 @@ pub(crate) struct Reads {
     list_prefix: String,
     result: String,
     counts: String,
+    capped_counts: String,
+    frequencies: String,
+    rows: String,
+    schema: String,
     prune: String,
     progress: String,
     cancel: String,
@@ -42,6 +46,44 @@ impl Reads {
             counts: format!(
                 "SELECT job_type, status, count(*) FROM {jobs} GROUP BY job_type, status"
             ),
+            // Every (type, status) pair's count, but at most $1: the types are found by
+            // skipping through `jobs_type_status_id` (one probe per type), and each count
+            // reads at most $1 of its entries.
+            capped_counts: format!(
+                "WITH RECURSIVE types(job_type) AS (
+                     (SELECT job_type FROM {jobs} ORDER BY job_type LIMIT 1)
+                     UNION ALL
+                     SELECT (SELECT j.job_type FROM {jobs} j WHERE j.job_type > t.job_type
+                             ORDER BY j.job_type LIMIT 1)
+                     FROM types t WHERE t.job_type IS NOT NULL)
+                 SELECT t.job_type, s.status, c.n
+                 FROM types t
+                 CROSS JOIN unnest(ARRAY['Queued', 'Running', 'Succeeded', 'Failed', 'Canceled'])
+                     AS s(status)
+                 CROSS JOIN LATERAL (
+                     SELECT count(*) AS n FROM (
+                         SELECT 1 FROM {jobs} j
+                         WHERE j.job_type = t.job_type AND j.status = s.status LIMIT $1) capped
+                 ) c
+                 WHERE t.job_type IS NOT NULL AND c.n > 0"
+            ),
+            // The share of each common (type, status) pair, from the statistics object
+            // of migration 7 (empty before the table's first ANALYZE).
+            frequencies: "SELECT s.most_common_vals[i][1], s.most_common_vals[i][2],
+                                 s.most_common_freqs[i]
+                          FROM pg_stats_ext s, generate_subscripts(s.most_common_freqs, 1) AS i
+                          WHERE s.statistics_schemaname = $1
+                            AND s.statistics_name = 'jobs_type_status'"
+                .to_owned(),
+            // The planner's estimate of the table's rows, scaled to its current size.
+            rows: format!(
+                "SELECT (CASE WHEN c.relpages > 0
+                             THEN c.reltuples / c.relpages
+                                  * (pg_relation_size(c.oid) / current_setting('block_size')::int)
+                             ELSE c.reltuples END)::float8
+                 FROM pg_class c WHERE c.oid = '{jobs}'::regclass"
+            ),
+            schema: schema.to_owned(),
             // Up to $2 jobs that finished before $1 (µs), oldest first (`jobs_finished`);
             // their results go with them (ON DELETE CASCADE).
             prune: format!(
@@ -93,8 +135,11 @@ impl Reads {
             n += 1;
             n
         };
-        if query.status.is_some() {
-            conditions.push(format!("status = ${}", next()));
+        // The status is written into the statement, not bound: a generic plan of a
+        // prepared statement cannot use the partial index of a rare status
+        // (`jobs_failed`, `jobs_canceled`), since it does not know the status.
+        if let Some(status) = query.status {
+            conditions.push(format!("status = '{}'", status.as_str()));
         }
         if query.job_type.is_some() {
             conditions.push(format!("job_type = ${}", next()));
@@ -116,9 +161,6 @@ impl Reads {
             limit + 1
         );
         let mut statement = sqlx::query(&sql);
-        if let Some(status) = query.status {
-            statement = statement.bind(status.as_str());
-        }
         if let Some(job_type) = &query.job_type {
             statement = statement.bind(job_type);
         }
@@ -173,6 +215,69 @@ impl Reads {
             let count: i64 = row.try_get(2).map_err(unreadable)?;
             counts.push(JobCount::new(job_type, status, count.max(0) as u64));
         }
+        counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
+        Ok(counts)
+    }
+
+    /// Exact counts up to `exact_limit` per type and status, estimates above it (from the
+    /// share of the pair in the statistics of the last ANALYZE times the table's current
+    /// size, never less than the limit).
+    pub(crate) async fn estimate_counts(
+        &self,
+        pool: &PgPool,
+        exact_limit: u64,
+    ) -> Result<Vec<JobCount>, StorageError> {
+        let failed = |error| storage("could not count jobs")(error);
+        let mut tx = pool.begin().await.map_err(&failed)?;
+        // The statement's estimated cost would start the JIT compiler, which costs more
+        // than the statement (a probe per type and a short index range per pair).
+        sqlx::query("SET LOCAL jit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(&failed)?;
+        let cap = i64::try_from(exact_limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = sqlx::query(&self.capped_counts)
+            .bind(cap)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(&failed)?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let job_type: String = row.try_get(0).map_err(unreadable)?;
+            let status = status(row.try_get(1).map_err(unreadable)?)?;
+            let count: i64 = row.try_get(2).map_err(unreadable)?;
+            counts.push(JobCount::new(job_type, status, count.max(0) as u64));
+        }
+        if counts.iter().any(|count| count.count > exact_limit) {
+            let frequencies = sqlx::query(&self.frequencies)
+                .bind(&self.schema)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(&failed)?;
+            let table_rows: f64 = sqlx::query_scalar(&self.rows)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(&failed)?;
+            for count in counts.iter_mut().filter(|count| count.count > exact_limit) {
+                let mut share = 0.0;
+                for row in &frequencies {
+                    let job_type: Option<String> = row.try_get(0).map_err(unreadable)?;
+                    let status: Option<String> = row.try_get(1).map_err(unreadable)?;
+                    if job_type.as_deref() == Some(count.job_type.as_str())
+                        && status.as_deref() == Some(count.status.as_str())
+                    {
+                        share = row.try_get::<f64, _>(2).map_err(unreadable)?;
+                    }
+                }
+                let estimate = (share * table_rows.max(0.0)).round() as u64;
+                *count = JobCount::estimate(
+                    count.job_type.clone(),
+                    count.status,
+                    estimate.max(exact_limit + 1),
+                );
+            }
+        }
+        tx.commit().await.map_err(&failed)?;
         counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
         Ok(counts)
     }

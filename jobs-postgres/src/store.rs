@@ -277,6 +277,16 @@ impl JobStore for PostgresStore {
         Box::pin(self.reads.count_jobs(&self.pool))
     }
 
+    /// Exact up to [`PostgresOptions::exact_count_limit`] jobs per type and status, in a
+    /// time that does not grow with the table; a larger count is estimated from the
+    /// planner's statistics (kept by ANALYZE and autovacuum) and flagged so.
+    fn estimate_counts(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        Box::pin(
+            self.reads
+                .estimate_counts(&self.pool, self.options.exact_count_limit),
+        )
+    }
+
     fn prune_finished(
         &self,
         before: Timestamp,

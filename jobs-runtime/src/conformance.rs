@@ -1313,6 +1313,9 @@ impl JobStore for FaultyStore {
     fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
         self.inner.count_jobs()
     }
+    fn estimate_counts(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
+        self.inner.estimate_counts()
+    }
     fn prune_finished(
         &self,
         before: Timestamp,

@@ -695,17 +695,19 @@ pub(crate) fn get(connection: &Connection, id: JobId) -> Result<Option<RawJob>, 
 /// Rows of a page, newest first: one more than the page when more follow.
 pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJob>, StorageError> {
     let mut filters = Vec::new();
-    if query.status.is_some() {
-        filters.push("status = ?1");
+    // The status is written into the statement, not bound: the planner can only use the
+    // partial index of a rare status (`jobs_failed`, `jobs_canceled`) when it sees it.
+    if let Some(status) = query.status {
+        filters.push(format!("status = '{}'", status.as_str()));
     }
     if query.job_type.is_some() {
-        filters.push("job_type = ?2");
+        filters.push("job_type = ?2".to_owned());
     }
     if query.cursor.is_some() {
-        filters.push("id < ?3");
+        filters.push("id < ?3".to_owned());
     }
     if query.queue.is_some() {
-        filters.push("queue = ?4");
+        filters.push("queue = ?4".to_owned());
     }
     let filter = if filters.is_empty() {
         String::new()
@@ -717,12 +719,12 @@ pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJ
         .prepare_cached(&sql)
         .map_err(failed("could not list jobs"))?;
     // ?5, the last, always appears, so the statement has five parameters whichever
-    // filters it uses.
+    // filters it uses (?1 is left unused, the status being written in).
     let limit = i64::try_from(query.limit.clamp(1, JobQuery::MAX_LIMIT) + 1).unwrap_or(1);
     let jobs = statement
         .query_map(
             params![
-                query.status.map(|status| status.as_str()),
+                None::<&str>,
                 query.job_type,
                 query.cursor.map(id_bytes),
                 query.queue,

@@ -1,0 +1,9 @@
+-- Listings of the statuses that are rare in a large table, newest first: without these, a
+-- listing of failed jobs among millions of succeeded ones reads the primary key backwards
+-- until it has found a page. Jobs that succeed never enter them.
+CREATE INDEX jobs_failed ON {schema}.jobs (id DESC) WHERE status = 'Failed';
+CREATE INDEX jobs_canceled ON {schema}.jobs (id DESC) WHERE status = 'Canceled';
+
+-- How often each (type, status) pair occurs, kept by ANALYZE (and autovacuum): the
+-- estimate of a count too large to count exactly for every `/metrics` read.
+CREATE STATISTICS {schema}.jobs_type_status (mcv) ON job_type, status FROM {schema}.jobs;

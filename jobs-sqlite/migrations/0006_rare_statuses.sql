@@ -1,0 +1,5 @@
+-- Listings of the statuses that are rare in a large file, newest first: without these, a
+-- listing of failed jobs among millions of succeeded ones walks the jobs newest first
+-- until it has found a page. Jobs that succeed never enter them.
+CREATE INDEX jobs_failed ON jobs (id DESC) WHERE status = 'Failed';
+CREATE INDEX jobs_canceled ON jobs (id DESC) WHERE status = 'Canceled';
