@@ -14,6 +14,18 @@ use crate::checks::without_nul;
 use crate::error::{storage, unreadable};
 use crate::rows::{at_micros, attempt_param, job_from_row, status, COLUMNS};
 
+/// Rows of (type, status, count) as counts.
+fn counts_of(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<JobCount>, StorageError> {
+    rows.iter()
+        .map(|row| {
+            let job_type: String = row.try_get(0).map_err(unreadable)?;
+            let status = status(row.try_get(1).map_err(unreadable)?)?;
+            let count: i64 = row.try_get(2).map_err(unreadable)?;
+            Ok(JobCount::new(job_type, status, count.max(0) as u64))
+        })
+        .collect()
+}
+
 /// The read statements of one schema.
 pub(crate) struct Reads {
     get: String,
@@ -208,13 +220,7 @@ impl Reads {
             .fetch_all(pool)
             .await
             .map_err(storage("could not count jobs"))?;
-        let mut counts = Vec::with_capacity(rows.len());
-        for row in rows {
-            let job_type: String = row.try_get(0).map_err(unreadable)?;
-            let status = status(row.try_get(1).map_err(unreadable)?)?;
-            let count: i64 = row.try_get(2).map_err(unreadable)?;
-            counts.push(JobCount::new(job_type, status, count.max(0) as u64));
-        }
+        let mut counts = counts_of(&rows)?;
         counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));
         Ok(counts)
     }
@@ -241,13 +247,7 @@ impl Reads {
             .fetch_all(&mut *tx)
             .await
             .map_err(&failed)?;
-        let mut counts = Vec::with_capacity(rows.len());
-        for row in rows {
-            let job_type: String = row.try_get(0).map_err(unreadable)?;
-            let status = status(row.try_get(1).map_err(unreadable)?)?;
-            let count: i64 = row.try_get(2).map_err(unreadable)?;
-            counts.push(JobCount::new(job_type, status, count.max(0) as u64));
-        }
+        let mut counts = counts_of(&rows)?;
         if counts.iter().any(|count| count.count > exact_limit) {
             let frequencies = sqlx::query(&self.frequencies)
                 .bind(&self.schema)
