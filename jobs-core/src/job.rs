@@ -40,7 +40,8 @@ pub struct Job {
     pub payload: Value,
     /// The latest progress its executor reported, if any.
     pub progress: Option<Progress>,
-    /// The error message of a [`JobStatus::Failed`] job.
+    /// The error message of a [`JobStatus::Failed`] job (cut to
+    /// [`AttemptError::MAX_MESSAGE_BYTES`]).
     pub error: Option<String>,
     /// How many times execution has started (0 while it has never run).
     pub attempt: u32,
@@ -64,9 +65,16 @@ pub struct Job {
     /// How long one attempt may run, in milliseconds; `None` is no limit.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// The error of every failed attempt, oldest first.
+    /// The errors of its failed attempts, oldest first: the first one and the latest, at
+    /// most [`Job::KEPT_ERRORS`] in all (the ones between are dropped as new ones come;
+    /// [`Job::failures`] counts them all), each message cut to
+    /// [`AttemptError::MAX_MESSAGE_BYTES`].
     #[serde(default)]
     pub errors: Vec<AttemptError>,
+    /// How many of its attempts have failed, including those whose errors are no longer
+    /// kept in [`Job::errors`]: what retries and backoff count.
+    #[serde(default)]
+    pub failures: u32,
     /// While this job is `Queued` or `Running`, a submission of its type with the same key
     /// gets this job instead of a new one.
     #[serde(default)]
@@ -95,6 +103,9 @@ fn one() -> u32 {
 impl Job {
     /// The queue of jobs that name none, served by the service's main pool of workers.
     pub const DEFAULT_QUEUE: &'static str = "default";
+
+    /// How many attempt errors a job keeps: the first, and the latest after it.
+    pub const KEPT_ERRORS: usize = 20;
 
     /// A new [`JobStatus::Queued`] job with a fresh id.
     pub fn new(job_type: impl Into<String>, payload: Value) -> Self {
@@ -127,6 +138,7 @@ impl Job {
             max_attempts: 1,
             timeout_ms: None,
             errors: Vec::new(),
+            failures: 0,
             unique_key: None,
             queue: default_queue(),
             concurrency_key: None,
@@ -136,8 +148,8 @@ impl Job {
 
     /// Whether another attempt may follow a failure of the current one.
     pub fn may_retry(&self) -> bool {
-        // The failure being decided on is not in `errors` yet.
-        (self.errors.len() as u32).saturating_add(1) < self.max_attempts
+        // The failure being decided on is not counted yet.
+        self.failures.saturating_add(1) < self.max_attempts
     }
 
     /// Claims the job: `Queued → Running` at its next attempt. This and
@@ -192,15 +204,20 @@ impl Job {
             outcome.status()
         };
         if let Some(error) = outcome.error() {
+            if self.errors.len() >= Self::KEPT_ERRORS {
+                // Keep the first: it often says the most about what went wrong.
+                self.errors.remove(1);
+            }
             self.errors.push(AttemptError {
                 attempt: self.attempt,
-                message: error.to_owned(),
+                message: AttemptError::cut(error).into_owned(),
                 at: now,
                 started_at: self.started_at,
             });
+            self.failures = self.failures.saturating_add(1);
         }
         if let Outcome::Failed { error } = outcome {
-            self.error = Some(error.clone());
+            self.error = Some(AttemptError::cut(error).into_owned());
         }
         self.status = target;
         if target.is_terminal() {
@@ -265,9 +282,7 @@ impl Job {
         self.cancel_requested = false;
         self.finished_at = None;
         self.run_at = Timestamp::now();
-        self.max_attempts = self
-            .max_attempts
-            .max((self.errors.len() as u32).saturating_add(1));
+        self.max_attempts = self.max_attempts.max(self.failures.saturating_add(1));
         Ok(())
     }
 }

@@ -184,14 +184,43 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
-    /// The failure of `attempt` with `message`, now.
+    /// The longest error message a store keeps, in bytes of UTF-8: a job's `error` and
+    /// each entry of its `errors` are cut to this length (see [`AttemptError::cut`]).
+    pub const MAX_MESSAGE_BYTES: usize = 4_096;
+
+    /// The failure of `attempt` with `message` (cut to
+    /// [`MAX_MESSAGE_BYTES`](AttemptError::MAX_MESSAGE_BYTES)), now.
     pub fn new(attempt: u32, message: impl Into<String>) -> Self {
         Self {
             attempt,
-            message: message.into(),
+            message: Self::cut(&message.into()).into_owned(),
             at: Timestamp::now(),
             started_at: None,
         }
+    }
+
+    /// `message` as a store keeps it: unchanged up to
+    /// [`MAX_MESSAGE_BYTES`](AttemptError::MAX_MESSAGE_BYTES), else its longest start that
+    /// ends on a character boundary and leaves room for a final `…`, which marks the cut.
+    ///
+    /// ```
+    /// use jobs_core::AttemptError;
+    ///
+    /// assert_eq!(AttemptError::cut("disk full"), "disk full");
+    /// let long = "é".repeat(5_000);
+    /// let cut = AttemptError::cut(&long);
+    /// assert!(cut.len() <= AttemptError::MAX_MESSAGE_BYTES);
+    /// assert!(cut.ends_with('…') && cut.starts_with("éé"));
+    /// ```
+    pub fn cut(message: &str) -> std::borrow::Cow<'_, str> {
+        if message.len() <= Self::MAX_MESSAGE_BYTES {
+            return std::borrow::Cow::Borrowed(message);
+        }
+        let mut end = Self::MAX_MESSAGE_BYTES - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        std::borrow::Cow::Owned(format!("{}…", &message[..end]))
     }
 }
 

@@ -322,7 +322,7 @@ impl ClaimedJob {
             payload: job.payload.clone(),
             attempt: job.attempt,
             max_attempts: job.max_attempts,
-            failures: job.errors.len() as u32,
+            failures: job.failures,
             timeout_ms: job.timeout_ms,
         }
     }
@@ -381,7 +381,7 @@ impl ExpiredLease {
             attempt: job.attempt,
             holder: holder.into(),
             max_attempts: job.max_attempts,
-            failures: job.errors.len() as u32,
+            failures: job.failures,
             cancel_requested: job.cancel_requested,
         }
     }

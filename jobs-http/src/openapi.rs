@@ -54,6 +54,23 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
             "reason": { "type": "string", "description": "such as \"queue exports paused\", \"rate limit of SendEmail\", \"key SyncTenant:42 busy\"" }
         }
     });
+    let attempt_errors = json!({
+        "type": "array",
+        "maxItems": jobs_runtime::Job::KEPT_ERRORS,
+        "description": format!(
+            "the first failed attempt's error and the latest ones, each message at most {} bytes",
+            jobs_runtime::AttemptError::MAX_MESSAGE_BYTES
+        ),
+        "items": {
+            "type": "object", "required": ["attempt", "message", "at"],
+            "properties": {
+                "attempt": { "type": "integer" },
+                "message": { "type": "string" },
+                "at": { "type": "string", "format": "date-time", "description": "when the attempt failed" },
+                "startedAt": { "type": "string", "format": "date-time", "description": "when the attempt started" }
+            }
+        }
+    });
     let mut document = json!({
         "openapi": "3.0.3",
         "info": {
@@ -104,15 +121,8 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                         "priority": { "type": "integer" },
                         "maxAttempts": { "type": "integer", "minimum": 1 },
                         "timeoutMs": { "type": "integer", "nullable": true },
-                        "errors": { "type": "array", "items": {
-                            "type": "object", "required": ["attempt", "message", "at"],
-                            "properties": {
-                                "attempt": { "type": "integer" },
-                                "message": { "type": "string" },
-                                "at": { "type": "string", "format": "date-time", "description": "when the attempt failed" },
-                                "startedAt": { "type": "string", "format": "date-time", "description": "when the attempt started" }
-                            }
-                        } },
+                        "errors": attempt_errors,
+                        "failures": { "type": "integer", "minimum": 0, "description": "how many attempts failed, counting those whose errors are no longer kept" },
                         "uniqueKey": { "type": "string", "nullable": true },
                         "queue": { "type": "string" },
                         "concurrencyKey": { "type": "string", "nullable": true },

@@ -55,7 +55,7 @@ impl Claims {
                  progress_percent = NULL, progress_message = NULL,
                  worker_id = $1, lease_expires_at = now() + $2 * interval '1 microsecond'";
         let returning = "RETURNING j.id, j.job_type, j.payload, j.attempt, j.max_attempts,
-                     jsonb_array_length(j.errors) AS failures, j.timeout_ms, j.priority, j.run_at";
+                     j.failures, j.timeout_ms, j.priority, j.run_at";
         let in_order = "SELECT id, job_type, payload, attempt, max_attempts, failures, timeout_ms,
                      priority, (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us
                  FROM claimed ORDER BY priority DESC, run_at, id";

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use jobs_core::{Completed, Completion, JobStatus, Outcome, StorageError};
+use jobs_core::{AttemptError, Completed, Completion, Job, JobStatus, Outcome, StorageError};
 use serde_json::Value;
 use sqlx::postgres::{PgExecutor, PgPool};
 use sqlx::types::Json;
@@ -43,6 +43,8 @@ impl Completions {
         // A requeue that stays queued (a requeue of a job asked to stop ends `Canceled`).
         let queued = "(i.kind IN ('Retry', 'Snooze', 'Release') AND NOT j.cancel_requested)";
         let released = format!("({queued} AND i.kind = 'Release')");
+        // A full history drops its second entry (`- 1`) for the new one: the first stays.
+        let kept = Job::KEPT_ERRORS;
         Self {
             // $1 the holder; $2–$7 one array each: id, attempt, kind, error, result, run_at
             // (µs). Only rows still `Running` at their attempt for the holder change.
@@ -61,7 +63,12 @@ impl Completions {
                              ELSE i.kind END,
                          error = CASE WHEN i.kind = 'Failed' THEN i.error ELSE j.error END,
                          errors = CASE WHEN i.kind IN ('Failed', 'Retry')
-                             THEN j.errors || jsonb_build_array({entry}) ELSE j.errors END,
+                             THEN (CASE WHEN jsonb_array_length(j.errors) >= {kept}
+                                        THEN j.errors - 1 ELSE j.errors END)
+                                  || jsonb_build_array({entry})
+                             ELSE j.errors END,
+                         failures = CASE WHEN i.kind IN ('Failed', 'Retry')
+                             THEN j.failures + 1 ELSE j.failures END,
                          finished_at = CASE WHEN {queued} THEN NULL ELSE now() END,
                          run_at = CASE WHEN {queued} AND i.run_at_us IS NOT NULL
                              THEN {run_at} ELSE j.run_at END,
@@ -194,6 +201,11 @@ impl Completions {
     }
 }
 
+/// An error message as the table keeps it: cut to its documented length, NUL replaced.
+fn kept_message(error: &str) -> String {
+    AttemptError::cut(&without_nul(error)).into_owned()
+}
+
 /// `completion` as the statement takes it, or why it cannot be stored.
 fn row(index: usize, completion: &Completion) -> Result<Change<'_>, String> {
     let mut row = Change {
@@ -215,12 +227,12 @@ fn row(index: usize, completion: &Completion) -> Result<Change<'_>, String> {
         }
         Outcome::Failed { error } => {
             row.kind = "Failed";
-            row.error = Some(without_nul(error).into_owned());
+            row.error = Some(kept_message(error));
         }
         Outcome::Canceled => row.kind = "Canceled",
         Outcome::Retry { error, run_at } => {
             row.kind = "Retry";
-            row.error = Some(without_nul(error).into_owned());
+            row.error = Some(kept_message(error));
             row.run_at_us = Some(run_at.as_unix_micros());
         }
         Outcome::Snooze { run_at } => {

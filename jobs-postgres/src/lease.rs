@@ -36,7 +36,7 @@ impl Leases {
             // `jobs_running_lease`).
             expired: format!(
                 "SELECT id, attempt, coalesce(worker_id, '') AS holder, max_attempts,
-                        jsonb_array_length(errors) AS failures, cancel_requested
+                        failures, cancel_requested
                  FROM {jobs}
                  WHERE status = 'Running' AND lease_expires_at < now()
                  ORDER BY lease_expires_at

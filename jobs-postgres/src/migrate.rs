@@ -28,11 +28,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "concurrency keys",
         include_str!("../migrations/0006_concurrency_keys.sql"),
     ),
-    (
-        7,
-        "listings and counts",
-        include_str!("../migrations/0007_listings_and_counts.sql"),
-    ),
+    (7, "bounds", include_str!("../migrations/0007_bounds.sql")),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

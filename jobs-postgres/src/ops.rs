@@ -67,7 +67,7 @@ impl Ops {
                      status = 'Queued', error = NULL, finished_at = NULL,
                      cancel_requested = false, progress_percent = NULL, progress_message = NULL,
                      run_at = now(), worker_id = NULL, lease_expires_at = NULL,
-                     max_attempts = GREATEST(j.max_attempts, jsonb_array_length(j.errors) + 1)
+                     max_attempts = GREATEST(j.max_attempts, j.failures + 1)
                  FROM free f
                  WHERE j.id = f.locked_id AND (f.locked_key IS NULL OR f.rank = 1)
                  RETURNING {COLUMNS}"

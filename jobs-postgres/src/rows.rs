@@ -21,8 +21,8 @@ pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percen
      (extract(epoch FROM started_at) * 1000000)::int8 AS started_us, \
      (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us, \
      (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us, \
-     priority, max_attempts, timeout_ms, errors, unique_key, queue, concurrency_key, \
-     concurrency_limit";
+     priority, max_attempts, timeout_ms, errors, failures, unique_key, queue, \
+     concurrency_key, concurrency_limit";
 
 /// The SQL time `micros` (an `int8` expression of microseconds since the epoch) stands
 /// for.
@@ -89,6 +89,7 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
         .try_get::<Json<Vec<AttemptError>>, _>("errors")
         .map_err(unreadable)?
         .0;
+    job.failures = count(row.try_get("failures").map_err(unreadable)?);
     job.unique_key = row.try_get("unique_key").map_err(unreadable)?;
     job.queue = row.try_get("queue").map_err(unreadable)?;
     job.concurrency_key = row.try_get("concurrency_key").map_err(unreadable)?;

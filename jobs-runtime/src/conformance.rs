@@ -99,6 +99,7 @@ where
     a_paused_queue_gives_no_jobs_until_resumed(fresh().await.as_ref()).await;
     claims_spend_rate_budgets_and_wait_for_the_next_window(fresh().await.as_ref()).await;
     claims_run_at_most_the_limit_of_a_concurrency_key_in_order(fresh().await.as_ref()).await;
+    the_error_history_keeps_the_first_and_latest_errors_cut_short(fresh().await.as_ref()).await;
 }
 
 /// A store with notifications announces `submitted` for each job it stores (and for no
@@ -418,6 +419,66 @@ pub async fn results_are_kept_apart_and_shown_only_for_succeeded_jobs(store: &dy
     let failed = status(store, ids[2]).await;
     assert_eq!(failed.error.as_deref(), Some("no"));
     assert_eq!(failed.errors.len(), 1);
+}
+
+/// A job that fails many times keeps the error of its first attempt and of its latest
+/// ones, [`Job::KEPT_ERRORS`] in all, each message cut to
+/// [`AttemptError::MAX_MESSAGE_BYTES`](jobs_core::AttemptError::MAX_MESSAGE_BYTES); its
+/// failures are all counted, and its attempts run out by that count.
+pub async fn the_error_history_keeps_the_first_and_latest_errors_cut_short(store: &dyn JobStore) {
+    let attempts = Job::KEPT_ERRORS as u32 + 10;
+    let mut job = Job::new("T", Value::Null);
+    job.max_attempts = attempts;
+    let id = job.id;
+    insert(store, vec![job]).await;
+    let long = "x".repeat(3 * jobs_core::AttemptError::MAX_MESSAGE_BYTES);
+    for attempt in 1..=attempts {
+        let claimed = claim(store, 1, HOLDER, Duration::from_secs(30)).await;
+        assert_eq!(claimed.len(), 1, "attempt {attempt} is claimed");
+        assert_eq!(
+            (claimed[0].attempt, claimed[0].failures),
+            (attempt, attempt - 1),
+            "every failure counts, kept or not"
+        );
+        assert_eq!(claimed[0].may_retry(), attempt < attempts);
+        let error = format!("failure {attempt}: {long}");
+        let outcome = if attempt < attempts {
+            Outcome::Retry {
+                error,
+                run_at: Timestamp::now(),
+            }
+        } else {
+            Outcome::Failed { error }
+        };
+        let completion = Completion {
+            id,
+            attempt,
+            outcome,
+        };
+        complete(store, HOLDER, completion).await;
+    }
+    let failed = status(store, id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.failures, attempts);
+    let kept: Vec<u32> = failed.errors.iter().map(|error| error.attempt).collect();
+    let mut expected = vec![1];
+    expected.extend(attempts + 2 - Job::KEPT_ERRORS as u32..=attempts);
+    assert_eq!(kept, expected, "the first error and the latest ones");
+    for error in &failed.errors {
+        assert!(
+            error.message.len() <= jobs_core::AttemptError::MAX_MESSAGE_BYTES
+                && error.message.ends_with('…')
+                && error
+                    .message
+                    .starts_with(&format!("failure {}: xxx", error.attempt)),
+            "attempt {}'s message is cut: {} bytes",
+            error.attempt,
+            error.message.len()
+        );
+    }
+    let last = failed.error.expect("a failed job has its error");
+    assert!(last.len() <= jobs_core::AttemptError::MAX_MESSAGE_BYTES);
+    assert!(last.starts_with(&format!("failure {attempts}: ")));
 }
 
 /// A batch with a stored id stores nothing; a held unique key answers its holder.

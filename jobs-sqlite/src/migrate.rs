@@ -23,11 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "concurrency keys",
         include_str!("../migrations/0005_concurrency_keys.sql"),
     ),
-    (
-        6,
-        "rare statuses",
-        include_str!("../migrations/0006_rare_statuses.sql"),
-    ),
+    (6, "bounds", include_str!("../migrations/0006_bounds.sql")),
 ];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:

@@ -16,7 +16,7 @@ use crate::error::unreadable;
 pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percent, \
      progress_message, error, attempt, cancel_requested, created_at, started_at, \
      finished_at, run_at, priority, max_attempts, timeout_ms, errors, unique_key, queue, \
-     concurrency_key, concurrency_limit";
+     concurrency_key, concurrency_limit, failures";
 
 /// A job row as SQLite holds it.
 pub(crate) struct RawJob {
@@ -41,6 +41,7 @@ pub(crate) struct RawJob {
     queue: String,
     concurrency_key: Option<String>,
     concurrency_limit: Option<i64>,
+    failures: i64,
 }
 
 impl RawJob {
@@ -68,6 +69,7 @@ impl RawJob {
             queue: row.get(18)?,
             concurrency_key: row.get(19)?,
             concurrency_limit: row.get(20)?,
+            failures: row.get(21)?,
         })
     }
 
@@ -96,6 +98,7 @@ impl RawJob {
         job.max_attempts = count(self.max_attempts).max(1);
         job.timeout_ms = self.timeout_ms.map(|ms| ms.max(1) as u64);
         job.errors = serde_json::from_str::<Vec<AttemptError>>(&self.errors).map_err(unreadable)?;
+        job.failures = count(self.failures);
         job.unique_key = self.unique_key;
         job.queue = self.queue;
         job.concurrency_key = self.concurrency_key;

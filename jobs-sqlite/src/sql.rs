@@ -174,7 +174,7 @@ macro_rules! set_running {
 macro_rules! claimed_columns {
     () => {
         "RETURNING id, job_type, payload, attempt, max_attempts,
-                   json_array_length(errors), timeout_ms, priority, run_at"
+                   failures, timeout_ms, priority, run_at"
     };
 }
 
@@ -449,6 +449,20 @@ macro_rules! started_at_text {
     };
 }
 
+/// `errors` with the attempt error ?5 (JSON) appended, its start time filled in; a full
+/// history (`Job::KEPT_ERRORS` entries) first drops its second entry, so the first stays.
+macro_rules! errors_with_entry {
+    () => {
+        concat!(
+            "json_insert(CASE WHEN json_array_length(errors) >= 20
+                             THEN json_remove(errors, '$[1]') ELSE errors END,
+                         '$[#]', json_set(json(?5), '$.startedAt', ",
+            started_at_text!(),
+            "))"
+        )
+    };
+}
+
 /// Applies `changes` held by `holder`: the status each job is in now, or `None` when it
 /// was not `Running` at that attempt for `holder`. Requeues of a job asked to stop end
 /// it `Canceled`, by the rule of `Job::finish`.
@@ -468,10 +482,10 @@ pub(crate) fn complete(
             "UPDATE jobs SET
                  status = CASE WHEN ?9 THEN 'Queued' ELSE ?3 END,
                  error = CASE WHEN ?3 = 'Failed' THEN ?4 ELSE error END,
-                 errors = CASE WHEN ?5 IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', ",
-            started_at_text!(),
-            ")) END,
+                 errors = CASE WHEN ?5 IS NULL THEN errors ELSE ",
+            errors_with_entry!(),
+            " END,
+                 failures = failures + (?5 IS NOT NULL),
                  finished_at = CASE WHEN ?9 THEN NULL ELSE ?7 END,
                  run_at = CASE WHEN ?9 AND ?6 IS NOT NULL THEN ?6 ELSE run_at END,
                  attempt = CASE WHEN ?10 THEN attempt - 1 ELSE attempt END,
@@ -487,10 +501,10 @@ pub(crate) fn complete(
     let mut cancel_requeue = connection
         .prepare_cached(concat!(
             "UPDATE jobs SET status = 'Canceled', finished_at = ?4, lease_until = NULL,
-                 errors = CASE WHEN ?5 IS NULL THEN errors
-                     ELSE json_insert(errors, '$[#]', json_set(json(?5), '$.startedAt', ",
-            started_at_text!(),
-            ")) END
+                 errors = CASE WHEN ?5 IS NULL THEN errors ELSE ",
+            errors_with_entry!(),
+            " END,
+                 failures = failures + (?5 IS NOT NULL)
              WHERE id = ?1 AND status = 'Running' AND attempt = ?2 AND holder = ?3
                AND cancel_requested"
         ))
@@ -599,8 +613,7 @@ pub(crate) fn expired(
     const WHAT: &str = "could not look for expired leases";
     let mut statement = connection
         .prepare_cached(
-            "SELECT id, attempt, holder, max_attempts, json_array_length(errors),
-                    cancel_requested
+            "SELECT id, attempt, holder, max_attempts, failures, cancel_requested
              FROM jobs WHERE status = 'Running' AND lease_until <= ?1
              ORDER BY lease_until LIMIT ?2",
         )

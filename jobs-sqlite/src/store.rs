@@ -291,7 +291,7 @@ fn change(index: usize, completion: &Completion) -> Option<Change> {
         }
         Outcome::Failed { error } => {
             change.kind = "Failed";
-            change.error = Some(error.clone());
+            change.error = Some(AttemptError::cut(error).into_owned());
             change.entry = entry(error);
         }
         Outcome::Canceled => change.kind = "Canceled",

@@ -1,3 +1,6 @@
+-- Bounds for large tables: listings of rare statuses, counts that need no scan, a
+-- capped error history.
+
 -- Listings of the statuses that are rare in a large table, newest first: without these, a
 -- listing of failed jobs among millions of succeeded ones reads the primary key backwards
 -- until it has found a page. Jobs that succeed never enter them.
@@ -7,3 +10,7 @@ CREATE INDEX jobs_canceled ON {schema}.jobs (id DESC) WHERE status = 'Canceled';
 -- How often each (type, status) pair occurs, kept by ANALYZE (and autovacuum): the
 -- estimate of a count too large to count exactly for every `/metrics` read.
 CREATE STATISTICS {schema}.jobs_type_status (mcv) ON job_type, status FROM {schema}.jobs;
+
+-- How many attempts failed: `errors` keeps the first error and the latest ones only.
+ALTER TABLE {schema}.jobs ADD COLUMN failures integer NOT NULL DEFAULT 0;
+UPDATE {schema}.jobs SET failures = jsonb_array_length(errors) WHERE errors <> '[]';
