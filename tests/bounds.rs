@@ -1,6 +1,8 @@
 //! The in-memory store stays bounded under runaway or hostile load: a bound on active
 //! jobs refused at submit, and no ids or lanes left behind by canceled jobs.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,54 @@ use serde_json::json;
 #[job_executor("BoundNoop")]
 async fn bound_noop() -> Result<(), JobError> {
     Ok(())
+}
+
+/// Takes any payload.
+#[job_executor("BoundEcho")]
+async fn bound_echo(payload: serde_json::Value) -> Result<serde_json::Value, JobError> {
+    Ok(payload)
+}
+
+for_each_backend!(text_no_store_can_keep_is_refused_at_submit_and_nothing_is_stored);
+
+/// A NUL character, which PostgreSQL cannot store, is refused at submit on every store (a
+/// job one store accepts, every store accepts) with a typed error naming the field, and
+/// nothing is stored; a batch with such a job is refused whole.
+async fn text_no_store_can_keep_is_refused_at_submit_and_nothing_is_stored(env: common::Env) {
+    let jobs = env.start(0);
+    let error = jobs
+        .submit_job_with("BoundEcho", json!({ "name": "a\u{0}b" }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, SubmitError::InvalidPayload { job_type, .. } if job_type == "BoundEcho"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "invalid payload for job type `BoundEcho`: the payload contains a NUL character (\\u0000), which no store accepts"
+    );
+    let keyed = SubmitOptions::new().unique_key("key\u{0}");
+    let error = jobs
+        .submit_job_with_options("BoundEcho", json!(1), &keyed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, SubmitError::InvalidOptions { reason, .. } if reason.starts_with("the unique key contains a NUL")),
+        "{error:?}"
+    );
+    let batch = vec![
+        Job::new("BoundEcho", json!("fine")),
+        Job::new("BoundEcho", json!(["a\u{0}"])),
+    ];
+    let error = jobs.submit_many(batch).await.unwrap_err();
+    assert!(
+        matches!(error, SubmitError::InvalidPayload { .. }),
+        "{error:?}"
+    );
+    let page = jobs.list_jobs(JobQuery::new()).await.unwrap();
+    assert!(page.jobs.is_empty(), "nothing stored: {:?}", page.jobs);
+    jobs.shutdown().await;
 }
 
 fn service(store: &Arc<InMemoryStore>) -> Jobs {

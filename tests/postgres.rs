@@ -243,6 +243,43 @@ async fn pg_nul_result() -> Result<String, JobError> {
     Ok("before\0after".to_owned())
 }
 
+/// A batch stored with `submit_many_in` refuses the jobs PostgreSQL cannot keep one at a
+/// time, naming each, and stores the others.
+#[tokio::test]
+async fn a_batch_refuses_only_its_jobs_with_a_nul_character() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let schema = schema();
+    let store = backend(&url, options(&schema)).await;
+    let mut keyed = Job::new("PgEcho", json!(3));
+    keyed.unique_key = Some("k\u{0}".to_owned());
+    let batch = vec![
+        Job::new("PgEcho", json!(1)),
+        Job::new("PgEcho", json!({ "a": "b\u{0}" })),
+        Job::new("PgEcho", json!(2)),
+        keyed,
+    ];
+    let mut connection = store.pool().acquire().await.unwrap();
+    let answers = store.submit_many_in(&mut connection, &batch).await.unwrap();
+    assert_eq!(answers[0], jobs::Inserted::Stored);
+    assert_eq!(answers[2], jobs::Inserted::Stored);
+    for (at, field) in [(1, "payload"), (3, "unique key")] {
+        match &answers[at] {
+            jobs::Inserted::Refused(reason) => assert!(
+                reason.contains(&format!("the {field} of job {}", batch[at].id))
+                    && reason.contains("NUL character"),
+                "{reason}"
+            ),
+            other => panic!("job {at} should be refused, not {other:?}"),
+        }
+    }
+    for (at, job) in batch.iter().enumerate() {
+        let stored = store.get(job.id).await.unwrap();
+        assert_eq!(stored.is_some(), at % 2 == 0, "job {at}");
+    }
+}
+
 #[tokio::test]
 async fn text_postgres_cannot_store_fails_only_its_own_job() {
     let Some(env) = Env::new(common::Backend::Postgres).await else {

@@ -92,6 +92,19 @@ pub struct Job {
     pub concurrency_limit: Option<u32>,
 }
 
+/// Whether any string in `value` (object keys included) holds a NUL character (U+0000),
+/// which PostgreSQL can store neither in `text` nor in `jsonb`.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        _ => false,
+    }
+}
+
 fn default_queue() -> String {
     Job::DEFAULT_QUEUE.to_owned()
 }
@@ -143,6 +156,35 @@ impl Job {
             queue: default_queue(),
             concurrency_key: None,
             concurrency_limit: None,
+        }
+    }
+
+    /// The first of its texts that holds a NUL character (`"payload"`, `"unique key"`,
+    /// `"job type"`, `"queue"` or `"concurrency key"`), if any. No store takes such a job:
+    /// PostgreSQL cannot store the character, and a job accepted by one store is accepted
+    /// by every other.
+    ///
+    /// ```
+    /// use jobs_core::Job;
+    ///
+    /// let job = Job::new("Export", serde_json::json!({ "name": "a\u{0}b" }));
+    /// assert_eq!(job.nul_field(), Some("payload"));
+    /// assert_eq!(Job::new("Export", serde_json::Value::Null).nul_field(), None);
+    /// ```
+    pub fn nul_field(&self) -> Option<&'static str> {
+        let has = |text: Option<&str>| text.is_some_and(|text| text.contains('\0'));
+        if contains_nul(&self.payload) {
+            Some("payload")
+        } else if has(self.unique_key.as_deref()) {
+            Some("unique key")
+        } else if has(Some(&self.job_type)) {
+            Some("job type")
+        } else if has(Some(&self.queue)) {
+            Some("queue")
+        } else if has(self.concurrency_key.as_deref()) {
+            Some("concurrency key")
+        } else {
+            None
         }
     }
 

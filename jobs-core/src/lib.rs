@@ -34,7 +34,7 @@ pub use flow::{
     ConcurrencyKey, ParseRateLimitError, RateBudgets, RateLimit, RateRule, RateScope, RateWindow,
 };
 pub use id::{JobId, ParseJobIdError};
-pub use job::{Job, Progress, TransitionError};
+pub use job::{contains_nul, Job, Progress, TransitionError};
 pub use ops::{
     DeleteOutcome, FinishedCount, KeyCount, Operations, PausedQueue, QueueCounts, QueueWorkers,
     RetryOutcome, WorkerInfo,

@@ -478,6 +478,11 @@ pub enum Inserted {
     Stored,
     /// An active job of its type holds its unique key: this one, and nothing was stored.
     Existing(Box<Job>),
+    /// The store cannot keep this job as it is (a text it cannot store, a payload over
+    /// its limit): it was not stored, and the reason says why. The other jobs of the batch
+    /// are answered on their own. The engine refuses such jobs before it calls the
+    /// store, for the stores of this project; a store with rules of its own answers this.
+    Refused(String),
 }
 
 /// The answer to a [`JobStore::update_progress`].

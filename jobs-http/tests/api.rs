@@ -257,6 +257,21 @@ async fn submit_errors_carry_stable_codes_and_store_nothing() {
         .unwrap()
         .contains("must be a number"));
 
+    // A NUL character no store accepts (PostgreSQL cannot store it) is the caller's error.
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": 1, "note": "a\u{0}b" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_payload");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("NUL character"));
+
     let (status, body) = call(&app, "POST", "/jobs", Some(json!({ "kind": "Double" }))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["code"], "invalid_body");

@@ -1,22 +1,10 @@
 //! What PostgreSQL cannot keep, checked before a statement is sent: NUL characters
 //! (neither `text` nor `jsonb` stores U+0000) and payloads over the store's limit.
 
-use jobs_core::{Job, StorageError};
+use jobs_core::{contains_nul, Job, StorageError};
 use serde_json::Value;
 
 use crate::error::invalid;
-
-/// Whether any string in `value` (object keys included) holds a NUL character.
-pub(crate) fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(text) => text.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, item)| key.contains('\0') || contains_nul(item)),
-        _ => false,
-    }
-}
 
 /// `text` with its NUL characters replaced by U+FFFD, for texts that are kept anyway
 /// (error messages, progress messages).
@@ -58,28 +46,7 @@ pub(crate) fn check_job(job: &Job, max_payload_bytes: usize) -> Result<(), Stora
             job.id, job.job_type
         )));
     }
-    let field = if contains_nul(&job.payload) {
-        Some("payload")
-    } else if job
-        .unique_key
-        .as_deref()
-        .is_some_and(|key| key.contains('\0'))
-    {
-        Some("unique key")
-    } else if job.job_type.contains('\0') {
-        Some("job type")
-    } else if job.queue.contains('\0') {
-        Some("queue")
-    } else if job
-        .concurrency_key
-        .as_deref()
-        .is_some_and(|key| key.contains('\0'))
-    {
-        Some("concurrency key")
-    } else {
-        None
-    };
-    match field {
+    match job.nul_field() {
         Some(field) => Err(invalid(format!(
             "the {field} of job {} ({}) contains a NUL character (\\u0000), which PostgreSQL \
              cannot store",

@@ -171,18 +171,26 @@ impl Inserts {
         Ok(row.is_some())
     }
 
-    /// Checks and stores `jobs`; answers in their order. Jobs whose key is held get the
-    /// holder; if a holder finished before it could be read, the job is inserted again.
+    /// Checks and stores `jobs`; answers in their order. A job the table cannot keep (a
+    /// NUL character, a payload over the limit) is refused alone, before any statement;
+    /// jobs whose key is held get the holder; if a holder finished before it could be
+    /// read, the job is inserted again.
     async fn insert_on(
         &self,
         connection: &mut PgConnection,
         jobs: &[Job],
     ) -> Result<Vec<Inserted>, StorageError> {
-        for job in jobs {
-            check_job(job, self.max_payload_bytes)?;
-        }
         let mut answers: Vec<Option<Inserted>> = vec![None; jobs.len()];
-        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        let mut pending = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            match check_job(job, self.max_payload_bytes) {
+                Ok(()) => pending.push(i),
+                Err(refusal) => answers[i] = Some(Inserted::Refused(refusal.message().to_owned())),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(answers.into_iter().flatten().collect());
+        }
         for _ in 0..ROUNDS {
             let batch: Vec<&Job> = pending.iter().map(|&i| &jobs[i]).collect();
             let stored = self.insert_rows(connection, &batch).await?;

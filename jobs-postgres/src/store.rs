@@ -143,6 +143,10 @@ impl PostgresStore {
             .await?;
         match answer.into_iter().next() {
             Some(Inserted::Stored) => Ok(()),
+            Some(Inserted::Refused(reason)) => Err(StorageError::of_kind(
+                StorageErrorKind::InvalidInput,
+                reason,
+            )),
             Some(Inserted::Existing(holder)) => Err(StorageError::of_kind(
                 StorageErrorKind::Conflict,
                 format!(
@@ -160,7 +164,9 @@ impl PostgresStore {
     /// connection or inside the caller's transaction, and notifies the submits of those
     /// stored on the same connection: for bulk loads, where one insert per job would be
     /// slow. Answers per job, in order, as [`JobStore::insert_many`] does: a job whose
-    /// unique key an active job holds gets that job, and is not stored.
+    /// unique key an active job holds gets that job, and is not stored; a job the table
+    /// cannot keep (a NUL character in a text, a payload over the limit) is
+    /// [`Inserted::Refused`] with the reason, and the others are stored all the same.
     pub async fn submit_many_in(
         &self,
         connection: &mut PgConnection,

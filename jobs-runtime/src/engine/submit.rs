@@ -14,7 +14,7 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
     }
     let limit = inner.store.max_payload_bytes();
     for job in &jobs {
-        check_payload_size(job, limit)?;
+        check_storable(job, limit)?;
         if job.unique_key.is_some() && !inner.store.supports_unique_keys() {
             return Err(SubmitError::InvalidOptions {
                 job_type: job.job_type.clone(),
@@ -40,7 +40,13 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
         .into_iter()
         .zip(answers)
         .map(|(job, answer)| match answer {
-            Inserted::Existing(holder) => *holder,
+            Inserted::Existing(holder) => Ok(*holder),
+            // The checks above refuse what the stores of this project refuse; a store
+            // with rules of its own refuses its job alone (the others are stored).
+            Inserted::Refused(reason) => Err(SubmitError::InvalidPayload {
+                job_type: job.job_type,
+                reason,
+            }),
             _ => {
                 if signalling {
                     events.push(JobEvent::Submitted {
@@ -48,10 +54,10 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
                         job_type: job.job_type.clone(),
                     });
                 }
-                job
+                Ok(job)
             }
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     // Announced before the local queues are woken, so that a job's `submitted` comes
     // before its `started`.
     inner.announce(events).await;
@@ -76,7 +82,7 @@ pub(crate) async fn insert_tick(
             reason: "this store does not record periodic ticks".to_owned(),
         });
     };
-    check_payload_size(&job, inner.store.max_payload_bytes())?;
+    check_storable(&job, inner.store.max_payload_bytes())?;
     // Due at its tick, which also tells which tick it belongs to.
     job.run_at = tick;
     let (id, job_type, queue) = (job.id, job.job_type.clone(), job.queue.clone());
@@ -124,7 +130,7 @@ pub(crate) fn prepare(
         entry.executor().as_ref(),
         options,
     )?;
-    check_payload_size(&job, inner.store.max_payload_bytes())?;
+    check_storable(&job, inner.store.max_payload_bytes())?;
     Ok(job)
 }
 
@@ -234,6 +240,23 @@ pub(crate) fn submit_error(error: jobs_core::StorageError) -> SubmitError {
     } else {
         SubmitError::Storage(error)
     }
+}
+
+/// Refuses a job no store may take: a payload over `limit`, or a NUL character in one of
+/// its texts (PostgreSQL cannot store it; the rule holds for every store, so that a job
+/// accepted in one is accepted in all).
+pub(crate) fn check_storable(job: &Job, limit: Option<usize>) -> Result<(), SubmitError> {
+    check_payload_size(job, limit)?;
+    let Some(field) = job.nul_field() else {
+        return Ok(());
+    };
+    let reason = format!("the {field} contains a NUL character (\\u0000), which no store accepts");
+    let job_type = job.job_type.replace('\0', "\u{fffd}");
+    Err(if field == "payload" {
+        SubmitError::InvalidPayload { job_type, reason }
+    } else {
+        SubmitError::InvalidOptions { job_type, reason }
+    })
 }
 
 /// Refuses a payload whose compact JSON is longer than `limit`, stopping the count as soon
