@@ -243,34 +243,19 @@ async fn submit_errors_carry_stable_codes_and_store_nothing() {
         json!(["Double", "Fail", "Wait"])
     );
 
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/jobs",
-        Some(json!({ "type": "Double", "payload": { "n": "x" } })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_payload");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("must be a number"));
-
-    // A NUL character no store accepts (PostgreSQL cannot store it) is the caller's error.
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/jobs",
-        Some(json!({ "type": "Double", "payload": { "n": 1, "note": "a\u{0}b" } })),
-    )
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"]["code"], "invalid_payload");
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("NUL character"));
+    // A payload its executor cannot take, and a NUL character no store accepts
+    // (PostgreSQL cannot store it): the caller's errors.
+    for (payload, says) in [
+        (json!({ "n": "x" }), "must be a number"),
+        (json!({ "n": 1, "note": "a\u{0}b" }), "NUL character"),
+    ] {
+        let body = json!({ "type": "Double", "payload": payload });
+        let (status, body) = call(&app, "POST", "/jobs", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "invalid_payload");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
 
     let (status, body) = call(&app, "POST", "/jobs", Some(json!({ "kind": "Double" }))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
