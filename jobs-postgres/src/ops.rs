@@ -79,13 +79,20 @@ impl Ops {
                  RETURNING id"
             ),
             statuses: format!("SELECT id, status FROM {jobs} WHERE id = ANY($1)"),
-            // Served by the partial indexes of queued (`jobs_due`) and running jobs.
+            // Served by the partial indexes of queued (`jobs_due`, without reading the
+            // table) and running jobs (`jobs_running_lease`): one arm per status, since
+            // the planner matches a partial index to `status = '…'`, not to an IN list (with
+            // which a table of 10,000,000 finished jobs was read whole, 1.9 s, against 3 ms).
             queue_counts: format!(
-                "SELECT queue,
-                     count(*) FILTER (WHERE status = 'Queued' AND run_at <= now()),
-                     count(*) FILTER (WHERE status = 'Queued' AND run_at > now()),
-                     count(*) FILTER (WHERE status = 'Running')
-                 FROM {jobs} WHERE status IN ('Queued', 'Running')
+                "SELECT queue, sum(due)::int8, sum(scheduled)::int8, sum(running)::int8
+                 FROM (
+                     SELECT queue, count(*) FILTER (WHERE run_at <= now()) AS due,
+                            count(*) FILTER (WHERE run_at > now()) AS scheduled, 0 AS running
+                     FROM {jobs} WHERE status = 'Queued' GROUP BY queue
+                     UNION ALL
+                     SELECT queue, 0, 0, count(*) FROM {jobs}
+                     WHERE status = 'Running' GROUP BY queue
+                 ) counts
                  GROUP BY queue ORDER BY queue"
             ),
             // Served by `jobs_finished`.
@@ -124,15 +131,24 @@ impl Ops {
                 micros("since")
             ),
             // $1 the keys (NULL: every key). Served by the partial indexes of queued and
-            // running keyed jobs.
+            // running keyed jobs, one arm each (see `queue_counts`).
             key_counts: format!(
-                "SELECT concurrency_key,
-                     count(*) FILTER (WHERE status = 'Queued' AND run_at <= now()),
-                     count(*) FILTER (WHERE status = 'Running'),
-                     COALESCE(max(concurrency_limit), 1)
-                 FROM {jobs}
-                 WHERE concurrency_key IS NOT NULL AND status IN ('Queued', 'Running')
-                   AND ($1::text[] IS NULL OR concurrency_key = ANY($1))
+                "SELECT concurrency_key, sum(due)::int8, sum(running)::int8,
+                        COALESCE(max(lim), 1)
+                 FROM (
+                     SELECT concurrency_key, count(*) FILTER (WHERE run_at <= now()) AS due,
+                            0 AS running, max(concurrency_limit) AS lim
+                     FROM {jobs}
+                     WHERE status = 'Queued' AND concurrency_key IS NOT NULL
+                       AND ($1::text[] IS NULL OR concurrency_key = ANY($1))
+                     GROUP BY 1
+                     UNION ALL
+                     SELECT concurrency_key, 0, count(*), max(concurrency_limit)
+                     FROM {jobs}
+                     WHERE status = 'Running' AND concurrency_key IS NOT NULL
+                       AND ($1::text[] IS NULL OR concurrency_key = ANY($1))
+                     GROUP BY 1
+                 ) keys
                  GROUP BY 1 ORDER BY 1"
             ),
             rate_windows: format!(

@@ -157,7 +157,7 @@ impl Jobs {
                 });
             }
             let types = if spent.iter().any(|s| matches!(s, RateScope::JobType(_))) {
-                self.inner().store.count_jobs().await?
+                self.inner().store.estimate_counts().await?
             } else {
                 Vec::new()
             };
