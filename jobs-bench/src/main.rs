@@ -35,6 +35,11 @@
 //! file; `latency` runs its workers in this process, or with `--processes 1` in another
 //! process (submit→start then includes the other process's poll for changes).
 //!
+//! - `overload` and `listing`: the bounds under runaway load (see the `bounds` module): a
+//!   producer ten times faster than the drain against the in-memory bound, and status
+//!   listings, a drain beside them and `GET /metrics` at 1,000,000 jobs in memory and
+//!   10,000,000 rows on PostgreSQL.
+//!
 //! Each result is one machine-readable line (`scenario=bulk backend=memory jobs=...`)
 //! followed by a short human summary. A scenario fails loudly (exit code 1) unless every
 //! job reached `Succeeded`.
@@ -58,6 +63,7 @@ macro_rules! out {
     }};
 }
 
+mod bounds;
 mod rate;
 mod sqlite;
 
@@ -98,7 +104,7 @@ fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args
         .next()
-        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor|rate> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full] [--rate N/period]")?;
+        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor|rate|overload|listing> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full] [--rate N/period]")?;
     let mut options = Options {
         scenario,
         jobs: 0,
@@ -185,8 +191,10 @@ async fn main() -> ExitCode {
         "memory" => memory(&options).await,
         "floor" => floor(&options).await.map(|rate| report_floor(&options, rate)),
         "rate" => rate::rate(&options).await,
+        "overload" => bounds::overload(&options).await,
+        "listing" => bounds::listing(&options).await,
         other => Err(format!(
-            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory, floor or rate"
+            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory, floor, rate, overload or listing"
         )),
     };
     match outcome {
@@ -663,12 +671,12 @@ fn report_floor(options: &Options, rate: f64) {
     );
 }
 
-fn database_url() -> Result<String, String> {
+pub(crate) fn database_url() -> Result<String, String> {
     std::env::var("DATABASE_URL")
         .map_err(|_| "set DATABASE_URL to run the PostgreSQL scenarios".to_owned())
 }
 
-fn pg_options(schema: &str) -> PostgresOptions {
+pub(crate) fn pg_options(schema: &str) -> PostgresOptions {
     PostgresOptions::new().schema(schema).max_connections(8)
 }
 
