@@ -436,13 +436,17 @@ async fn counts_for_metrics_are_exact_up_to_the_limit_and_estimated_above_it() {
             .collect()
     };
 
-    // Before any ANALYZE there is no share to go by: the count is known to pass the
-    // limit, and says so.
+    // Before any ANALYZE the planner guesses; the count is known to pass the limit, at
+    // least, and says it is an estimate.
     let counts = store.estimate_counts().await.unwrap();
     assert_eq!(
-        pairs(&counts),
+        (counts[0].status, counts[0].estimated),
+        (JobStatus::Succeeded, true)
+    );
+    assert!(counts[0].count >= 101, "{:?}", counts[0]);
+    assert_eq!(
+        pairs(&counts[1..]),
         vec![
-            ("Alpha".to_owned(), JobStatus::Succeeded, 101, true),
             ("Alpha".to_owned(), JobStatus::Failed, 40, false),
             ("Beta".to_owned(), JobStatus::Queued, 50, false),
         ]

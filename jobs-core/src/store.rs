@@ -481,7 +481,9 @@ pub enum Inserted {
     /// The store cannot keep this job as it is (a text it cannot store, a payload over
     /// its limit): it was not stored, and the reason says why. The other jobs of the batch
     /// are answered on their own. The engine refuses such jobs before it calls the
-    /// store, for the stores of this project; a store with rules of its own answers this.
+    /// store, for the stores of this project; a store with rules of its own answers this,
+    /// and `Jobs::submit_many` then fails with `SubmitError::InvalidPayload` naming the
+    /// refused job and how many others were stored (they run as usual).
     Refused(String),
 }
 

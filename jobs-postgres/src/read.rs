@@ -33,8 +33,6 @@ pub(crate) struct Reads {
     result: String,
     counts: String,
     capped_counts: String,
-    frequencies: String,
-    rows: String,
     schema: String,
     prune: String,
     progress: String,
@@ -78,22 +76,6 @@ impl Reads {
                          WHERE j.job_type = t.job_type AND j.status = s.status LIMIT $1) capped
                  ) c
                  WHERE t.job_type IS NOT NULL AND c.n > 0"
-            ),
-            // The share of each common (type, status) pair, from the statistics object
-            // of migration 7 (empty before the table's first ANALYZE).
-            frequencies: "SELECT s.most_common_vals[i][1], s.most_common_vals[i][2],
-                                 s.most_common_freqs[i]
-                          FROM pg_stats_ext s, generate_subscripts(s.most_common_freqs, 1) AS i
-                          WHERE s.statistics_schemaname = $1
-                            AND s.statistics_name = 'jobs_type_status'"
-                .to_owned(),
-            // The planner's estimate of the table's rows, scaled to its current size.
-            rows: format!(
-                "SELECT (CASE WHEN c.relpages > 0
-                             THEN c.reltuples / c.relpages
-                                  * (pg_relation_size(c.oid) / current_setting('block_size')::int)
-                             ELSE c.reltuples END)::float8
-                 FROM pg_class c WHERE c.oid = '{jobs}'::regclass"
             ),
             schema: schema.to_owned(),
             // Up to $2 jobs that finished before $1 (µs), oldest first (`jobs_finished`);
@@ -225,8 +207,8 @@ impl Reads {
         Ok(counts)
     }
 
-    /// Exact counts up to `exact_limit` per type and status, estimates above it (from the
-    /// share of the pair in the statistics of the last ANALYZE times the table's current
+    /// Exact counts up to `exact_limit` per type and status, estimates above it (the
+    /// planner's, from the statistics of the last ANALYZE scaled to the table's current
     /// size, never less than the limit).
     pub(crate) async fn estimate_counts(
         &self,
@@ -248,34 +230,27 @@ impl Reads {
             .await
             .map_err(&failed)?;
         let mut counts = counts_of(&rows)?;
-        if counts.iter().any(|count| count.count > exact_limit) {
-            let frequencies = sqlx::query(&self.frequencies)
-                .bind(&self.schema)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(&failed)?;
-            let table_rows: f64 = sqlx::query_scalar(&self.rows)
+        for count in counts.iter_mut().filter(|count| count.count > exact_limit) {
+            // The planner's estimate of the pair's rows: the extended statistics of
+            // migration 7 (kept by ANALYZE) scaled to the table's current size. Unlike
+            // `pg_stats_ext`, it needs no ownership of the table. The values are written
+            // in (a type as a quoted literal), so that the plan is made for them.
+            let sql = format!(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM {}.jobs WHERE job_type = '{}' AND status = '{}'",
+                self.schema,
+                count.job_type.replace('\'', "''"),
+                count.status.as_str()
+            );
+            let plan: Json<Value> = sqlx::query_scalar(&sql)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(&failed)?;
-            for count in counts.iter_mut().filter(|count| count.count > exact_limit) {
-                let mut share = 0.0;
-                for row in &frequencies {
-                    let job_type: Option<String> = row.try_get(0).map_err(unreadable)?;
-                    let status: Option<String> = row.try_get(1).map_err(unreadable)?;
-                    if job_type.as_deref() == Some(count.job_type.as_str())
-                        && status.as_deref() == Some(count.status.as_str())
-                    {
-                        share = row.try_get::<f64, _>(2).map_err(unreadable)?;
-                    }
-                }
-                let estimate = (share * table_rows.max(0.0)).round() as u64;
-                *count = JobCount::estimate(
-                    count.job_type.clone(),
-                    count.status,
-                    estimate.max(exact_limit + 1),
-                );
-            }
+            let rows = plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0);
+            *count = JobCount::estimate(
+                count.job_type.clone(),
+                count.status,
+                (rows.max(0.0).round() as u64).max(exact_limit + 1),
+            );
         }
         tx.commit().await.map_err(&failed)?;
         counts.sort_by(|a, b| (&a.job_type, a.status).cmp(&(&b.job_type, b.status)));

@@ -867,3 +867,18 @@ pub(crate) fn result_value(text: Option<String>) -> Result<serde_json::Value, St
         None => Ok(serde_json::Value::Null),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The statement's cap is written as a literal (statements here are literals): it
+    /// must be the jobs' one.
+    #[test]
+    fn the_error_history_cap_is_the_jobs_one() {
+        let cap = format!(">= {}", jobs_core::Job::KEPT_ERRORS);
+        assert!(
+            errors_with_entry!().contains(&cap),
+            "{}",
+            errors_with_entry!()
+        );
+    }
+}

@@ -36,17 +36,16 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
     // A store with notifications announced its inserts itself, in the same write.
     let signalling = inner.store.notifications().is_none() && inner.signalling();
     let mut events = Vec::with_capacity(if signalling { jobs.len() } else { 0 });
-    let stored: Vec<Job> = jobs
-        .into_iter()
-        .zip(answers)
-        .map(|(job, answer)| match answer {
-            Inserted::Existing(holder) => Ok(*holder),
+    let mut stored: Vec<Job> = Vec::with_capacity(jobs.len());
+    let mut refused = None;
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        match answer {
+            Inserted::Existing(holder) => stored.push(*holder),
             // The checks above refuse what the stores of this project refuse; a store
-            // with rules of its own refuses its job alone (the others are stored).
-            Inserted::Refused(reason) => Err(SubmitError::InvalidPayload {
-                job_type: job.job_type,
-                reason,
-            }),
+            // with rules of its own refuses its job alone, and stores the others.
+            Inserted::Refused(reason) => {
+                refused.get_or_insert((job.job_type, job.id, reason));
+            }
             _ => {
                 if signalling {
                     events.push(JobEvent::Submitted {
@@ -54,19 +53,29 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
                         job_type: job.job_type.clone(),
                     });
                 }
-                Ok(job)
+                stored.push(job);
             }
-        })
-        .collect::<Result<_, _>>()?;
+        }
+    }
     // Announced before the local queues are woken, so that a job's `submitted` comes
-    // before its `started`.
+    // before its `started`; also when the store refused one of the batch, since it kept
+    // the others.
     inner.announce(events).await;
     for lane in inner.lanes.values() {
         if stored.iter().any(|job| *job.queue == *lane.name) {
             lane.wake();
         }
     }
-    Ok(stored)
+    match refused {
+        None => Ok(stored),
+        Some((job_type, id, reason)) => Err(SubmitError::InvalidPayload {
+            job_type,
+            reason: format!(
+                "the store refused job {id}: {reason}; {} other jobs of the batch were stored",
+                stored.len()
+            ),
+        }),
+    }
 }
 
 /// Stores the job of tick `tick` of `schedule`, once across every engine on the store.
