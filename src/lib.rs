@@ -149,6 +149,10 @@
 //!   events, built from the store's answers ──► subscribers, waiters, other processes
 //! ```
 //!
+//! [`testing`] has what an application's tests need: a service whose jobs run when the
+//! test drains them (or inline, at submit), assertions on what was submitted, one
+//! executor run with a test context, and time moved on a paused clock.
+//!
 //! Delivery is at least once: a job may run again after a crash, so write executors that
 //! are safe to run again. A stale attempt can never finish a job, and once its lease is
 //! lost it is told to stop at once ([`JobContext::is_cancelled`] is true as soon as the
@@ -159,6 +163,8 @@
 pub use jobs_macros::job_executor;
 #[doc(inline)]
 pub use jobs_runtime::*;
+
+pub mod testing;
 
 /// The JSON library job payloads and results are expressed in.
 pub use serde_json;

@@ -40,6 +40,8 @@ struct Shared {
     payload: Value,
     token: CancellationToken,
     lease: Option<Arc<dyn AttemptLease>>,
+    /// Sees every report as it is made (a test's recorder).
+    observer: Option<ProgressObserver>,
     latest: Mutex<Option<Progress>>,
     changed: Notify,
 }
@@ -52,6 +54,9 @@ pub trait AttemptLease: Send + Sync + 'static {
     /// attempt's token).
     fn has_expired(&self) -> bool;
 }
+
+/// A function that sees every progress report of a context as it is made.
+pub type ProgressObserver = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// The runtime's end of a context's progress reporter: the latest unsent report.
 ///
@@ -100,13 +105,63 @@ impl JobContext {
         token: CancellationToken,
         lease: Option<Arc<dyn AttemptLease>>,
     ) -> (Self, ProgressReceiver) {
+        Self::build(id, job_type.into(), attempt, payload, token, lease, None)
+    }
+
+    /// A context as [`JobContext::new`] makes it that also hands every progress report
+    /// to `observer` as it is made, before later reports overwrite it (the receiver keeps
+    /// only the latest). Test harnesses record reports with it.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use jobs_core::{JobContext, JobId, CancellationToken};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let record = seen.clone();
+    /// let (ctx, _progress) = JobContext::observed(
+    ///     JobId::new(), "Export", 1, serde_json::Value::Null, CancellationToken::new(),
+    ///     Arc::new(move |p| record.lock().unwrap().push(p.percent)),
+    /// );
+    /// ctx.report_progress(10, "a");
+    /// ctx.report_progress(20, "b");
+    /// assert_eq!(*seen.lock().unwrap(), [10, 20]);
+    /// ```
+    pub fn observed(
+        id: JobId,
+        job_type: impl Into<String>,
+        attempt: u32,
+        payload: Value,
+        token: CancellationToken,
+        observer: ProgressObserver,
+    ) -> (Self, ProgressReceiver) {
+        Self::build(
+            id,
+            job_type.into(),
+            attempt,
+            payload,
+            token,
+            None,
+            Some(observer),
+        )
+    }
+
+    fn build(
+        id: JobId,
+        job_type: String,
+        attempt: u32,
+        payload: Value,
+        token: CancellationToken,
+        lease: Option<Arc<dyn AttemptLease>>,
+        observer: Option<ProgressObserver>,
+    ) -> (Self, ProgressReceiver) {
         let inner = Arc::new(Shared {
             id,
-            job_type: job_type.into(),
+            job_type,
             attempt,
             payload,
             token,
             lease,
+            observer,
             latest: Mutex::new(None),
             changed: Notify::new(),
         });
@@ -140,6 +195,9 @@ impl JobContext {
     /// reports at a bounded rate, so calling it in a tight loop is fine.
     pub fn report_progress(&self, percent: u8, message: impl Into<String>) {
         let progress = Progress::new(percent, message);
+        if let Some(observer) = &self.inner.observer {
+            observer(&progress);
+        }
         *self
             .inner
             .latest

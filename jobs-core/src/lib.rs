@@ -20,7 +20,7 @@ mod status;
 pub mod store;
 mod time;
 
-pub use context::{AttemptLease, JobContext, ProgressReceiver};
+pub use context::{AttemptLease, JobContext, ProgressObserver, ProgressReceiver};
 pub use error::{
     ErrorKind, ExecutionError, JobError, JobsError, PayloadError, StorageError, StorageErrorKind,
     SubmitError,
@@ -46,7 +46,7 @@ pub use store::{
     ExpiredLease, Inserted, JobCount, JobPage, JobQuery, JobStore, Lease, Notifications, Outcome,
     PeriodicTicks, ProgressAck, Renewal, Signal,
 };
-pub use time::{ParseTimestampError, Timestamp};
+pub use time::{ParseTimestampError, ThreadClock, Timestamp};
 
 #[doc(hidden)]
 pub use inventory;

@@ -1,7 +1,9 @@
 //! Timestamps on job metadata.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -23,9 +25,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(i64);
 
 impl Timestamp {
-    /// The current time.
+    /// The current time: the system's clock, unless a [`ThreadClock`] is installed on
+    /// this thread (as a test harness does to control time).
     pub fn now() -> Self {
-        Self::from(SystemTime::now())
+        let installed = THREAD_CLOCK
+            .try_with(|clock| clock.borrow().as_ref().map(|now| now()))
+            .ok()
+            .flatten();
+        installed.unwrap_or_else(|| Self::from(SystemTime::now()))
     }
 
     /// The time `micros` microseconds after the Unix epoch.
@@ -41,6 +48,64 @@ impl Timestamp {
     /// The time elapsed from `earlier` to `self`, or zero if `earlier` is later.
     pub fn duration_since(&self, earlier: Timestamp) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+}
+
+/// A source of time for one thread.
+type ClockFn = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+thread_local! {
+    static THREAD_CLOCK: RefCell<Option<ClockFn>> = const { RefCell::new(None) };
+}
+
+/// A clock that [`Timestamp::now`] reads on this thread instead of the system's, while
+/// the guard lives.
+///
+/// This is what lets a test move time: a test harness installs a clock that follows the
+/// test runtime's paused clock, so that delays, retry backoff and cron ticks fall due
+/// when the test advances it. It is per thread because a paused runtime is a
+/// current-thread runtime: every task of the test runs on the thread that installed the
+/// clock. Nothing outside tests needs it.
+///
+/// ```
+/// use jobs_core::{ThreadClock, Timestamp};
+///
+/// let fixed = Timestamp::from_unix_micros(1_000_000);
+/// {
+///     let _clock = ThreadClock::install(move || fixed);
+///     assert_eq!(Timestamp::now(), fixed);
+/// }
+/// assert!(Timestamp::now() > fixed, "the system's clock again once the guard is dropped");
+/// ```
+#[must_use = "the clock is uninstalled when the guard is dropped"]
+pub struct ThreadClock {
+    previous: Option<ClockFn>,
+    // The guard restores this thread's clock, so it must stay on it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl ThreadClock {
+    /// Makes [`Timestamp::now`] answer `now()` on this thread until the guard is dropped
+    /// (then the clock installed before, if any, applies again).
+    pub fn install(now: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        let previous = THREAD_CLOCK.with(|clock| clock.borrow_mut().replace(Arc::new(now)));
+        Self {
+            previous,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for ThreadClock {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        THREAD_CLOCK.with(|clock| *clock.borrow_mut() = previous);
+    }
+}
+
+impl fmt::Debug for ThreadClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadClock").finish_non_exhaustive()
     }
 }
 

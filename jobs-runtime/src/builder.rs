@@ -295,6 +295,26 @@ impl JobsBuilder {
         self
     }
 
+    /// How many workers serve the default queue.
+    pub(crate) fn workers(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The queues the service will serve: the default queue (unless it has no worker) and
+    /// every named queue with workers.
+    pub(crate) fn served_queues(&self) -> Vec<String> {
+        let default = (self.concurrency > 0).then(|| jobs_core::Job::DEFAULT_QUEUE.to_owned());
+        default
+            .into_iter()
+            .chain(
+                self.queues
+                    .iter()
+                    .filter(|(_, workers)| *workers > 0)
+                    .map(|(name, _)| name.clone()),
+            )
+            .collect()
+    }
+
     /// Builds the catalog and starts the workers.
     ///
     /// Fails if two executors claim one job type (naming both), or outside a Tokio runtime.
@@ -382,7 +402,8 @@ impl JobsBuilder {
             helpers.push(runtime.spawn(engine::rescuer::run(inner.clone())));
         }
         if !periodic.is_empty() {
-            let scheduler = runtime.spawn(crate::scheduler::run(inner.clone(), periodic));
+            let started = jobs_core::Timestamp::now();
+            let scheduler = runtime.spawn(crate::scheduler::run(inner.clone(), periodic, started));
             inner
                 .helpers
                 .lock()

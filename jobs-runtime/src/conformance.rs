@@ -22,10 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::{
-    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, ExpiredLease,
-    Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, JobStore, Lease, Notifications,
-    Outcome, PeriodicTicks, Progress, ProgressAck, Renewal, StorageError, StorageErrorKind,
-    Timestamp,
+    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, Inserted, Job,
+    JobCount, JobId, JobPage, JobQuery, JobStatus, JobStore, Lease, Outcome, Progress, ProgressAck,
+    Renewal, StorageError, StorageErrorKind, Timestamp,
 };
 use serde_json::{json, Value};
 
@@ -1285,29 +1284,15 @@ impl FaultyStore {
 }
 
 impl JobStore for FaultyStore {
+    crate::delegate::delegate_store!(inner);
     fn insert_many(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<Inserted>, StorageError>> {
         self.inner.insert_many(jobs)
-    }
-    fn supports_unique_keys(&self) -> bool {
-        self.inner.supports_unique_keys()
-    }
-    fn supports_rate_limits(&self) -> bool {
-        self.inner.supports_rate_limits()
-    }
-    fn supports_concurrency_keys(&self) -> bool {
-        self.inner.supports_concurrency_keys()
     }
     fn claim<'a>(
         &'a self,
         request: ClaimRequest<'a>,
     ) -> BoxFuture<'a, Result<Vec<ClaimedJob>, StorageError>> {
         self.inner.claim(request)
-    }
-    fn next_due<'a>(
-        &'a self,
-        queue: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Duration>, StorageError>> {
-        self.inner.next_due(queue)
     }
     fn complete_many<'a>(
         &'a self,
@@ -1348,55 +1333,7 @@ impl JobStore for FaultyStore {
         }
         self.inner.renew(holder, leases, lease)
     }
-    fn expired(&self, limit: usize) -> BoxFuture<'_, Result<Vec<ExpiredLease>, StorageError>> {
-        self.inner.expired(limit)
-    }
-    fn update_progress(
-        &self,
-        id: JobId,
-        attempt: u32,
-        progress: Progress,
-    ) -> BoxFuture<'_, Result<ProgressAck, StorageError>> {
-        self.inner.update_progress(id, attempt, progress)
-    }
-    fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
-        self.inner.request_cancel(id)
-    }
-    fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
-        self.inner.get(id)
-    }
-    fn list(&self, query: JobQuery) -> BoxFuture<'_, Result<JobPage, StorageError>> {
-        self.inner.list(query)
-    }
-    fn get_result(&self, id: JobId) -> BoxFuture<'_, Result<Option<Value>, StorageError>> {
-        self.inner.get_result(id)
-    }
-    fn count_jobs(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
-        self.inner.count_jobs()
-    }
-    fn estimate_counts(&self) -> BoxFuture<'_, Result<Vec<JobCount>, StorageError>> {
-        self.inner.estimate_counts()
-    }
-    fn prune_finished(
-        &self,
-        before: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<u64, StorageError>> {
-        self.inner.prune_finished(before, limit)
-    }
-    fn max_payload_bytes(&self) -> Option<usize> {
-        self.inner.max_payload_bytes()
-    }
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
-    }
-    fn notifications(&self) -> Option<&dyn Notifications> {
-        self.inner.notifications()
-    }
-    fn operations(&self) -> Option<&dyn jobs_core::Operations> {
-        self.inner.operations()
-    }
-    fn ticks(&self) -> Option<&dyn PeriodicTicks> {
-        self.inner.ticks()
     }
 }

@@ -8,6 +8,7 @@
 mod builder;
 mod catalog;
 pub mod conformance;
+mod delegate;
 mod engine;
 mod events;
 mod flow;
@@ -18,6 +19,7 @@ mod operations;
 mod panic;
 mod scheduler;
 mod service;
+pub mod testing;
 mod typed;
 mod watchers;
 

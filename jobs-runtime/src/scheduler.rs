@@ -42,10 +42,12 @@ fn seconds(time: Timestamp) -> i64 {
     time.as_unix_micros().div_euclid(1_000_000)
 }
 
-/// Submits each schedule's job at each of its ticks until the service stops. Ticks missed
-/// while no service ran, or while this one was paused, are not made up.
-pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>) {
-    let now = seconds(Timestamp::now());
+/// Submits each schedule's job at each of its ticks after `started` (the service's start,
+/// read before this task first runs, so that no tick falls between) until the service
+/// stops. Ticks missed while no service ran, or while this one was paused, are not made
+/// up.
+pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>, started: Timestamp) {
+    let now = seconds(started);
     let mut next: Vec<Option<i64>> = periodic
         .iter()
         .map(|p| p.schedule.next_after(now))
@@ -57,9 +59,15 @@ pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>) {
         let wait = Duration::from_micros(
             (due * 1_000_000 - Timestamp::now().as_unix_micros()).max(0) as u64,
         );
-        tokio::select! {
-            _ = inner.intake.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if inner.intake.is_cancelled() {
+            return;
+        }
+        // A tick already due fires now, not after another turn of the timer.
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = inner.intake.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
         for (index, entry) in periodic.iter().enumerate() {
             if next[index] != Some(due) {

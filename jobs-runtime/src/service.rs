@@ -502,7 +502,7 @@ pub(crate) async fn prune_periodically(inner: Arc<Inner>, age: Duration) {
     }
 }
 
-fn decode_output<J: JobType>(id: JobId, value: Value) -> Result<J::Output, JobsError>
+pub(crate) fn decode_output<J: JobType>(id: JobId, value: Value) -> Result<J::Output, JobsError>
 where
     J::Output: DeserializeOwned,
 {

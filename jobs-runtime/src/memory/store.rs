@@ -791,6 +791,11 @@ impl InMemoryStore {
         self.lock().lanes.lane_count()
     }
 
+    /// The bus that carries this store's events and signals.
+    pub(crate) fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a job half-updated (every update is
         // a few field writes after all checks), so a poisoned lock is still consistent.
