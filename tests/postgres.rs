@@ -131,6 +131,11 @@ async fn concurrent_migrations_apply_each_version_once() {
         let options = PostgresOptions::new().schema(&schema).max_connections(2);
         backends.push(PostgresStore::connect_with(&url, options).await.unwrap());
     }
+    assert_eq!(
+        backends[0].pending_migrations().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6, 7],
+        "a schema that does not exist yet lacks every migration"
+    );
     let runs: Vec<_> = backends
         .iter()
         .cloned()
@@ -149,6 +154,7 @@ async fn concurrent_migrations_apply_each_version_once() {
         backends[0].migrate().await.unwrap().is_empty(),
         "nothing left to apply"
     );
+    assert!(backends[1].pending_migrations().await.unwrap().is_empty());
 }
 
 #[tokio::test]

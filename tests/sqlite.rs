@@ -138,6 +138,19 @@ async fn a_path_that_cannot_be_opened_or_a_file_that_is_not_a_database_fails_at_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_create_if_missing_a_missing_file_is_an_error_and_nothing_is_created() {
+    let file = SqliteFile::new();
+    let missing = file.path().with_extension("missing");
+    let error = SqliteStore::open_with(&missing, options().create_if_missing(false)).unwrap_err();
+    assert!(matches!(error, ConnectError::Missing { .. }), "{error:?}");
+    assert!(error.to_string().contains("no SQLite database"), "{error}");
+    assert!(!missing.exists(), "no file was created");
+    // An existing database opens as before.
+    drop(SqliteStore::open(file.path()).unwrap());
+    SqliteStore::open_with(file.path(), options().create_if_missing(false)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_from_a_newer_version_is_refused_and_reopening_migrates_nothing() {
     let file = SqliteFile::new();
     drop(SqliteStore::open(file.path()).unwrap());

@@ -36,6 +36,12 @@ pub trait Operations: Send + Sync {
         since: Timestamp,
     ) -> BoxFuture<'_, Result<Vec<FinishedCount>, StorageError>>;
 
+    /// How many finished jobs finished before `before`: what
+    /// [`JobStore::prune_finished`](crate::JobStore::prune_finished) would delete, given
+    /// no limit, if nothing changed meanwhile (an operator's purge shows its progress
+    /// against it).
+    fn count_finished_before(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>>;
+
     /// Records (or refreshes) the heartbeat of a worker process; a store may delete
     /// records older than a day here.
     fn record_worker<'a>(

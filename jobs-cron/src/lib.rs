@@ -1,4 +1,5 @@
-//! Cron expressions: parsing, and the next time one fires, in UTC.
+//! Cron expressions: parsing, and the next time one fires, in UTC; and durations written
+//! as text ([`parse_duration`]).
 //!
 //! Five fields — minute, hour, day of month, month, day of week — or six, with seconds
 //! first. Each field takes `*`, a value, a range `a-b`, a step `*/n`, `a-b/n` or `a/n`, and
@@ -20,6 +21,10 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+mod duration;
+
+pub use duration::parse_duration;
 
 /// A parsed cron expression.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,6 +2,9 @@
 
 use sqlx::{Executor, PgPool, Row};
 
+use jobs_core::StorageError;
+
+use crate::error::storage;
 use crate::options::ConnectError;
 
 /// The migrations, in order: version, name, SQL (with `{schema}` to replace).
@@ -86,4 +89,29 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<Vec<i32>, Con
     }
     tx.commit().await.map_err(ConnectError::migration)?;
     Ok(newly)
+}
+
+/// The versions of the migrations not yet applied to `schema`, in order: all of them
+/// when the schema has no jobs tables.
+pub(crate) async fn pending(pool: &PgPool, schema: &str) -> Result<Vec<i32>, StorageError> {
+    const WHAT: &str = "could not read the jobs schema's version";
+    let table = format!("{schema}.jobs_schema_migrations");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&table)
+        .fetch_one(pool)
+        .await
+        .map_err(storage(WHAT))?;
+    let applied: Vec<i32> = if exists {
+        sqlx::query_scalar(&format!("SELECT version FROM {table}"))
+            .fetch_all(pool)
+            .await
+            .map_err(storage(WHAT))?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .map(|(version, _, _)| *version)
+        .filter(|version| !applied.contains(version))
+        .collect())
 }

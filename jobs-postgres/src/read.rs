@@ -35,6 +35,7 @@ pub(crate) struct Reads {
     capped_counts: String,
     schema: String,
     prune: String,
+    prunable: String,
     progress: String,
     cancel: String,
 }
@@ -87,6 +88,10 @@ impl Reads {
                      ORDER BY finished_at LIMIT $2
                      FOR UPDATE SKIP LOCKED)
                  DELETE FROM {jobs} WHERE id IN (SELECT id FROM doomed)"
+            ),
+            prunable: format!(
+                "SELECT count(*) FROM {jobs}
+                 WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < {before}"
             ),
             progress: format!(
                 "UPDATE {jobs} SET progress_percent = $3, progress_message = $4
@@ -273,6 +278,19 @@ impl Reads {
             .await
             .map_err(storage("could not delete finished jobs"))?;
         Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn count_finished_before(
+        &self,
+        pool: &PgPool,
+        before: Timestamp,
+    ) -> Result<u64, StorageError> {
+        let count: i64 = sqlx::query_scalar(&self.prunable)
+            .bind(before.as_unix_micros())
+            .fetch_one(pool)
+            .await
+            .map_err(storage("could not count finished jobs"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     pub(crate) async fn update_progress(

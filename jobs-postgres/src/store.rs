@@ -115,6 +115,14 @@ impl PostgresStore {
         crate::migrate::migrate(&self.pool, &self.options.schema).await
     }
 
+    /// The versions of the migrations [`PostgresStore::migrate`] would apply, in order
+    /// (every one when the schema has no jobs tables yet); empty when the schema is
+    /// current. Reads only, so a tool can refuse to work on an old schema without
+    /// changing it.
+    pub async fn pending_migrations(&self) -> Result<Vec<i32>, StorageError> {
+        crate::migrate::pending(&self.pool, &self.options.schema).await
+    }
+
     /// Stores a job inside the caller's transaction (or on any connection), so that the
     /// job exists exactly when the application's own changes commit; its submit is
     /// notified on the same connection, so engines hear of it at the commit. Build `job`
@@ -323,6 +331,10 @@ impl JobStore for PostgresStore {
 }
 
 impl Operations for PostgresStore {
+    fn count_finished_before(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+        Box::pin(self.reads.count_finished_before(&self.pool, before))
+    }
+
     fn retry_many<'a>(
         &'a self,
         ids: &'a [JobId],

@@ -636,7 +636,7 @@ pub async fn scheduled_jobs_wait_and_next_due_says_how_long(store: &dyn JobStore
 }
 
 /// Listing is newest first with filters; counts follow every change; pruning removes only
-/// finished jobs.
+/// finished jobs, as many as a store with operations counts beforehand.
 pub async fn listing_counting_and_pruning_agree(store: &dyn JobStore) {
     let jobs: Vec<Job> = (0..5)
         .map(|i| Job::new(if i % 2 == 0 { "Even" } else { "Odd" }, Value::Null))
@@ -677,12 +677,24 @@ pub async fn listing_counting_and_pruning_agree(store: &dyn JobStore) {
         vec![ids[4], ids[2]]
     );
     let future = Timestamp::from_unix_micros(Timestamp::now().as_unix_micros() + 60_000_000);
+    let past = Timestamp::from_unix_micros(Timestamp::now().as_unix_micros() - 60_000_000);
+    if let Some(operations) = store.operations() {
+        assert_eq!(operations.count_finished_before(future).await.unwrap(), 1);
+        assert_eq!(
+            operations.count_finished_before(past).await.unwrap(),
+            0,
+            "the job finished after `past`"
+        );
+    }
     assert_eq!(
         store.prune_finished(future, 100).await.unwrap(),
         1,
         "only the finished job"
     );
     assert!(store.get(ids[0]).await.unwrap().is_none());
+    if let Some(operations) = store.operations() {
+        assert_eq!(operations.count_finished_before(future).await.unwrap(), 0);
+    }
     assert_eq!(store.list(JobQuery::new()).await.unwrap().jobs.len(), 4);
 }
 

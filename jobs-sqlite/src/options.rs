@@ -51,6 +51,7 @@ pub struct SqliteOptions {
     pub(crate) max_size_bytes: Option<u64>,
     pub(crate) cache_bytes: u64,
     pub(crate) global_limits: HashMap<String, u32>,
+    pub(crate) create_if_missing: bool,
 }
 
 impl SqliteOptions {
@@ -63,7 +64,7 @@ impl SqliteOptions {
 
     /// The defaults: `synchronous = NORMAL`, a 5 s busy timeout, a 20 ms look for other
     /// processes' changes, 1 MiB payloads, room for 4,096 events per subscriber, a 32 MiB
-    /// page cache per connection, no size limit, no cluster-wide queue limits.
+    /// page cache per connection, no size limit, no cluster-wide queue limits, and a missing file created.
     pub fn new() -> Self {
         Self {
             synchronous: Synchronous::Normal,
@@ -74,6 +75,7 @@ impl SqliteOptions {
             max_size_bytes: None,
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
             global_limits: HashMap::new(),
+            create_if_missing: true,
         }
     }
 
@@ -131,6 +133,14 @@ impl SqliteOptions {
         self
     }
 
+    /// Whether opening a path where no file is creates a new database there (the
+    /// default) or fails with [`ConnectError::Missing`]: a tool that reads an existing
+    /// database turns a mistyped path into an error, not an empty database.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
     /// At most `limit` jobs of the named queue `queue` run at once across every process
     /// on this file, however many each process claims. Claims are serialized by SQLite's
     /// write lock, so the count of the queue's running jobs holds; a job whose holder died
@@ -163,6 +173,12 @@ pub enum ConnectError {
         /// SQLite's error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// No file is at the path, and [`SqliteOptions::create_if_missing`] is off.
+    #[error("no SQLite database at {path}")]
+    Missing {
+        /// The path.
+        path: PathBuf,
     },
     /// The file exists but is not a SQLite database (or is encrypted or corrupt).
     #[error("{path} is not a SQLite database: {source}")]

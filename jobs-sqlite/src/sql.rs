@@ -846,6 +846,22 @@ pub(crate) fn prune_finished(
     Ok(ids.len() as u64)
 }
 
+/// How many finished jobs finished before `before`.
+pub(crate) fn count_finished_before(
+    connection: &Connection,
+    before: Timestamp,
+) -> Result<u64, StorageError> {
+    connection
+        .prepare_cached(
+            "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
+        )
+        .and_then(|mut statement| {
+            statement.query_row(params![before.as_unix_micros()], |row| row.get::<_, i64>(0))
+        })
+        .map(|count| u64::try_from(count).unwrap_or(0))
+        .map_err(failed("could not count finished jobs"))
+}
+
 /// Deletes job `id` (its bytes) and its result.
 pub(crate) fn delete_job(connection: &Connection, id: &[u8]) -> Result<(), StorageError> {
     const WHAT: &str = "could not delete the job";

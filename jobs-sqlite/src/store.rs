@@ -65,7 +65,10 @@ impl SqliteStore {
         options: SqliteOptions,
     ) -> Result<Arc<Self>, ConnectError> {
         let path = path.as_ref().to_path_buf();
-        let write = open_connection(&path, &options, true)?;
+        if !options.create_if_missing && !path.exists() {
+            return Err(ConnectError::Missing { path });
+        }
+        let write = open_connection(&path, &options, options.create_if_missing)?;
         crate::migrate::migrate(&write)?;
         let read = open_connection(&path, &options, false)?;
         read.pragma_update(None, "query_only", true)
@@ -583,6 +586,13 @@ impl Operations for SqliteStore {
 
     fn queue_counts(&self) -> BoxFuture<'_, Result<Vec<QueueCounts>, StorageError>> {
         Box::pin(self.reader.read(ops::queue_counts))
+    }
+
+    fn count_finished_before(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+        Box::pin(
+            self.reader
+                .read(move |connection| sql::count_finished_before(connection, before)),
+        )
     }
 
     fn finished_per_minute(

@@ -973,21 +973,7 @@ impl JobStore for InMemoryStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<u64, StorageError>> {
         let mut state = self.lock();
-        // Ids are in submit order and a job finishes after it is submitted: only jobs
-        // submitted before `before` can qualify, so each finished status's ids are read
-        // from the oldest up to the first one submitted later.
-        let mut doomed: Vec<JobId> = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
-            .into_iter()
-            .flat_map(|status| {
-                state.by_status[slot(status)]
-                    .iter()
-                    .filter_map(|id| state.get(id))
-                    .take_while(|entry| entry.job.created_at < before)
-                    .filter(|entry| entry.job.finished_at.is_some_and(|at| at < before))
-                    .map(|entry| entry.job.id)
-                    .take(limit)
-            })
-            .collect();
+        let mut doomed: Vec<JobId> = finished_before(&state, before, limit).collect();
         // The oldest first, across the statuses.
         doomed.sort_unstable();
         doomed.truncate(limit);
@@ -1014,6 +1000,28 @@ impl JobStore for InMemoryStore {
     }
 }
 
+/// The finished jobs that finished before `before`, at most `limit` of each status, by
+/// status and then in submit order. Ids are in submit order and a job finishes after it
+/// is submitted: only jobs submitted before `before` can qualify, so each finished
+/// status's ids are read from the oldest up to the first one submitted later.
+fn finished_before<'s>(
+    state: &'s State,
+    before: Timestamp,
+    limit: usize,
+) -> impl Iterator<Item = JobId> + 's {
+    [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled]
+        .into_iter()
+        .flat_map(move |status| {
+            state.by_status[slot(status)]
+                .iter()
+                .filter_map(|id| state.get(id))
+                .take_while(move |entry| entry.job.created_at < before)
+                .filter(move |entry| entry.job.finished_at.is_some_and(|at| at < before))
+                .map(|entry| entry.job.id)
+                .take(limit)
+        })
+}
+
 impl Operations for InMemoryStore {
     fn retry_many<'a>(
         &'a self,
@@ -1029,6 +1037,13 @@ impl Operations for InMemoryStore {
     ) -> BoxFuture<'a, Result<Vec<DeleteOutcome>, StorageError>> {
         let mut state = self.lock();
         ready(Ok(ids.iter().map(|id| state.delete(id)).collect()))
+    }
+
+    fn count_finished_before(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let state = self.lock();
+        ready(Ok(
+            finished_before(&state, before, usize::MAX).count() as u64
+        ))
     }
 
     fn queue_counts(&self) -> BoxFuture<'_, Result<Vec<QueueCounts>, StorageError>> {
