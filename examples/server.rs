@@ -6,7 +6,7 @@
 //! token, and `JOBS_ADDR` changes the address (default 127.0.0.1:8080).
 //!
 //! ```sh
-//! cargo run --example server        # then open http://127.0.0.1:8080/ for the dashboard
+//! cargo run --example server --features full   # then open http://127.0.0.1:8080/ for the dashboard
 //! curl -s -X POST localhost:8080/jobs -H 'content-type: application/json' \
 //!      -d '{"type": "Countdown", "payload": {"steps": 5}}'
 //! curl -s localhost:8080/jobs/<id>
@@ -76,23 +76,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (builder, storage) = if url == "memory" {
         (builder, "memory".to_owned())
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let backend = jobs_postgres::PostgresStore::connect(&url).await?;
+        let backend = jobs::postgres::PostgresStore::connect(&url).await?;
         backend.migrate().await?;
         (builder.store(backend), "PostgreSQL".to_owned())
     } else {
-        let backend = jobs_sqlite::SqliteStore::connect(&url, jobs_sqlite::SqliteOptions::new())?;
+        let backend = jobs::sqlite::SqliteStore::connect(&url, jobs::sqlite::SqliteOptions::new())?;
         let storage = format!("SQLite file {}", backend.path().display());
         (builder.store(backend), storage)
     };
     let jobs = builder.start()?;
-    let options = jobs_http::HttpOptions::new().bearer_token_from_env("JOBS_API_TOKEN");
+    let options = jobs::http::HttpOptions::new().bearer_token_from_env("JOBS_API_TOKEN");
     if options.is_unauthenticated() {
         println!(
             "no JOBS_API_TOKEN: serving without authentication, to loopback host names only \
              (localhost, 127.0.0.1, [::1]); set JOBS_API_TOKEN to serve other hosts"
         );
     }
-    let app = jobs_http::router_with(jobs.clone(), options);
+    let app = jobs::http::router_with(jobs.clone(), options);
     let addr = std::env::var("JOBS_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(

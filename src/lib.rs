@@ -181,6 +181,12 @@ pub use jobs_postgres as postgres;
 #[doc(inline)]
 pub use jobs_sqlite as sqlite;
 
+/// The HTTP API and dashboard (cargo feature `http`): an axum `Router` over a `Jobs`
+/// handle, `jobs::http::router(jobs)`, to mount beside the application's own routes.
+#[cfg(feature = "http")]
+#[doc(inline)]
+pub use jobs_http as http;
+
 /// What most users import: `use jobs::prelude::*;`.
 pub mod prelude {
     #[doc(no_inline)]

@@ -446,31 +446,9 @@ fn unknown_option(name: &str) -> Failure {
 
 /// `" (did you mean `x`?)"` for the candidate closest to `word`, if it is close.
 fn suggestion(word: &str, candidates: &[&str], prefix: &str) -> String {
-    candidates
-        .iter()
-        .map(|candidate| (distance(word, candidate), candidate))
-        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| format!(" (did you mean `{prefix}{candidate}`?)"))
+    jobs_cron::closest(word, candidates, 2)
+        .map(|candidate| format!(" (did you mean `{prefix}{candidate}`?)"))
         .unwrap_or_default()
-}
-
-/// The Levenshtein distance between `a` and `b`, in characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diagonal = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 /// The help of `jobs`.

@@ -1,5 +1,5 @@
 //! Cron expressions: parsing, and the next time one fires, in UTC; and durations written
-//! as text ([`parse_duration`]).
+//! as text ([`parse_duration`]), and the suggestions of error messages ([`closest`]).
 //!
 //! Five fields — minute, hour, day of month, month, day of week — or six, with seconds
 //! first. Each field takes `*`, a value, a range `a-b`, a step `*/n`, `a-b/n` or `a/n`, and
@@ -23,8 +23,10 @@ use std::fmt;
 use std::str::FromStr;
 
 mod duration;
+mod suggest;
 
 pub use duration::parse_duration;
+pub use suggest::closest;
 
 /// A parsed cron expression.
 #[derive(Clone, Debug, PartialEq, Eq)]

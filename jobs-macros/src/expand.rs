@@ -1,43 +1,90 @@
 //! Code generation for `#[job_executor]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{Item, ItemFn};
+use syn::{Attribute, Block, Item, ItemFn, LitStr, Signature, Visibility};
 
 use crate::options::{self, Options};
 use crate::signature::{self, Executor, Param};
 
 pub fn job_executor(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let options = options::parse(attr);
-    let parsed = match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(item_fn)) => item_fn,
-        Ok(other) => return with_error(item, not_a_fn(&other)),
+    let (options, option_error) = options::parse_partial(attr);
+    // The body is not parsed here: the item is given back to the compiler as it was, so
+    // a mistake inside the body is reported once, by the compiler, where it is, and the
+    // generated items below still exist for the rest of the crate.
+    let parsed = match signature_only(item.clone()) {
+        Ok(item_fn) => item_fn,
         Err(_) => {
-            return with_error(
-                item,
-                syn::Error::new(
+            let error = match syn::parse2::<Item>(item.clone()) {
+                Ok(other) => not_a_fn(&other),
+                Err(_) => syn::Error::new(
                     Span::call_site(),
                     "#[job_executor] applies to an `async fn`",
                 ),
-            )
+            };
+            return with_errors(item, [Some(error), option_error]);
         }
     };
-    let options = match options {
-        Ok(options) => options,
-        Err(error) => return with_error(item, error),
+    let executor = match signature::analyze(&parsed) {
+        Ok(executor) => executor,
+        Err(error) => return with_errors(item, [Some(error), option_error]),
     };
-    match signature::analyze(&parsed) {
-        Ok(executor) => generate(&options, &executor),
-        Err(error) => with_error(item, error),
+    // An error in the options still generates the type, its impls and the registration
+    // (with the options read before the error, or the defaults), so that code naming the
+    // type reports nothing more than that error.
+    let mut options = options.unwrap_or_else(|| {
+        let ident = executor.ident();
+        Options::new(LitStr::new(&ident.to_string(), ident.span()))
+    });
+    let mut key_error = None;
+    if let (Some(field), None) = (&options.concurrency_key, executor.args_type()) {
+        let message = format!(
+            "`concurrency_key = \"{field}\"` names a field of the arguments, but this function takes none: add an arguments parameter, or key each submission with `SubmitOptions::concurrency_key`"
+        );
+        key_error = Some(syn::Error::new(field.span(), message));
+        options.concurrency_key = None;
     }
+    let errors = [option_error, key_error]
+        .into_iter()
+        .flatten()
+        .map(|error| error.to_compile_error());
+    let generated = generate(&options, &executor, &item);
+    quote!(#generated #(#errors)*)
 }
 
-/// Keeps the user's item next to the error, so that the rest of the crate still resolves
-/// its name and only the real mistake is reported.
-fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
-    let error = error.to_compile_error();
-    quote!(#item #error)
+/// The function's attributes, visibility and signature, with its body left unparsed (an
+/// empty block stands in for it): what the attribute needs to know.
+fn signature_only(item: TokenStream) -> syn::Result<ItemFn> {
+    let parse = |input: ParseStream| {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let sig: Signature = input.parse()?;
+        let body: Group = input.parse()?;
+        if body.delimiter() != Delimiter::Brace || !input.is_empty() {
+            return Err(input.error("expected the function's body"));
+        }
+        Ok(ItemFn {
+            attrs,
+            vis,
+            sig,
+            block: Box::new(Block {
+                brace_token: Default::default(),
+                stmts: Vec::new(),
+            }),
+        })
+    };
+    parse.parse2(item)
+}
+
+/// The user's item and these errors.
+fn with_errors(item: TokenStream, errors: [Option<syn::Error>; 2]) -> TokenStream {
+    let errors = errors
+        .into_iter()
+        .flatten()
+        .map(|error| error.to_compile_error());
+    quote!(#item #(#errors)*)
 }
 
 fn not_a_fn(item: &Item) -> syn::Error {
@@ -58,23 +105,15 @@ fn not_a_fn(item: &Item) -> syn::Error {
     )
 }
 
-fn generate(options: &Options, executor: &Executor<'_>) -> TokenStream {
-    if let (Some(field), None) = (&options.concurrency_key, executor.args_type()) {
-        let message = format!(
-            "`concurrency_key = \"{field}\"` names a field of the arguments, but this function takes none: add an arguments parameter, or key each submission with `SubmitOptions::concurrency_key`"
-        );
-        return with_error(
-            executor.item.to_token_stream(),
-            syn::Error::new(field.span(), message),
-        );
-    }
+/// The items next to the function: the user's `item` as it was written, the type, its
+/// `JobType` and `JobExecutor` impls, and the registration.
+fn generate(options: &Options, executor: &Executor<'_>, item: &TokenStream) -> TokenStream {
     let c = match &options.crate_path {
         Some(path) => path.to_token_stream(),
         None => quote!(::jobs),
     };
     let p = quote!(#c::__private);
-    let item: &ItemFn = executor.item;
-    let vis = &item.vis;
+    let vis = &executor.item.vis;
     let ident = executor.ident();
     let name = &options.job_type;
 

@@ -7,9 +7,16 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, Lit, LitStr, Path, Token};
 
 /// The options the attribute accepts, as listed in error messages.
-const KNOWN_OPTIONS: &str = "`retries`, `timeout`, `backoff`, `priority`, `cron`, `queue`, `rate`, `concurrency`, `concurrency_key`, `crate`";
+fn known_options() -> String {
+    OPTION_NAMES
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// What the attribute's arguments say.
+#[derive(Debug)]
 pub struct Options {
     /// The job type name.
     pub job_type: LitStr,
@@ -51,31 +58,88 @@ impl Options {
     }
 }
 
+/// The options, or the first error in them.
+#[cfg(test)]
 pub fn parse(attr: TokenStream) -> syn::Result<Options> {
-    if attr.is_empty() {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "missing job type: write `#[job_executor(\"TypeName\")]`",
-        ));
+    match parse_partial(attr) {
+        (Some(options), None) => Ok(options),
+        (_, error) => Err(error.expect("no options without an error")),
     }
-    (|input: ParseStream| parse_options(input)).parse2(attr)
 }
 
-fn parse_options(input: ParseStream) -> syn::Result<Options> {
-    let job_type = parse_job_type(input)?;
-    let mut options = Options {
-        job_type,
-        crate_path: None,
-        retries: None,
-        timeout_ms: None,
-        backoff_ms: None,
-        priority: None,
-        cron: None,
-        queue: None,
-        rate: None,
-        concurrency: None,
-        concurrency_key: None,
+/// The options and the first error in them, if any. With an error, the options are those
+/// read before it (`None` when the job type itself is missing or malformed), so that the
+/// attribute can still generate its items and report only that error.
+pub fn parse_partial(attr: TokenStream) -> (Option<Options>, Option<syn::Error>) {
+    if attr.is_empty() {
+        let error = syn::Error::new(
+            Span::call_site(),
+            "missing job type: write `#[job_executor(\"TypeName\")]`",
+        );
+        return (None, Some(error));
+    }
+    let mut slot = None;
+    let error = (|input: ParseStream| parse_options(input, &mut slot))
+        .parse2(attr)
+        .err();
+    (slot, error)
+}
+
+impl Options {
+    /// The defaults for `job_type`.
+    pub fn new(job_type: LitStr) -> Self {
+        Self {
+            job_type,
+            crate_path: None,
+            retries: None,
+            timeout_ms: None,
+            backoff_ms: None,
+            priority: None,
+            cron: None,
+            queue: None,
+            rate: None,
+            concurrency: None,
+            concurrency_key: None,
+        }
+    }
+}
+
+/// The option names, in the order error messages list them.
+const OPTION_NAMES: &[&str] = &[
+    "retries",
+    "timeout",
+    "backoff",
+    "priority",
+    "cron",
+    "queue",
+    "rate",
+    "concurrency",
+    "concurrency_key",
+    "crate",
+];
+
+/// `" (did you mean `x`?)"` for an unknown option `name`: the option a common synonym
+/// stands for, or a known option within two edits of it.
+fn suggestion(name: &str) -> String {
+    let synonym = match name {
+        "retry" | "max_retries" | "attempts" | "max_attempts" => Some("retries"),
+        "timeout_ms" | "time_limit" | "deadline" => Some("timeout"),
+        "schedule" | "every" | "periodic" => Some("cron"),
+        "rate_limit" | "limit" | "throttle" => Some("rate"),
+        "key" | "concurrency_field" | "group_by" | "partition" => Some("concurrency_key"),
+        "max_concurrency" | "concurrent" | "parallelism" => Some("concurrency"),
+        _ => None,
     };
+    let close = || jobs_cron::closest(name, OPTION_NAMES, 2);
+    synonym
+        .or_else(close)
+        .map(|known| format!(" (did you mean `{known}`?)"))
+        .unwrap_or_default()
+}
+
+fn parse_options(input: ParseStream, slot: &mut Option<Options>) -> syn::Result<()> {
+    let job_type = parse_job_type(input)?;
+    let options = slot.insert(Options::new(job_type));
     let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
         input.parse::<Token![,]>()?;
@@ -85,7 +149,10 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
         let key = Ident::parse_any(input).map_err(|e| {
             syn::Error::new(
                 e.span(),
-                format!("expected an option such as `retries = 3`; known options: {KNOWN_OPTIONS}"),
+                format!(
+                    "expected an option such as `retries = 3`; known options: {}",
+                    known_options()
+                ),
             )
         })?;
         let name = key.to_string();
@@ -101,22 +168,13 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             "concurrency" => "concurrency = 1",
             "concurrency_key" => "concurrency_key = \"tenant_id\"",
             other => {
-                let hint = match other {
-                    "retry" | "max_retries" | "attempts" => " (did you mean `retries`?)",
-                    "timeout_ms" | "time_limit" => " (did you mean `timeout`?)",
-                    "schedule" | "every" | "periodic" => " (did you mean `cron`?)",
-                    "rate_limit" | "limit" | "throttle" => " (did you mean `rate`?)",
-                    "key" | "concurrency_field" | "group_by" | "partition" => {
-                        " (did you mean `concurrency_key`?)"
-                    }
-                    "max_concurrency" | "concurrent" | "parallelism" => {
-                        " (did you mean `concurrency`?)"
-                    }
-                    _ => "",
-                };
+                let hint = suggestion(other);
                 return Err(syn::Error::new(
                     key.span(),
-                    format!("unknown option `{other}`{hint}; expected one of: {KNOWN_OPTIONS}"),
+                    format!(
+                        "unknown option `{other}`{hint}; expected one of: {}",
+                        known_options()
+                    ),
                 ));
             }
         };
@@ -155,7 +213,7 @@ fn parse_options(input: ParseStream) -> syn::Result<Options> {
             _ => unreachable!("every known option is matched above"),
         }
     }
-    Ok(options)
+    Ok(())
 }
 
 /// A retry count: 0 to 10,000, as the runtime accepts.
@@ -394,6 +452,26 @@ mod tests {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn a_close_misspelling_or_a_synonym_is_suggested_and_a_far_name_is_not() {
+        assert!(err(quote!("X", retriez = 3)).contains("(did you mean `retries`?)"));
+        assert!(err(quote!("X", prority = 3)).contains("(did you mean `priority`?)"));
+        assert!(err(quote!("X", concurency_key = "a")).contains("`concurrency_key`?"));
+        assert!(err(quote!("X", max_attempts = 3)).contains("`retries`?"));
+        assert!(!err(quote!("X", colour = 3)).contains("did you mean"));
+    }
+
+    #[test]
+    fn an_error_keeps_the_options_read_before_it() {
+        let (partial, error) = parse_partial(quote!("Export", crate = my::jobs, retriez = 3));
+        assert!(error.is_some());
+        let partial = partial.expect("the job type was read");
+        assert_eq!(partial.job_type.value(), "Export");
+        assert!(partial.crate_path.is_some());
+        let (partial, error) = parse_partial(quote!(Export, retries = 3));
+        assert!(partial.is_none() && error.is_some());
     }
 
     #[test]

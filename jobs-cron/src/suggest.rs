@@ -1,0 +1,63 @@
+//! "Did you mean" suggestions for misspelled names in error messages.
+
+/// The candidate closest to `word` by edit distance (Levenshtein, in characters), when it
+/// is within `max` edits and not a complete rewrite; ties go to the earlier candidate.
+/// Used for the suggestions of `#[job_executor]`'s option errors and of the `jobs`
+/// command.
+///
+/// ```
+/// let options = ["retries", "timeout", "priority"];
+/// assert_eq!(jobs_cron::closest("retriez", &options, 2), Some("retries"));
+/// assert_eq!(jobs_cron::closest("colour", &options, 2), None);
+/// ```
+pub fn closest<'a>(word: &str, candidates: &[&'a str], max: usize) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(word, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= max && *distance < candidate.chars().count())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// The Levenshtein distance between `a` and `b`, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_count_inserts_deletes_and_substitutions() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("retriez", "retries"), 1);
+        assert_eq!(edit_distance("lsit", "list"), 2);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn the_nearest_candidate_within_reach_wins() {
+        assert_eq!(closest("stauts", &["queue", "status"], 2), Some("status"));
+        // One deletion beats a swap of two letters (two edits).
+        assert_eq!(closest("stauts", &["status", "stats"], 2), Some("stats"));
+        assert_eq!(
+            closest("ab", &["xy"], 2),
+            None,
+            "two edits rewrite it whole"
+        );
+    }
+}

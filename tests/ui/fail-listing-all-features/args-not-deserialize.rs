@@ -1,0 +1,1 @@
+../fail-listing/args-not-deserialize.rs

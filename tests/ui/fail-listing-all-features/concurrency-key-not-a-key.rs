@@ -1,0 +1,1 @@
+../fail-listing/concurrency-key-not-a-key.rs

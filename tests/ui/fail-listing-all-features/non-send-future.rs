@@ -1,0 +1,1 @@
+../fail-listing/non-send-future.rs
