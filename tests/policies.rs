@@ -603,6 +603,7 @@ async fn periodic_jobs_run_once_per_tick_across_services(env: Env) {
 }
 
 async fn a_schedule_that_cannot_run_is_refused_at_start(env: Env) {
+    // An expression, a type, a payload, and a time zone that do not fit.
     for (cron, job_type, payload, says) in [
         (
             "61 * * * *",
@@ -630,6 +631,17 @@ async fn a_schedule_that_cannot_run_is_refused_at_start(env: Env) {
             "{cron} {job_type}: {error}"
         );
     }
+    let error = env
+        .builder()
+        .concurrency(0)
+        .periodic_in("0 3 * * *", "Europe/Berln", "Record", json!({}))
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(&error, jobs::BuildError::InvalidSchedule { .. })
+            && error.to_string().contains("did you mean `Europe/Berlin`?"),
+        "{error}"
+    );
 }
 
 async fn unique_keys_are_per_job_type(env: Env) {

@@ -314,3 +314,23 @@ async fn cron_ticks_fire_as_the_test_clock_passes_them() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_in_a_time_zone_ticks_by_that_zones_clock() {
+    // Every minute at second 0 in Asia/Kolkata (UTC+05:30, no daylight saving): the
+    // ticks are the UTC schedule's, since the offset is whole minutes; the zone is taken
+    // and followed, and a second schedule in another zone ticks on its own.
+    let test = TestJobs::manual(
+        Jobs::builder()
+            .periodic_in("0 * * * * *", "Asia/Kolkata", "TestingTick", json!(null))
+            .periodic_in("0 * * * * *", "America/New_York", "TestingTick", json!({})),
+    )
+    .unwrap();
+    test.advance(Duration::from_secs(60)).await;
+    let ran = test.drain().await;
+    assert_eq!(
+        ran.of_type("TestingTick").count(),
+        2,
+        "one tick of each schedule in a minute: {ran:?}"
+    );
+}

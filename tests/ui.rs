@@ -17,14 +17,22 @@ fn job_executor_declarations() {
     let default_features = cfg!(not(any(
         feature = "postgres",
         feature = "sqlite",
+        feature = "http",
         feature = "schemars",
-        feature = "testing"
+        feature = "testing",
+        feature = "jiff",
+        feature = "chrono",
+        feature = "time"
     )));
     let all_features = cfg!(all(
         feature = "postgres",
         feature = "sqlite",
+        feature = "http",
         feature = "schemars",
-        feature = "testing"
+        feature = "testing",
+        feature = "jiff",
+        feature = "chrono",
+        feature = "time"
     ));
     if default_features {
         cases.compile_fail("tests/ui/fail-listing/*.rs");

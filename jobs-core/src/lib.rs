@@ -19,6 +19,7 @@ mod policy;
 mod status;
 pub mod store;
 mod time;
+mod time_conversions;
 
 pub use context::{AttemptLease, JobContext, ProgressObserver, ProgressReceiver};
 pub use error::{
@@ -47,6 +48,7 @@ pub use store::{
     PeriodicTicks, ProgressAck, Renewal, Signal,
 };
 pub use time::{ParseTimestampError, ThreadClock, Timestamp};
+pub use time_conversions::TimestampOutOfRange;
 
 #[doc(hidden)]
 pub use inventory;

@@ -27,6 +27,8 @@ pub struct JobPolicy {
     /// A cron expression: the service submits a job of this type (payload `null`) at
     /// every tick, once across all processes that share the store.
     pub cron: Option<&'static str>,
+    /// The IANA time zone whose wall clock [`JobPolicy::cron`] follows (`None`: UTC).
+    pub time_zone: Option<&'static str>,
     /// The named queue the type's jobs wait in (`None`: the default queue).
     pub queue: Option<&'static str>,
     /// At most this many of the type's jobs start per period, across every process on
@@ -50,6 +52,7 @@ impl JobPolicy {
             priority: 0,
             backoff: Backoff::DEFAULT,
             cron: None,
+            time_zone: None,
             queue: None,
             rate: None,
             concurrency_key: None,
@@ -110,6 +113,15 @@ impl JobPolicy {
     /// starts; `#[job_executor(cron = ...)]` checks it at compile time).
     pub const fn cron(mut self, cron: &'static str) -> Self {
         self.cron = Some(cron);
+        self
+    }
+
+    /// Follows the wall clock of the IANA zone `zone` (`"Europe/Berlin"`) for
+    /// [`JobPolicy::cron`] instead of UTC, through daylight-saving changes as
+    /// `jobs_cron::Schedule::next_after_in` says (checked when the service starts;
+    /// `#[job_executor(cron = ..., tz = ...)]` checks it at compile time).
+    pub const fn time_zone(mut self, zone: &'static str) -> Self {
+        self.time_zone = Some(zone);
         self
     }
 }

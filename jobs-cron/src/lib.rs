@@ -1,4 +1,5 @@
-//! Cron expressions: parsing, and the next time one fires, in UTC; and durations written
+//! Cron expressions: parsing, and the next time one fires, in UTC or by the wall clock of
+//! an IANA time zone ([`Schedule::next_after_in`]); and durations written
 //! as text ([`parse_duration`]), and the suggestions of error messages ([`closest`]).
 //!
 //! Five fields — minute, hour, day of month, month, day of week — or six, with seconds
@@ -24,9 +25,11 @@ use std::str::FromStr;
 
 mod duration;
 mod suggest;
+mod zone;
 
 pub use duration::parse_duration;
 pub use suggest::closest;
+pub use zone::{TimeZone, UnknownTimeZone};
 
 /// A parsed cron expression.
 #[derive(Clone, Debug, PartialEq, Eq)]

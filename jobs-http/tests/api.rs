@@ -1248,3 +1248,120 @@ async fn metrics_read_the_store_at_most_once_per_cache_period() {
     );
     jobs.shutdown().await;
 }
+
+/// The routes `router_with` declares, as (path, method) pairs, read from its source: the
+/// `.route("path", get(..).post(..))` calls.
+fn declared_routes() -> std::collections::BTreeSet<(String, String)> {
+    let source = include_str!("../src/lib.rs");
+    let mut routes = std::collections::BTreeSet::new();
+    for line in source.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix(".route(\"") else {
+            continue;
+        };
+        let (path, handlers) = rest.split_once('"').expect("a quoted path");
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let called = handlers
+                .match_indices(&format!("{method}("))
+                .any(|(at, _)| at == 0 || !handlers.as_bytes()[at - 1].is_ascii_alphanumeric());
+            if called {
+                routes.insert((path.to_owned(), method.to_owned()));
+            }
+        }
+    }
+    routes
+}
+
+#[tokio::test]
+async fn every_route_in_the_router_is_in_the_openapi_document_and_nothing_else_is() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    let (_, doc) = call(&app, "GET", "/openapi.json", None).await;
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (path.clone(), method.clone()))
+        })
+        .collect();
+    let declared = declared_routes();
+    assert!(declared.len() >= 20, "the source was read: {declared:?}");
+    let undocumented: Vec<_> = declared.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&declared).collect();
+    assert!(
+        undocumented.is_empty() && unrouted.is_empty(),
+        "routed but not documented: {undocumented:?}; documented but not routed: {unrouted:?}"
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_parse_as_the_prometheus_text_format() {
+    let jobs = jobs();
+    let app = router(jobs.clone());
+    for payload in [
+        json!({ "type": "Double", "payload": { "n": 1 } }),
+        json!({ "type": "Fail" }),
+    ] {
+        let (_, job) = call(&app, "POST", "/jobs", Some(payload)).await;
+        let id = job["id"].as_str().unwrap().to_owned();
+        until(&app, &id, |job| {
+            job["status"] == "Succeeded" || job["status"] == "Failed"
+        })
+        .await;
+    }
+    let text = scrape(&app).await;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .expect("parses");
+    // Every sample line was understood (buckets are folded into one sample per series).
+    let lines = text
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count();
+    let buckets = text
+        .lines()
+        .filter(|line| line.contains("_bucket{"))
+        .count();
+    let histogram_series = scrape
+        .samples
+        .iter()
+        .filter(|sample| matches!(sample.value, prometheus_parse::Value::Histogram(_)))
+        .count();
+    assert!(histogram_series >= 2, "both executions are timed:\n{text}");
+    assert_eq!(
+        scrape.samples.len(),
+        lines - buckets + histogram_series,
+        "a line the parser skipped:\n{text}"
+    );
+    for sample in &scrape.samples {
+        let family = sample
+            .metric
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            scrape.docs.contains_key(family),
+            "`{}` has no HELP:\n{text}",
+            sample.metric
+        );
+        assert!(
+            !matches!(sample.value, prometheus_parse::Value::Untyped(_))
+                || sample.metric.ends_with("_sum")
+                || sample.metric.ends_with("_count"),
+            "`{}` has no TYPE:\n{text}",
+            sample.metric
+        );
+        if let prometheus_parse::Value::Histogram(buckets) = &sample.value {
+            let counts: Vec<f64> = buckets.iter().map(|bucket| bucket.count).collect();
+            assert!(
+                counts.windows(2).all(|w| w[0] <= w[1]),
+                "cumulative: {counts:?}"
+            );
+            assert_eq!(buckets.last().unwrap().less_than, f64::INFINITY);
+        }
+    }
+    jobs.shutdown().await;
+}

@@ -169,6 +169,10 @@ fn generate(options: &Options, executor: &Executor<'_>, item: &TokenStream) -> T
             )))
         });
         let cron = options.cron.as_ref().map(|cron| quote!(.cron(#cron)));
+        let zone = options
+            .time_zone
+            .as_ref()
+            .map(|zone| quote!(.time_zone(#zone)));
         let queue = options.queue.as_ref().map(|queue| quote!(.queue(#queue)));
         let rate = options.rate.map(|(max, ms)| {
             quote!(.rate(
@@ -183,7 +187,7 @@ fn generate(options: &Options, executor: &Executor<'_>, item: &TokenStream) -> T
         });
         quote! {
             fn policy(&self) -> #p::JobPolicy {
-                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron #queue #rate
+                #p::JobPolicy::new() #retries #timeout #priority #backoff #cron #zone #queue #rate
                     #concurrency #key_field
             }
         }

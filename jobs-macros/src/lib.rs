@@ -36,7 +36,8 @@ use proc_macro::TokenStream;
 /// | `timeout` | `timeout = "30s"` | the time limit of one attempt (default none) |
 /// | `priority` | `priority = 5` | higher runs first, -32,768 to 32,767 (default 0) |
 /// | `queue` | `queue = "exports"` | the named queue its jobs wait in: 1 to 64 letters, digits, `_`, `-`, `.` (default `default`) |
-/// | `cron` | `cron = "0 3 * * *"` | submit a job (payload `null`) at every tick, UTC; five fields, or six with seconds first |
+/// | `cron` | `cron = "0 3 * * *"` | submit a job (payload `null`) at every tick, UTC unless `tz` is given; five fields, or six with seconds first |
+/// | `tz` | `tz = "Europe/Berlin"` | the IANA time zone whose wall clock `cron` follows, through daylight-saving changes (a skipped time fires moved past the gap, a repeated time once) |
 /// | `rate` | `rate = "100/1m"` | at most so many of its jobs start per period, across every process on the store (`"20/s"`, `"5/500ms"`) |
 /// | `concurrency` | `concurrency = 2` | at most so many of its jobs run at once, across every process (per key with `concurrency_key`), 1 to 10,000 |
 /// | `concurrency_key` | `concurrency_key = "tenant_id"` | the field of the arguments that keys the `concurrency` limit; its type implements `ConcurrencyKey` (strings, integers, `bool`, `char`, `Uuid`, an `Option` of one) |
@@ -59,7 +60,7 @@ use proc_macro::TokenStream;
 /// )]
 /// async fn send_email(args: Email) -> Result<(), JobError> { .. }
 ///
-/// #[job_executor("NightlyReport", cron = "0 3 * * *", queue = "reports")]
+/// #[job_executor("NightlyReport", cron = "0 3 * * *", tz = "Europe/Berlin", queue = "reports")]
 /// async fn nightly_report(ctx: JobContext) -> Result<(), JobError> { .. }
 /// ```
 ///

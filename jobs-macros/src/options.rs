@@ -32,6 +32,8 @@ pub struct Options {
     pub priority: Option<i16>,
     /// `cron = "0 3 * * *"`, checked.
     pub cron: Option<LitStr>,
+    /// `tz = "Europe/Berlin"`: the IANA zone `cron` follows, checked.
+    pub time_zone: Option<LitStr>,
     /// `queue = "exports"`, checked.
     pub queue: Option<LitStr>,
     /// `rate = "100/1m"`: at most so many starts per period, in milliseconds.
@@ -51,6 +53,7 @@ impl Options {
             || self.backoff_ms.is_some()
             || self.priority.is_some()
             || self.cron.is_some()
+            || self.time_zone.is_some()
             || self.queue.is_some()
             || self.rate.is_some()
             || self.concurrency.is_some()
@@ -96,6 +99,7 @@ impl Options {
             backoff_ms: None,
             priority: None,
             cron: None,
+            time_zone: None,
             queue: None,
             rate: None,
             concurrency: None,
@@ -111,6 +115,7 @@ const OPTION_NAMES: &[&str] = &[
     "backoff",
     "priority",
     "cron",
+    "tz",
     "queue",
     "rate",
     "concurrency",
@@ -124,6 +129,7 @@ fn suggestion(name: &str) -> String {
     let synonym = match name {
         "retry" | "max_retries" | "attempts" | "max_attempts" => Some("retries"),
         "timeout_ms" | "time_limit" | "deadline" => Some("timeout"),
+        "timezone" | "time_zone" | "zone" => Some("tz"),
         "schedule" | "every" | "periodic" => Some("cron"),
         "rate_limit" | "limit" | "throttle" => Some("rate"),
         "key" | "concurrency_field" | "group_by" | "partition" => Some("concurrency_key"),
@@ -163,6 +169,7 @@ fn parse_options(input: ParseStream, slot: &mut Option<Options>) -> syn::Result<
             "backoff" => "backoff = \"2s\"",
             "priority" => "priority = 10",
             "cron" => "cron = \"0 3 * * *\"",
+            "tz" => "tz = \"Europe/Berlin\"",
             "queue" => "queue = \"exports\"",
             "rate" => "rate = \"100/1m\"",
             "concurrency" => "concurrency = 1",
@@ -202,6 +209,7 @@ fn parse_options(input: ParseStream, slot: &mut Option<Options>) -> syn::Result<
             "timeout" => options.timeout_ms = Some(parse_duration_value(input, "timeout")?),
             "backoff" => options.backoff_ms = Some(parse_duration_value(input, "backoff")?),
             "cron" => options.cron = Some(parse_cron(input)?),
+            "tz" => options.time_zone = Some(parse_time_zone(input)?),
             "queue" => options.queue = Some(parse_queue(input)?),
             "rate" => options.rate = Some(parse_rate(input)?),
             "concurrency" => {
@@ -213,7 +221,26 @@ fn parse_options(input: ParseStream, slot: &mut Option<Options>) -> syn::Result<
             _ => unreachable!("every known option is matched above"),
         }
     }
+    if let (Some(zone), None) = (&options.time_zone, &options.cron) {
+        return Err(syn::Error::new(
+            zone.span(),
+            "`tz` is the time zone of `cron`, which is not given: add `cron = \"0 3 * * *\"`, or remove `tz`",
+        ));
+    }
     Ok(())
+}
+
+/// `tz = "Europe/Berlin"`: an IANA name of the bundled time-zone database.
+fn parse_time_zone(input: ParseStream) -> syn::Result<LitStr> {
+    let lit: LitStr = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`tz` takes an IANA time zone as a string, such as `tz = \"Europe/Berlin\"`",
+        )
+    })?;
+    jobs_cron::TimeZone::get(&lit.value())
+        .map_err(|error| syn::Error::new(lit.span(), error.to_string()))?;
+    Ok(lit)
 }
 
 /// A retry count: 0 to 10,000, as the runtime accepts.

@@ -81,7 +81,7 @@ pub struct JobsBuilder {
     progress_interval: Duration,
     timeout_grace: Duration,
     retention: Option<Duration>,
-    periodic: Vec<(String, String, Value)>,
+    periodic: Vec<PeriodicDeclaration>,
     queues: Vec<(String, usize)>,
     lease: Duration,
     rescue_interval: Duration,
@@ -291,7 +291,23 @@ impl JobsBuilder {
     /// `#[job_executor("T", cron = "...")]` declares one with a `null` payload.
     pub fn periodic(mut self, cron: &str, job_type: &str, payload: Value) -> Self {
         self.periodic
-            .push((cron.to_owned(), job_type.to_owned(), payload));
+            .push((cron.to_owned(), None, job_type.to_owned(), payload));
+        self
+    }
+
+    /// [`JobsBuilder::periodic`] by the wall clock of the IANA time zone `zone`
+    /// (`"Europe/Berlin"`), from the database bundled with `jobs-cron`. On the days the
+    /// clocks change, a time the clock skips fires once, moved forward past the gap
+    /// (02:30 becomes 03:30); a time the clock shows twice fires once, at its first
+    /// occurrence, unless the schedule runs every hour, which fires through both passes
+    /// (see `jobs_cron::Schedule::next_after_in`). `start` refuses an unknown zone.
+    pub fn periodic_in(mut self, cron: &str, zone: &str, job_type: &str, payload: Value) -> Self {
+        self.periodic.push((
+            cron.to_owned(),
+            Some(zone.to_owned()),
+            job_type.to_owned(),
+            payload,
+        ));
         self
     }
 
@@ -484,22 +500,26 @@ fn scope_text(scope: &RateScope) -> String {
 }
 
 /// The builder's schedules and those the executors declare, checked.
+/// A schedule given to [`JobsBuilder::periodic`]: the expression, its time zone, the job
+/// type and the payload.
+type PeriodicDeclaration = (String, Option<String>, String, Value);
+
 fn schedules(
     catalog: &Catalog,
-    declared: Vec<(String, String, Value)>,
+    declared: Vec<PeriodicDeclaration>,
 ) -> Result<Vec<Periodic>, BuildError> {
     let from_types = catalog
         .entries()
         .into_iter()
         .filter_map(|(job_type, entry)| {
-            entry
-                .executor()
-                .policy()
-                .cron
-                .map(|cron| (cron.to_owned(), job_type.to_owned(), Value::Null))
+            entry.executor().policy().cron.map(|cron| {
+                let policy = entry.executor().policy();
+                let zone = policy.time_zone.map(str::to_owned);
+                (cron.to_owned(), zone, job_type.to_owned(), Value::Null)
+            })
         });
     let mut periodic = Vec::new();
-    for (cron, job_type, payload) in from_types.chain(declared) {
+    for (cron, zone, job_type, payload) in from_types.chain(declared) {
         let invalid = |reason: String| BuildError::InvalidSchedule {
             job_type: job_type.clone(),
             cron: cron.clone(),
@@ -517,7 +537,11 @@ fn schedules(
             .executor()
             .validate(&payload)
             .map_err(|e| invalid(format!("the payload does not fit: {}", e.message())))?;
-        periodic.push(Periodic::new(schedule, &job_type, payload));
+        let zone = zone
+            .map(|name| jobs_cron::TimeZone::get(&name))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        periodic.push(Periodic::new(schedule, zone, &job_type, payload));
     }
     Ok(periodic)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobs_core::{SubmitOptions, Timestamp};
-use jobs_cron::Schedule;
+use jobs_cron::{Schedule, TimeZone};
 use serde_json::Value;
 
 use crate::engine::{submit, Inner};
@@ -16,21 +16,42 @@ pub(crate) struct Periodic {
     /// changed expression starts a schedule of its own.
     pub(crate) name: String,
     pub(crate) schedule: Schedule,
+    /// The wall clock it follows; `None`: UTC.
+    pub(crate) zone: Option<TimeZone>,
     pub(crate) job_type: String,
     pub(crate) payload: Value,
 }
 
 impl Periodic {
-    pub(crate) fn new(schedule: Schedule, job_type: &str, payload: Value) -> Self {
+    /// The first tick after `after` (seconds since the epoch).
+    fn next_after(&self, after: i64) -> Option<i64> {
+        match &self.zone {
+            Some(zone) => self.schedule.next_after_in(after, zone),
+            None => self.schedule.next_after(after),
+        }
+    }
+
+    pub(crate) fn new(
+        schedule: Schedule,
+        zone: Option<TimeZone>,
+        job_type: &str,
+        payload: Value,
+    ) -> Self {
         // The payload is part of the name: one type on one schedule with two payloads is
         // two schedules.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         for byte in payload.to_string().bytes() {
             hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
+        // A zone is part of the name too (UTC schedules keep the names they always had).
+        let zone_name = zone
+            .as_ref()
+            .map(|zone| format!(" {zone}"))
+            .unwrap_or_default();
         Self {
-            name: format!("{job_type} {schedule} {hash:016x}"),
+            name: format!("{job_type} {schedule}{zone_name} {hash:016x}"),
             schedule,
+            zone,
             job_type: job_type.to_owned(),
             payload,
         }
@@ -48,10 +69,7 @@ fn seconds(time: Timestamp) -> i64 {
 /// up.
 pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>, started: Timestamp) {
     let now = seconds(started);
-    let mut next: Vec<Option<i64>> = periodic
-        .iter()
-        .map(|p| p.schedule.next_after(now))
-        .collect();
+    let mut next: Vec<Option<i64>> = periodic.iter().map(|p| p.next_after(now)).collect();
     loop {
         let Some(due) = next.iter().flatten().min().copied() else {
             return;
@@ -77,7 +95,7 @@ pub(crate) async fn run(inner: Arc<Inner>, periodic: Vec<Periodic>, started: Tim
             // After a pause (a suspended machine, a clock step) the ticks missed are not
             // made up: the next is the first after now.
             let now = seconds(Timestamp::now());
-            next[index] = entry.schedule.next_after(due.max(now));
+            next[index] = entry.next_after(due.max(now));
         }
     }
 }

@@ -23,6 +23,7 @@ mod tasks {
         backoff = "250ms",
         priority = -3,
         cron = "0 3 * * *",
+        tz = "Europe/Berlin",
         queue = "exports",
         crate = jobs,
     )]
@@ -66,6 +67,7 @@ fn main() {
     assert_eq!(policy.priority, -3);
     assert_eq!(policy.backoff.base, std::time::Duration::from_millis(250));
     assert_eq!(policy.cron, Some("0 3 * * *"));
+    assert_eq!(policy.time_zone, Some("Europe/Berlin"));
     assert_eq!(policy.queue, Some("exports"));
     tasks::uses_private();
     let _ = tasks::crate_path();
