@@ -341,7 +341,9 @@ async fn cancel_of_queued_job_prevents_execution(env: Env) {
 async fn cancel_of_running_job_fires_its_token_and_it_ends_canceled(env: Env) {
     let jobs = env.start(1);
     let job = jobs.submit_job("Blocker").await.unwrap();
-    wait_for_status(&jobs, job.id, JobStatus::Running).await;
+    // Its progress shows the executor runs: `Running` alone may be a job claimed ahead
+    // and not yet started, which a cancel gives back and cancels as a queued job.
+    wait_for_progress(&jobs, job.id).await;
     assert!(jobs.cancel_job(job.id).await.unwrap());
     let done = finished(&jobs, job.id).await;
     assert_eq!(done.status, JobStatus::Canceled);
