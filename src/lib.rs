@@ -153,6 +153,10 @@
 //! test drains them (or inline, at submit), assertions on what was submitted, one
 //! executor run with a test context, and time moved on a paused clock.
 //!
+//! Other cargo features: `http` (`jobs::http`, the HTTP API and dashboard), `schemars`
+//! (argument schemas), `testing` (a paused test clock), `jiff`, `chrono` and `time`
+//! (conversions of `Timestamp`), and `full` (`http`, `postgres`, `sqlite`, `schemars`).
+//!
 //! Delivery is at least once: a job may run again after a crash, so write executors that
 //! are safe to run again. A stale attempt can never finish a job, and once its lease is
 //! lost it is told to stop at once ([`JobContext::is_cancelled`] is true as soon as the
