@@ -117,7 +117,7 @@ async fn finished_counts(backend: &PostgresStore, schema: &str) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
-/// Whether `worker` holds a running job, waiting up to two seconds for it to: a worker
+/// Whether `worker` holds a running job, waiting up to five seconds for it to: a worker
 /// stamps the jobs it claims with an id that starts with its process id. No event tells
 /// this process about another's claims, so it looks every 10 ms.
 async fn holds_running_jobs(backend: &PostgresStore, schema: &str, worker: &mut Child) -> bool {
@@ -248,6 +248,16 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         })
         .collect();
     client.submit_many(batch).await.unwrap();
+    // The kills start once the workers run jobs: a worker process may take a while to
+    // start on a loaded machine, and a kill before then interrupts nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while finished_counts(&backend, &schema).await.0 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no worker process finished a job within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Kill a worker every 300 ms or so, ten times, starting a new one each time. Each
     // victim is killed once it holds a running job (a fresh worker may still be starting),
     // so every kill interrupts work.
@@ -265,7 +275,11 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         kill(&mut workers.0[victim]);
         workers.0[victim] = spawn_worker(&url, &schema, MAX_ATTEMPTS);
     }
-    assert!(interrupted > 0, "no kill found its worker running a job");
+    let (finished, _) = finished_counts(&backend, &schema).await;
+    assert!(
+        interrupted > 0,
+        "no kill found its worker running a job ({finished} of {TOTAL} jobs had finished)"
+    );
     wait_all_finished(&backend, &schema, TOTAL, Duration::from_secs(120)).await;
     for worker in &mut workers.0 {
         kill(worker);
