@@ -317,20 +317,27 @@ async fn cron_ticks_fire_as_the_test_clock_passes_them() {
 
 #[tokio::test(start_paused = true)]
 async fn a_schedule_in_a_time_zone_ticks_by_that_zones_clock() {
-    // Every minute at second 0 in Asia/Kolkata (UTC+05:30, no daylight saving): the
-    // ticks are the UTC schedule's, since the offset is whole minutes; the zone is taken
-    // and followed, and a second schedule in another zone ticks on its own.
-    let test = TestJobs::manual(
-        Jobs::builder()
-            .periodic_in("0 * * * * *", "Asia/Kolkata", "TestingTick", json!(null))
-            .periodic_in("0 * * * * *", "America/New_York", "TestingTick", json!({})),
-    )
+    // On the hour in Asia/Kolkata (UTC+05:30, no daylight saving) is half past the hour
+    // in UTC: each tick's job is due at minute 30, second 0, of a UTC hour.
+    let test = TestJobs::manual(Jobs::builder().periodic_in(
+        "0 0 * * * *",
+        "Asia/Kolkata",
+        "TestingTick",
+        json!(null),
+    ))
     .unwrap();
-    test.advance(Duration::from_secs(60)).await;
-    let ran = test.drain().await;
-    assert_eq!(
-        ran.of_type("TestingTick").count(),
-        2,
-        "one tick of each schedule in a minute: {ran:?}"
-    );
+    for step in 1..=2 {
+        test.advance(Duration::from_secs(3_600)).await;
+        let ran = test.drain().await;
+        let ticks: Vec<i64> = ran
+            .of_type("TestingTick")
+            .map(|job| job.run_at.as_unix_micros())
+            .collect();
+        assert_eq!(ticks.len(), 1, "one tick an hour (step {step}): {ran:?}");
+        assert_eq!(
+            ticks[0].rem_euclid(3_600_000_000),
+            30 * 60_000_000,
+            "the tick is on Kolkata's hour, half past UTC's (step {step})"
+        );
+    }
 }

@@ -14,26 +14,23 @@ fn job_executor_declarations() {
     let cases = trybuild::TestCases::new();
     cases.pass("tests/ui/pass/*.rs");
     cases.compile_fail("tests/ui/fail/*.rs");
-    let default_features = cfg!(not(any(
-        feature = "postgres",
-        feature = "sqlite",
-        feature = "http",
-        feature = "schemars",
-        feature = "testing",
-        feature = "jiff",
-        feature = "chrono",
-        feature = "time"
-    )));
-    let all_features = cfg!(all(
-        feature = "postgres",
-        feature = "sqlite",
-        feature = "http",
-        feature = "schemars",
-        feature = "testing",
-        feature = "jiff",
-        feature = "chrono",
-        feature = "time"
-    ));
+    // Every optional feature of the `jobs` package, combined with `any` or `all`.
+    macro_rules! features {
+        ($combine:ident) => {
+            cfg!($combine(
+                feature = "postgres",
+                feature = "sqlite",
+                feature = "http",
+                feature = "schemars",
+                feature = "testing",
+                feature = "jiff",
+                feature = "chrono",
+                feature = "time"
+            ))
+        };
+    }
+    let default_features = !features!(any);
+    let all_features = features!(all);
     if default_features {
         cases.compile_fail("tests/ui/fail-listing/*.rs");
     } else if all_features {
