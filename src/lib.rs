@@ -155,7 +155,9 @@
 //!
 //! Other cargo features: `http` (`jobs::http`, the HTTP API and dashboard), `schemars`
 //! (argument schemas), `testing` (a paused test clock), `jiff`, `chrono` and `time`
-//! (conversions of `Timestamp`), and `full` (`http`, `postgres`, `sqlite`, `schemars`).
+//! (conversions of `Timestamp`), `otel` (a job continues the OpenTelemetry trace it was
+//! submitted in, through `tracing-opentelemetry`), and `full` (`http`, `postgres`,
+//! `sqlite`, `schemars`, `otel`).
 //!
 //! Delivery is at least once: a job may run again after a crash, so write executors that
 //! are safe to run again. A stale attempt can never finish a job, and once its lease is

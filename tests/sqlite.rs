@@ -159,7 +159,7 @@ async fn a_file_from_a_newer_version_is_refused_and_reopening_migrates_nothing()
     let connection = Connection::open(file.path()).unwrap();
     assert_eq!(
         count(&connection, "SELECT count(*) FROM jobs_schema_migrations"),
-        6
+        7
     );
     connection
         .execute(

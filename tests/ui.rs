@@ -25,7 +25,8 @@ fn job_executor_declarations() {
                 feature = "testing",
                 feature = "jiff",
                 feature = "chrono",
-                feature = "time"
+                feature = "time",
+                feature = "otel"
             ))
         };
     }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{AttemptError, JobId, JobStatus, Outcome, Timestamp};
+use crate::{AttemptError, JobId, JobStatus, Outcome, Timestamp, TraceParent};
 
 /// How far a running job has got, as reported by its executor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +90,10 @@ pub struct Job {
     /// key and none is given).
     #[serde(default)]
     pub concurrency_limit: Option<u32>,
+    /// The trace it was submitted in (W3C `traceparent`): every execution's span continues
+    /// that trace. See [`TraceParent`].
+    #[serde(default)]
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// Whether any string in `value` (object keys included) holds a NUL character (U+0000),
@@ -156,6 +160,7 @@ impl Job {
             queue: default_queue(),
             concurrency_key: None,
             concurrency_limit: None,
+            trace_parent: None,
         }
     }
 

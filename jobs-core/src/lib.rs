@@ -20,6 +20,7 @@ mod status;
 pub mod store;
 mod time;
 mod time_conversions;
+mod trace;
 
 pub use context::{AttemptLease, JobContext, ProgressObserver, ProgressReceiver};
 pub use error::{
@@ -49,6 +50,7 @@ pub use store::{
 };
 pub use time::{ParseTimestampError, ThreadClock, Timestamp};
 pub use time_conversions::TimestampOutOfRange;
+pub use trace::{InvalidTraceParent, TraceParent};
 
 #[doc(hidden)]
 pub use inventory;

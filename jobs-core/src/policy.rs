@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use crate::{Timestamp, TraceParent};
 
 /// A job type's defaults: how often a failed job is tried again, how long an attempt may
 /// run, and how urgent its jobs are. `#[job_executor("T", retries = 3, timeout = "30s",
@@ -275,6 +275,9 @@ pub struct SubmitOptions {
     /// Given without any key (the submission's or the type's), the job is keyed by its
     /// type: at most this many jobs of the type run at once.
     pub concurrency_limit: Option<u32>,
+    /// The trace the job belongs to, instead of the one the runtime captures from the
+    /// current span (with the `otel` feature; none without it).
+    pub trace_parent: Option<TraceParent>,
 }
 
 impl SubmitOptions {
@@ -346,6 +349,13 @@ impl SubmitOptions {
     /// Lets `limit` jobs of the job's concurrency key run at once (1 to 10,000).
     pub fn concurrency_limit(mut self, limit: u32) -> Self {
         self.concurrency_limit = Some(limit);
+        self
+    }
+
+    /// Submits the job in the trace of `parent`: its executions' spans continue that
+    /// trace, in whichever process they run.
+    pub fn trace_parent(mut self, parent: TraceParent) -> Self {
+        self.trace_parent = Some(parent);
         self
     }
 }

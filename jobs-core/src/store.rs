@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::{Job, JobEvent, JobId, JobStatus, Progress, StorageError, Timestamp};
+use crate::{Job, JobEvent, JobId, JobStatus, Progress, StorageError, Timestamp, TraceParent};
 
 /// A boxed, `Send` future, the return type of the object-safe store traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -311,6 +311,8 @@ pub struct ClaimedJob {
     pub failures: u32,
     /// The time limit of one attempt, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// The trace it was submitted in, which its execution continues.
+    pub trace_parent: Option<TraceParent>,
 }
 
 impl ClaimedJob {
@@ -324,6 +326,7 @@ impl ClaimedJob {
             max_attempts: job.max_attempts,
             failures: job.failures,
             timeout_ms: job.timeout_ms,
+            trace_parent: job.trace_parent,
         }
     }
 

@@ -13,7 +13,7 @@
 //! | --- | --- |
 //! | `GET /` | the dashboard: a page that lists jobs live, submits, cancels and shows results; it asks for the token when one is required |
 //! | `GET /health` | `200 {"status":"ok"}`, without authentication |
-//! | `POST /jobs` `{"type": "...", "payload": ...}` (and run options: `runAt`, `delayMs`, `priority`, `retries`, `timeoutMs`, `uniqueKey`, `queue`, `concurrencyKey`, `concurrencyLimit`) | `201` and the job (`200` and the existing job when its `uniqueKey` is held); `400 invalid_options`; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
+//! | `POST /jobs` `{"type": "...", "payload": ...}` (and run options: `runAt`, `delayMs`, `priority`, `retries`, `timeoutMs`, `uniqueKey`, `queue`, `concurrencyKey`, `concurrencyLimit`; a `traceparent` header puts it in that trace) | `201` and the job (`200` and the existing job when its `uniqueKey` is held); `400 invalid_options`; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
 //! | `GET /jobs?status=&type=&queue=&limit=&cursor=` | `200 {"jobs": [...], "nextCursor": ...}`, newest first |
 //! | `GET /jobs/{id}` | `200` and the job, with `waitingOn` (`{"limit", "reason"}` when a limit holds the due job back, else `null`); `404 not_found`; `400 invalid_id` |
 //! | `DELETE /jobs/{id}` | `204`: a finished job and its result are gone; `409 not_finished` |

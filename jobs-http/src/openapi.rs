@@ -127,6 +127,7 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                         "queue": { "type": "string" },
                         "concurrencyKey": { "type": "string", "nullable": true },
                         "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true },
+                        "traceParent": { "type": "string", "nullable": true, "description": "the W3C traceparent of the span it was submitted in, which its executions continue" },
                         "waitingOn": waiting_on
                     }
                 }
@@ -145,6 +146,10 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
             "/jobs": {
                 "post": {
                     "summary": "submit a job",
+                    "parameters": [
+                        { "name": "traceparent", "in": "header", "required": false, "schema": { "type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}" },
+                          "description": "W3C trace context: the job's executions continue this trace (kept as the job's traceParent); a malformed value is ignored, as the W3C recommendation asks" }
+                    ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": submit_schema(catalog) } } },
                     "responses": {
                         "201": job_response("the job, Queued"),

@@ -130,13 +130,25 @@ fn body_error(rejection: JsonRejection, example: &str) -> ApiError {
 }
 
 /// `POST /jobs`.
+///
+/// A `traceparent` header puts the job in that trace. One that does not read is ignored
+/// (the W3C recommendation has a receiver start a new trace then): tracing is not a reason
+/// to refuse work.
 pub(crate) async fn submit(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<SubmitBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body
         .map_err(|rejection| body_error(rejection, r#"{"type": "SendEmail", "payload": {...}}"#))?;
-    let options = body.options()?;
+    let mut options = body.options()?;
+    let trace_parent = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<jobs_runtime::TraceParent>().ok());
+    if let Some(parent) = trace_parent {
+        options = options.trace_parent(parent);
+    }
     let prepared = state
         .jobs
         .prepare_job_with_options(&body.job_type, body.payload, &options)?;

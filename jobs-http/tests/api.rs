@@ -231,6 +231,43 @@ async fn a_submission_can_carry_run_options() {
     jobs.shutdown().await;
 }
 
+/// A `traceparent` header puts the submitted job in that trace (`traceParent`, kept by
+/// the store); a malformed one is ignored, as the W3C recommendation asks, and the job is
+/// stored without one.
+#[tokio::test]
+async fn a_traceparent_header_is_kept_with_the_job_and_a_malformed_one_is_ignored() {
+    let jobs = without_workers(64);
+    let app = router(jobs.clone());
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let submit = |header_value: &'static str| {
+        Request::builder()
+            .method("POST")
+            .uri("/jobs")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("traceparent", header_value)
+            .body(Body::from(
+                json!({ "type": "Double", "payload": { "n": 2 } }).to_string(),
+            ))
+            .unwrap()
+    };
+    let (status, job) = send(&app, submit(traceparent)).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["traceParent"], traceparent);
+    let (_, read) = call(
+        &app,
+        "GET",
+        &format!("/jobs/{}", job["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(read["traceParent"], traceparent, "stored with the job");
+
+    let (status, job) = send(&app, submit("00-not-a-trace-01")).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["traceParent"], Value::Null);
+    jobs.shutdown().await;
+}
+
 #[tokio::test]
 async fn submit_errors_carry_stable_codes_and_store_nothing() {
     let jobs = jobs();

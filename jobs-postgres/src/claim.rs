@@ -55,9 +55,10 @@ impl Claims {
                  progress_percent = NULL, progress_message = NULL,
                  worker_id = $1, lease_expires_at = now() + $2 * interval '1 microsecond'";
         let returning = "RETURNING j.id, j.job_type, j.payload, j.attempt, j.max_attempts,
-                     j.failures, j.timeout_ms, j.priority, j.run_at";
+                     j.failures, j.timeout_ms, j.priority, j.run_at, j.trace_parent";
         let in_order = "SELECT id, job_type, payload, attempt, max_attempts, failures, timeout_ms,
-                     priority, (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us
+                     priority, (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us,
+                     trace_parent
                  FROM claimed ORDER BY priority DESC, run_at, id";
         Self {
             // The checked path is one transaction (see the module's docs). $1 the limits'
@@ -165,10 +166,10 @@ impl Claims {
                      {returning})
                  (SELECT id, job_type, payload, attempt, max_attempts, failures, timeout_ms,
                          priority, (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us,
-                         false AS held
+                         trace_parent, false AS held
                   FROM claimed ORDER BY priority DESC, run_at, id)
                  UNION ALL
-                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+                 (SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
                   FROM picked
                   WHERE concurrency_key IS NOT NULL OR job_type = ANY($6::text[]))",
                 at_most("$3", "$4", "$5")

@@ -36,7 +36,7 @@ impl Inserts {
         let jobs = format!("{schema}.jobs");
         let columns = "id, job_type, status, payload, created_at, run_at, priority, \
                        max_attempts, timeout_ms, unique_key, queue, concurrency_key, \
-                       concurrency_limit";
+                       concurrency_limit, trace_parent";
         let created_at = at_micros("created_us");
         let run_at = at_micros("run_at_us");
         Self {
@@ -45,7 +45,7 @@ impl Inserts {
             // Rows go in by type and key (then input order), so that concurrent batches
             // take the key locks in one order, and the first of a batch's jobs with one
             // key is the one stored.
-            // $12 and $13 the concurrency keys and limits.
+            // $12 and $13 the concurrency keys and limits, $14 the trace parents.
             // $11 the `submitted` event of each job (JSON by serde): the statement sends
             // the events of the jobs it stored, so each leaves with the insert's commit,
             // before anything else can happen to its job.
@@ -55,14 +55,14 @@ impl Inserts {
                      SELECT id, job_type, 'Queued', payload, {created_at},
                             CASE WHEN run_at_us <= created_us THEN now() ELSE {run_at} END,
                             priority, max_attempts, timeout_ms, unique_key, queue,
-                            concurrency_key, concurrency_limit
+                            concurrency_key, concurrency_limit, trace_parent
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
                                  $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[],
-                                 $12::text[], $13::int4[])
+                                 $12::text[], $13::int4[], $14::text[])
                           WITH ORDINALITY
                           AS t(id, job_type, payload, created_us, run_at_us, priority,
                                max_attempts, timeout_ms, unique_key, queue, concurrency_key,
-                               concurrency_limit, n)
+                               concurrency_limit, trace_parent, n)
                      ORDER BY job_type, unique_key, n
                      {UNIQUE_ACTIVE}
                      RETURNING id)
@@ -77,9 +77,10 @@ impl Inserts {
                    AND (job_type, unique_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
             ),
             // The job of a periodic tick: $1–$10 its columns, $11 the schedule, $12 the
-            // tick (µs), $13 its `submitted` event, $14 and $15 its concurrency key and limit. Stored only if the tick moves the
-            // schedule forward; the tick, the job and its event are one statement. A tick
-            // whose job's key is held records the tick and stores nothing.
+            // tick (µs), $13 its `submitted` event, $14 and $15 its concurrency key and
+            // limit, $16 its trace parent. Stored only if the tick moves the schedule
+            // forward; the tick, the job and its event are one statement. A tick whose
+            // job's key is held records the tick and stores nothing.
             tick: format!(
                 "WITH won AS (
                      INSERT INTO {schema}.job_schedules (name, last_tick)
@@ -90,7 +91,7 @@ impl Inserts {
                  inserted AS (
                      INSERT INTO {jobs} ({columns})
                      SELECT $1, $2, 'Queued', $3, {created}, LEAST({due}, now()),
-                            $6, $7, $8, $9, $10, $14, $15
+                            $6, $7, $8, $9, $10, $14, $15, $16
                      WHERE EXISTS (SELECT 1 FROM won)
                      {UNIQUE_ACTIVE}
                      RETURNING id)
@@ -165,6 +166,7 @@ impl Inserts {
             .bind(event)
             .bind(job.concurrency_key.as_deref())
             .bind(job.concurrency_limit.map(limit_column))
+            .bind(job.trace_parent.map(|parent| parent.to_string()))
             .fetch_optional(pool)
             .await
             .map_err(storage("could not store the periodic job"))?;
@@ -305,7 +307,8 @@ pub(crate) fn submitted(job: &Job) -> JobEvent {
     }
 }
 
-/// Binds the concurrency keys and limits of new jobs, `$12` and `$13` of `insert`.
+/// Binds the concurrency keys, limits and trace parents of new jobs, `$12` to `$14` of
+/// `insert`.
 fn bind_concurrency<'q>(
     query: Query<'q, Postgres, PgArguments>,
     jobs: &[&'q Job],
@@ -318,7 +321,11 @@ fn bind_concurrency<'q>(
         .iter()
         .map(|job| job.concurrency_limit.map(limit_column))
         .collect();
-    query.bind(keys).bind(limits)
+    let parents: Vec<Option<String>> = jobs
+        .iter()
+        .map(|job| job.trace_parent.map(|parent| parent.to_string()))
+        .collect();
+    query.bind(keys).bind(limits).bind(parents)
 }
 
 /// A concurrency limit as its `integer` column holds it.

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0006_concurrency_keys.sql"),
     ),
     (7, "bounds", include_str!("../migrations/0007_bounds.sql")),
+    (
+        8,
+        "trace parents",
+        include_str!("../migrations/0008_trace_parents.sql"),
+    ),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use jobs_core::{
     AttemptError, ClaimedJob, ExpiredLease, Job, JobId, JobStatus, Progress, StorageError,
-    Timestamp,
+    Timestamp, TraceParent,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -22,7 +22,7 @@ pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percen
      (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us, \
      (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us, \
      priority, max_attempts, timeout_ms, errors, failures, unique_key, queue, \
-     concurrency_key, concurrency_limit";
+     concurrency_key, concurrency_limit, trace_parent";
 
 /// The SQL time `micros` (an `int8` expression of microseconds since the epoch) stands
 /// for.
@@ -97,7 +97,17 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
         .try_get::<Option<i32>, _>("concurrency_limit")
         .map_err(unreadable)?
         .map(count);
+    job.trace_parent = trace_parent(row)?;
     Ok(job)
+}
+
+/// The `trace_parent` column: checked when stored, so a text that does not read (written
+/// by hand) is taken as no trace rather than making the job unreadable.
+fn trace_parent(row: &PgRow) -> Result<Option<TraceParent>, StorageError> {
+    Ok(row
+        .try_get::<Option<String>, _>("trace_parent")
+        .map_err(unreadable)?
+        .and_then(|text| text.parse().ok()))
 }
 
 /// A job of the given identity with nothing else set, for the descriptions that only
@@ -112,7 +122,7 @@ fn bare(id: JobId) -> Job {
 }
 
 /// A row of the claim (`id, job_type, payload, attempt, max_attempts, failures,
-/// timeout_ms`) as the engine takes it.
+/// timeout_ms, trace_parent`) as the engine takes it.
 pub(crate) fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, StorageError> {
     let mut claimed = ClaimedJob::of(&bare(JobId::from_uuid(
         row.try_get("id").map_err(unreadable)?,
@@ -126,6 +136,7 @@ pub(crate) fn claimed_from_row(row: &PgRow) -> Result<ClaimedJob, StorageError> 
     claimed.max_attempts = count(row.try_get("max_attempts").map_err(unreadable)?).max(1);
     claimed.failures = count(row.try_get("failures").map_err(unreadable)?);
     claimed.timeout_ms = timeout(row.try_get("timeout_ms").map_err(unreadable)?);
+    claimed.trace_parent = trace_parent(row)?;
     Ok(claimed)
 }
 

@@ -99,6 +99,44 @@ where
     claims_spend_rate_budgets_and_wait_for_the_next_window(fresh().await.as_ref()).await;
     claims_run_at_most_the_limit_of_a_concurrency_key_in_order(fresh().await.as_ref()).await;
     the_error_history_keeps_the_first_and_latest_errors_cut_short(fresh().await.as_ref()).await;
+    trace_parents_are_kept_and_handed_to_the_claim(fresh().await.as_ref()).await;
+}
+
+/// A job's trace parent (W3C `traceparent`) is stored as given, read back by `get`, and
+/// handed to the worker with the claim, so that the execution continues the submitter's
+/// trace in whichever process claims it; a job without one has none. The job of a
+/// periodic tick keeps its trace parent too.
+pub async fn trace_parents_are_kept_and_handed_to_the_claim(store: &dyn JobStore) {
+    let parent: jobs_core::TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        .parse()
+        .expect("a traceparent");
+    let mut traced = Job::new("Traced", Value::Null);
+    traced.trace_parent = Some(parent);
+    let untraced = Job::new("Untraced", Value::Null);
+    insert(store, vec![traced.clone(), untraced.clone()]).await;
+    assert_eq!(status(store, traced.id).await.trace_parent, Some(parent));
+    assert_eq!(status(store, untraced.id).await.trace_parent, None);
+    let claimed = claim(store, 10, HOLDER, Duration::from_secs(30)).await;
+    let parent_of = |id: JobId| {
+        claimed
+            .iter()
+            .find(|job| job.id == id)
+            .map(|job| job.trace_parent)
+            .expect("the job is claimed")
+    };
+    assert_eq!(parent_of(traced.id), Some(parent), "the claim carries it");
+    assert_eq!(parent_of(untraced.id), None);
+    if let Some(ticks) = store.ticks() {
+        let mut tick_job = Job::new("Tick", Value::Null);
+        tick_job.trace_parent = Some(parent);
+        let at = tick_job.created_at;
+        tick_job.run_at = at;
+        assert!(ticks
+            .insert_tick(tick_job.clone(), "traced-schedule", at)
+            .await
+            .expect("insert_tick"));
+        assert_eq!(status(store, tick_job.id).await.trace_parent, Some(parent));
+    }
 }
 
 /// A store with notifications announces `submitted` for each job it stores (and for no

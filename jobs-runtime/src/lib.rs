@@ -20,6 +20,7 @@ mod panic;
 mod scheduler;
 mod service;
 pub mod testing;
+mod trace;
 mod typed;
 mod watchers;
 

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_concurrency_keys.sql"),
     ),
     (6, "bounds", include_str!("../migrations/0006_bounds.sql")),
+    (
+        7,
+        "trace parents",
+        include_str!("../migrations/0007_trace_parents.sql"),
+    ),
 ];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:

@@ -16,7 +16,7 @@ use crate::error::unreadable;
 pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percent, \
      progress_message, error, attempt, cancel_requested, created_at, started_at, \
      finished_at, run_at, priority, max_attempts, timeout_ms, errors, unique_key, queue, \
-     concurrency_key, concurrency_limit, failures";
+     concurrency_key, concurrency_limit, failures, trace_parent";
 
 /// A job row as SQLite holds it.
 pub(crate) struct RawJob {
@@ -42,6 +42,7 @@ pub(crate) struct RawJob {
     concurrency_key: Option<String>,
     concurrency_limit: Option<i64>,
     failures: i64,
+    trace_parent: Option<String>,
 }
 
 impl RawJob {
@@ -70,6 +71,7 @@ impl RawJob {
             concurrency_key: row.get(19)?,
             concurrency_limit: row.get(20)?,
             failures: row.get(21)?,
+            trace_parent: row.get(22)?,
         })
     }
 
@@ -105,12 +107,13 @@ impl RawJob {
         job.concurrency_limit = self
             .concurrency_limit
             .map(|limit| u32::try_from(limit.max(1)).unwrap_or(u32::MAX));
+        job.trace_parent = trace_parent(self.trace_parent);
         Ok(job)
     }
 }
 
 /// A claimed row as SQLite returned it (`id, job_type, payload, attempt, max_attempts,
-/// failures, timeout_ms, priority, run_at`).
+/// failures, timeout_ms, priority, run_at, trace_parent`).
 pub(crate) struct RawClaim {
     id: Vec<u8>,
     job_type: String,
@@ -119,6 +122,7 @@ pub(crate) struct RawClaim {
     max_attempts: i64,
     failures: i64,
     timeout_ms: Option<i64>,
+    trace_parent: Option<String>,
     /// The claim order: priority (higher first), due time, id.
     pub(crate) order: (i64, i64),
 }
@@ -134,6 +138,7 @@ impl RawClaim {
             failures: row.get(5)?,
             timeout_ms: row.get(6)?,
             order: (-row.get::<_, i64>(7)?, row.get(8)?),
+            trace_parent: row.get(9)?,
         })
     }
 
@@ -150,8 +155,15 @@ impl RawClaim {
         claimed.max_attempts = count(self.max_attempts).max(1);
         claimed.failures = count(self.failures);
         claimed.timeout_ms = self.timeout_ms.map(|ms| ms.max(1) as u64);
+        claimed.trace_parent = trace_parent(self.trace_parent);
         Ok(claimed)
     }
+}
+
+/// The `trace_parent` column: checked when stored, so a text that does not read (written
+/// by hand) is taken as no trace rather than making the job unreadable.
+fn trace_parent(text: Option<String>) -> Option<jobs_core::TraceParent> {
+    text.and_then(|text| text.parse().ok())
 }
 
 /// A row of `expired` (`id, attempt, holder, max_attempts, failures, cancel_requested`).

@@ -39,8 +39,8 @@ pub(crate) fn insert_jobs(
         .prepare_cached(
             "INSERT INTO jobs (id, job_type, queue, status, payload, created_at, run_at,
                                priority, max_attempts, timeout_ms, unique_key,
-                               concurrency_key, concurrency_limit)
-             VALUES (?1, ?2, ?3, 'Queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               concurrency_key, concurrency_limit, trace_parent)
+             VALUES (?1, ?2, ?3, 'Queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(failed(WHAT))?;
     let mut answers = Vec::with_capacity(jobs.len());
@@ -75,6 +75,7 @@ pub(crate) fn insert_jobs(
                 job.unique_key,
                 job.concurrency_key,
                 job.concurrency_limit,
+                job.trace_parent.map(|parent| parent.to_string()),
             ])
             .map_err(|error| match storage(WHAT, error) {
                 conflict if conflict.kind() == StorageErrorKind::Conflict => StorageError::of_kind(
@@ -174,7 +175,7 @@ macro_rules! set_running {
 macro_rules! claimed_columns {
     () => {
         "RETURNING id, job_type, payload, attempt, max_attempts,
-                   failures, timeout_ms, priority, run_at"
+                   failures, timeout_ms, priority, run_at, trace_parent"
     };
 }
 

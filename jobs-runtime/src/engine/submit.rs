@@ -176,6 +176,7 @@ pub(crate) fn with_policy(
         .checked_add(1)
         .ok_or_else(|| invalid("too many retries"))?;
     job.priority = options.priority.unwrap_or(policy.priority);
+    job.trace_parent = options.trace_parent.or_else(crate::trace::current);
     if let Some(queue) = options.queue.as_deref().or(policy.queue) {
         if !jobs_core::valid_queue_name(queue) {
             return Err(invalid(

@@ -62,12 +62,21 @@ async fn run(inner: &Arc<Inner>, claimed: Claimed) {
 /// Runs the executor of `job` and decides what becomes of the attempt.
 async fn execute(inner: &Inner, job: ClaimedJob, held: &Held) -> Option<Outcome> {
     let (id, attempt) = (job.id, job.attempt);
-    let span =
-        tracing::info_span!("job", job.id = %id, job.r#type = %job.job_type, job.attempt = attempt);
+    let span = tracing::info_span!(
+        "job",
+        job.id = %id,
+        job.r#type = %job.job_type,
+        job.attempt = attempt,
+        trace_parent = tracing::field::Empty,
+    );
     // Without a subscriber that wants it, a span still costs its bookkeeping on every poll.
     let span = if span.is_disabled() {
         tracing::Span::none()
     } else {
+        if let Some(parent) = job.trace_parent {
+            span.record("trace_parent", tracing::field::display(parent));
+            crate::trace::continue_in(&span, parent);
+        }
         span
     };
     let Some(entry) = inner.catalog.get(&job.job_type) else {

@@ -1,0 +1,2 @@
+-- The W3C traceparent of the span a job was submitted in, which its executions continue.
+ALTER TABLE {schema}.jobs ADD COLUMN trace_parent text;
