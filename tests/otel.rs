@@ -169,6 +169,66 @@ async fn a_job_submitted_outside_a_trace_starts_its_own_and_a_given_trace_parent
     jobs.shutdown().await;
 }
 
+/// `POST /jobs` in a server whose middleware traces each request: the request's span is the
+/// job's parent, and a `traceparent` header it was sent is not read a second time (had the
+/// middleware continued it, the span would already be in that trace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_request_span_wins_over_the_traceparent_header() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    exported();
+    let jobs = Jobs::builder().concurrency(0).start().unwrap();
+    let app = jobs::http::router(jobs.clone()).layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| {
+            next.run(request)
+                .instrument(tracing::info_span!("http_request"))
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let body = r#"{"type": "SeesItsTrace"}"#;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         traceparent: {header}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, json) = response.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 201"), "{response}");
+    let job: Job = serde_json::from_str(json).expect("a job");
+
+    let parent = job.trace_parent.expect("the request span's context");
+    assert_ne!(
+        parent.trace_id_hex(),
+        header[3..35],
+        "the header was not read over the span"
+    );
+    let request_span = {
+        let spans = exported();
+        let spans = spans.lock().unwrap();
+        spans
+            .iter()
+            .find(|span| {
+                span.name == "http_request"
+                    && span.span_context.span_id().to_bytes() == parent.span_id()
+            })
+            .cloned()
+            .expect("the job's parent is the exported request span")
+    };
+    assert_eq!(
+        request_span.span_context.trace_id().to_bytes(),
+        parent.trace_id()
+    );
+    server.abort();
+    jobs.shutdown().await;
+}
+
 /// The hand-written `traceparent` reader and writer agree with OpenTelemetry's W3C
 /// propagator on what it accepts and how it writes a context; where they differ, this
 /// reader is the stricter one, as the W3C recommendation asks (exact field lengths).
@@ -184,6 +244,8 @@ fn traceparent_text_agrees_with_the_w3c_propagator() {
     let both = [
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02",
         "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -201,7 +263,7 @@ fn traceparent_text_agrees_with_the_w3c_propagator() {
         if let (Some(ours), Some(theirs)) = (ours, theirs) {
             assert_eq!(ours.trace_id(), theirs.trace_id().to_bytes(), "{text:?}");
             assert_eq!(ours.span_id(), theirs.span_id().to_bytes(), "{text:?}");
-            assert_eq!(ours.sampled(), theirs.is_sampled(), "{text:?}");
+            assert_eq!(ours.flags(), theirs.trace_flags().to_u8(), "{text:?}");
             let mut injected: HashMap<String, String> = HashMap::new();
             let context = opentelemetry::Context::new().with_remote_span_context(theirs);
             propagator.inject_context(&context, &mut injected);

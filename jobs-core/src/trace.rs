@@ -42,14 +42,18 @@ impl TraceParent {
     /// The length of a version-00 `traceparent`: 2 + 1 + 32 + 1 + 16 + 1 + 2.
     pub const LEN: usize = 55;
 
+    /// The flags the W3C recommendation defines: bit 0, sampled. Other bits are cleared,
+    /// as it asks of anyone who passes a context on.
+    pub const KNOWN_FLAGS: u8 = 0x01;
+
     /// The trace context of span `span_id` in trace `trace_id`, with the W3C trace flags
-    /// `flags` (bit 0: sampled); `None` when either id is all zeros, which the W3C format
-    /// reserves for "no trace".
+    /// `flags` (bit 0: sampled; the others are cleared); `None` when either id is all
+    /// zeros, which the W3C format reserves for "no trace".
     pub fn new(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> Option<Self> {
         (trace_id != [0; 16] && span_id != [0; 8]).then_some(Self {
             trace_id,
             span_id,
-            flags,
+            flags: flags & Self::KNOWN_FLAGS,
         })
     }
 
@@ -145,11 +149,14 @@ impl FromStr for TraceParent {
     /// Reads a `traceparent` as the W3C recommendation says: version `00` is exactly
     /// [`TraceParent::LEN`] characters; a later version (`01` to `fe`) may add fields after
     /// a `-`, which are ignored; version `ff`, uppercase hex digits and all-zero ids are
-    /// refused.
+    /// refused; flags it does not define are cleared.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let refuse = |reason| Err(InvalidTraceParent { reason });
         let text = text.trim_matches([' ', '\t']);
-        if text.len() < Self::LEN || !text.is_ascii() {
+        if !text.is_ascii() {
+            return refuse("not ASCII");
+        }
+        if text.len() < Self::LEN {
             return refuse("too short");
         }
         let mut version = [0u8; 1];
@@ -213,6 +220,12 @@ mod tests {
         assert_eq!(parent.flags(), 1);
         let unsampled: TraceParent = SAMPLE.replace("-01", "-00").parse().unwrap();
         assert!(!unsampled.sampled());
+        let unknown_flags: TraceParent = SAMPLE.replace("-01", "-ff").parse().unwrap();
+        assert_eq!(
+            unknown_flags.to_string(),
+            SAMPLE,
+            "undefined flags are cleared"
+        );
         let json = serde_json::to_string(&parent).unwrap();
         assert_eq!(json, format!("\"{SAMPLE}\""));
         assert_eq!(serde_json::from_str::<TraceParent>(&json).unwrap(), parent);
@@ -222,6 +235,10 @@ mod tests {
     fn malformed_traceparents_are_refused_with_the_reason() {
         let cases = [
             ("", "too short"),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+                "not ASCII",
+            ),
             (&SAMPLE[..54], "too short"),
             (
                 &SAMPLE.to_uppercase(),

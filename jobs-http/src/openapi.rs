@@ -147,8 +147,8 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                 "post": {
                     "summary": "submit a job",
                     "parameters": [
-                        { "name": "traceparent", "in": "header", "required": false, "schema": { "type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}" },
-                          "description": "W3C trace context: the job's executions continue this trace (kept as the job's traceParent); a malformed value is ignored, as the W3C recommendation asks" }
+                        { "name": "traceparent", "in": "header", "required": false, "schema": { "type": "string" },
+                          "description": "W3C trace context (version-traceid-parentid-flags, lower-case hex): the job's executions continue this trace (kept as the job's traceParent); a malformed or repeated value is ignored, as the W3C recommendation asks, and a request already running in a traced span keeps that span's context" }
                     ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": submit_schema(catalog) } } },
                     "responses": {

@@ -131,7 +131,9 @@ fn body_error(rejection: JsonRejection, example: &str) -> ApiError {
 
 /// `POST /jobs`.
 ///
-/// A `traceparent` header puts the job in that trace. One that does not read is ignored
+/// A `traceparent` header puts the job in that trace, unless the request already runs in a
+/// traced span (a tracing middleware continued the header there), whose context is then
+/// taken instead. A header that does not read, or that is sent more than once, is ignored
 /// (the W3C recommendation has a receiver start a new trace then): tracing is not a reason
 /// to refuse work.
 pub(crate) async fn submit(
@@ -142,12 +144,10 @@ pub(crate) async fn submit(
     let Json(body) = body
         .map_err(|rejection| body_error(rejection, r#"{"type": "SendEmail", "payload": {...}}"#))?;
     let mut options = body.options()?;
-    let trace_parent = headers
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<jobs_runtime::TraceParent>().ok());
-    if let Some(parent) = trace_parent {
-        options = options.trace_parent(parent);
+    if jobs_runtime::current_trace_parent().is_none() {
+        if let Some(parent) = header_trace_parent(&headers) {
+            options = options.trace_parent(parent);
+        }
     }
     let prepared = state
         .jobs
@@ -161,6 +161,16 @@ pub(crate) async fn submit(
         StatusCode::OK
     };
     Ok((status, Json(job)))
+}
+
+/// The request's one well-formed `traceparent` header, if it has one.
+fn header_trace_parent(headers: &axum::http::HeaderMap) -> Option<jobs_runtime::TraceParent> {
+    let mut values = headers.get_all("traceparent").iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()?.parse().ok()
 }
 
 pub(crate) fn parse_id_public(id: &str) -> Result<JobId, ApiError> {

@@ -232,10 +232,10 @@ async fn a_submission_can_carry_run_options() {
 }
 
 /// A `traceparent` header puts the submitted job in that trace (`traceParent`, kept by
-/// the store); a malformed one is ignored, as the W3C recommendation asks, and the job is
-/// stored without one.
+/// the store); a malformed or repeated one is ignored, as the W3C recommendation asks, and
+/// the job is stored without one.
 #[tokio::test]
-async fn a_traceparent_header_is_kept_with_the_job_and_a_malformed_one_is_ignored() {
+async fn a_traceparent_header_is_kept_with_the_job_and_a_malformed_or_repeated_one_is_ignored() {
     let jobs = without_workers(64);
     let app = router(jobs.clone());
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -265,6 +265,20 @@ async fn a_traceparent_header_is_kept_with_the_job_and_a_malformed_one_is_ignore
     let (status, job) = send(&app, submit("00-not-a-trace-01")).await;
     assert_eq!(status, StatusCode::CREATED, "{job}");
     assert_eq!(job["traceParent"], Value::Null);
+
+    // Two traceparent headers: which trace is meant cannot be told, so neither is kept.
+    let mut twice = submit(traceparent);
+    twice.headers_mut().append(
+        "traceparent",
+        header::HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    );
+    let (status, job) = send(&app, twice).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(
+        job["traceParent"],
+        Value::Null,
+        "a repeated header is ignored"
+    );
     jobs.shutdown().await;
 }
 

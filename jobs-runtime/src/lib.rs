@@ -34,5 +34,6 @@ pub use operations::{
     BulkAction, BulkReport, MinuteThroughput, QueueOverview, QueueWorker, UnservedQueue,
 };
 pub use service::Jobs;
+pub use trace::current_trace_parent;
 pub use typed::JobHandle;
 pub use watchers::JobWatch;

@@ -33,6 +33,17 @@ pub(crate) fn current() -> Option<TraceParent> {
     None
 }
 
+/// The W3C trace context a submit made here would store with its job: that of the current
+/// `tracing` span when the `otel` feature is on and an OpenTelemetry layer gives the span a
+/// valid context, otherwise `None`.
+///
+/// A server uses it to decide whether an incoming `traceparent` header is needed: when the
+/// request already runs in a traced span (its middleware continued the caller's trace),
+/// that span is the better parent.
+pub fn current_trace_parent() -> Option<TraceParent> {
+    current()
+}
+
 /// Makes the remote span `parent` the parent of `span`, which must not have been entered
 /// yet. Without an OpenTelemetry layer this does nothing.
 #[cfg(feature = "otel")]
