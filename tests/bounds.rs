@@ -87,7 +87,7 @@ async fn a_full_in_memory_store_refuses_submissions_and_stores_nothing() {
     assert!(matches!(error, SubmitError::StoreFull { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),
-        "the job store is full: the in-memory store holds 3 queued and running jobs, and at most 3; try again once jobs have finished"
+        "the job store is full: the in-memory store holds 3 waiting, queued and running jobs, and at most 3; try again once jobs have finished"
     );
     assert_eq!(store.len(), 3, "nothing stored");
     jobs.cancel(ids[0]).await.unwrap();

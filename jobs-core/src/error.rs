@@ -152,6 +152,15 @@ pub enum SubmitError {
         /// What is wrong.
         reason: String,
     },
+    /// A parent named in `depends_on` is not stored (nor earlier in the batch); nothing
+    /// was stored.
+    #[error("job type `{job_type}` depends on job {parent}, which is not stored: submit the parent first, or earlier in the same batch")]
+    UnknownParent {
+        /// The dependant's type.
+        job_type: String,
+        /// The parent that is not stored.
+        parent: crate::JobId,
+    },
     /// The service has been shut down; start a new one to submit again.
     #[error("the job service has shut down: start a new one to submit jobs")]
     ShutDown,

@@ -11,13 +11,20 @@ use crate::{JobId, JobStatus, Progress, Timestamp};
 #[serde(tag = "event", rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum JobEvent {
-    /// A job was stored and queued.
+    /// A job was stored: queued, or waiting for its parents.
     #[serde(rename_all = "camelCase")]
     Submitted {
         /// The job.
         id: JobId,
         /// Its type.
         job_type: String,
+    },
+    /// A waiting job's parents ended as it needs: it is queued now (with their results as
+    /// its arguments, if it takes them). Sent by the store, with the change that caused it.
+    #[serde(rename_all = "camelCase")]
+    Released {
+        /// The job.
+        id: JobId,
     },
     /// A worker started an attempt.
     #[serde(rename_all = "camelCase")]
@@ -101,6 +108,7 @@ impl JobEvent {
     pub fn job_id(&self) -> Option<JobId> {
         Some(match self {
             JobEvent::Submitted { id, .. }
+            | JobEvent::Released { id }
             | JobEvent::Started { id, .. }
             | JobEvent::Progress { id, .. }
             | JobEvent::CancelRequested { id }

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{AttemptError, JobId, JobStatus, Outcome, Timestamp, TraceParent};
+use crate::{
+    AttemptError, JobId, JobStatus, Outcome, ParentFailure, PayloadFrom, Timestamp, TraceParent,
+};
 
 /// How far a running job has got, as reported by its executor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +43,8 @@ pub struct Job {
     /// The latest progress its executor reported, if any.
     pub progress: Option<Progress>,
     /// The error message of a [`JobStatus::Failed`] job (cut to
-    /// [`AttemptError::MAX_MESSAGE_BYTES`]).
+    /// [`AttemptError::MAX_MESSAGE_BYTES`]), or why a dependant was canceled with its
+    /// parent.
     pub error: Option<String>,
     /// How many times execution has started (0 while it has never run).
     pub attempt: u32,
@@ -94,6 +97,17 @@ pub struct Job {
     /// that trace. See [`TraceParent`].
     #[serde(default)]
     pub trace_parent: Option<TraceParent>,
+    /// The jobs it waits for (its parents), in order: while they have not finished as it
+    /// needs, it is [`JobStatus::Waiting`]. Empty for a job that waits for none.
+    #[serde(default)]
+    pub depends_on: Vec<JobId>,
+    /// What it does when a parent ends `Failed` or `Canceled`.
+    #[serde(default)]
+    pub on_parent_failure: ParentFailure,
+    /// Where its arguments come from when its parents are done: its own payload, or
+    /// their results.
+    #[serde(default)]
+    pub payload_from: PayloadFrom,
 }
 
 /// Whether any string in `value` (object keys included) holds a NUL character (U+0000),
@@ -161,6 +175,9 @@ impl Job {
             concurrency_key: None,
             concurrency_limit: None,
             trace_parent: None,
+            depends_on: Vec::new(),
+            on_parent_failure: ParentFailure::Cancel,
+            payload_from: PayloadFrom::Submitted,
         }
     }
 
@@ -283,9 +300,9 @@ impl Job {
         Ok(target)
     }
 
-    /// Cancels the job while it is `Queued`: it will never run.
+    /// Cancels the job while it is `Queued` or `Waiting`: it will never run.
     pub fn cancel_queued(&mut self) -> Result<(), TransitionError> {
-        if self.status != JobStatus::Queued {
+        if !matches!(self.status, JobStatus::Queued | JobStatus::Waiting) {
             return Err(TransitionError::Conflict {
                 current: self.status,
                 attempt: self.attempt,

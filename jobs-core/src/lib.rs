@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod context;
+mod depend;
 mod error;
 mod event;
 mod executor;
@@ -23,6 +24,9 @@ mod time_conversions;
 mod trace;
 
 pub use context::{AttemptLease, JobContext, ProgressObserver, ProgressReceiver};
+pub use depend::{
+    after_parent, doomed_reason, released_payload, ParentFailure, PayloadFrom, Readiness,
+};
 pub use error::{
     ErrorKind, ExecutionError, JobError, JobsError, PayloadError, StorageError, StorageErrorKind,
     SubmitError,

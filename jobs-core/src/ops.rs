@@ -148,6 +148,9 @@ pub enum RetryOutcome {
     NotRetryable(JobStatus),
     /// Another active job of its type holds its unique key; nothing changed.
     KeyHeld,
+    /// It depends on jobs that have not all ended as it needs (succeeded; for a job that
+    /// runs anyway, finished): retry those first. Nothing changed.
+    ParentsNotDone,
     /// No job has this id.
     NotFound,
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Timestamp, TraceParent};
+use crate::{JobId, ParentFailure, PayloadFrom, Timestamp, TraceParent};
 
 /// A job type's defaults: how often a failed job is tried again, how long an attempt may
 /// run, and how urgent its jobs are. `#[job_executor("T", retries = 3, timeout = "30s",
@@ -278,6 +278,13 @@ pub struct SubmitOptions {
     /// The trace the job belongs to, instead of the one the runtime captures from the
     /// current span (with the `otel` feature; none without it).
     pub trace_parent: Option<TraceParent>,
+    /// The jobs it waits for: it is stored [`JobStatus::Waiting`](crate::JobStatus) and
+    /// queued once they have all succeeded (see [`SubmitOptions::depends_on`]).
+    pub depends_on: Vec<JobId>,
+    /// What it does when a parent fails or is canceled (canceled with it, by default).
+    pub on_parent_failure: ParentFailure,
+    /// Where its arguments come from once its parents are done.
+    pub payload_from: PayloadFrom,
 }
 
 impl SubmitOptions {
@@ -291,6 +298,8 @@ impl SubmitOptions {
     pub const MAX_CONCURRENCY_KEY_CHARS: usize = 255;
     /// The most jobs of one concurrency key that may run at once.
     pub const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
+    /// The most parents a job may wait for.
+    pub const MAX_PARENTS: usize = 10_000;
 
     /// The type's policy as it is, to run at once.
     pub fn new() -> Self {
@@ -356,6 +365,42 @@ impl SubmitOptions {
     /// trace, in whichever process they run.
     pub fn trace_parent(mut self, parent: TraceParent) -> Self {
         self.trace_parent = Some(parent);
+        self
+    }
+
+    /// Makes the job wait for `parents` (stored already, or earlier in the same
+    /// `submit_many` batch): it is [`Waiting`](crate::JobStatus::Waiting) until they have
+    /// all succeeded, then queued, in the same store write that records the last one's
+    /// success. When one fails or is canceled, the job is canceled too, unless
+    /// [`on_parent_failure`](SubmitOptions::on_parent_failure) says it runs anyway. At
+    /// most [`SubmitOptions::MAX_PARENTS`], each named once.
+    ///
+    /// ```
+    /// use jobs_core::{JobId, PayloadFrom, SubmitOptions};
+    ///
+    /// let fetch = JobId::new();
+    /// let transform = SubmitOptions::new()
+    ///     .depends_on([fetch])
+    ///     .payload_from(PayloadFrom::Parent); // runs with what `fetch` returned
+    /// # let _ = transform;
+    /// ```
+    pub fn depends_on(mut self, parents: impl IntoIterator<Item = JobId>) -> Self {
+        self.depends_on = parents.into_iter().collect();
+        self
+    }
+
+    /// What the job does when a parent fails or is canceled: [`ParentFailure::Cancel`]
+    /// (the default) or [`ParentFailure::Run`], once every parent has finished.
+    pub fn on_parent_failure(mut self, policy: ParentFailure) -> Self {
+        self.on_parent_failure = policy;
+        self
+    }
+
+    /// Where the job's arguments come from once its parents are done: the payload it is
+    /// submitted with (the default), its one parent's result ([`PayloadFrom::Parent`]), or
+    /// the array of its parents' results ([`PayloadFrom::Parents`]).
+    pub fn payload_from(mut self, source: PayloadFrom) -> Self {
+        self.payload_from = source;
         self
     }
 }

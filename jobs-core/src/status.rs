@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 /// Where a job is in its life.
 ///
 /// ```text
+/// Waiting ──▶ Queued    (its parents finished as it needs; see `Job::depends_on`)
+/// Waiting ──▶ Canceled  (a parent failed or was canceled, or it was canceled itself)
 /// Queued ──▶ Running ──▶ Succeeded | Failed | Canceled
 ///    ▲          │
 ///    └──────────┘   (a retry after a failed attempt, or a snooze)
@@ -22,6 +24,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum JobStatus {
+    /// Stored, and waiting for its parents ([`Job::depends_on`](crate::Job::depends_on))
+    /// to finish before it is queued. No worker claims it.
+    Waiting,
     /// Stored and waiting in the queue for a worker.
     Queued,
     /// A worker is executing it.
@@ -36,7 +41,8 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, in life order.
-    pub const ALL: [JobStatus; 5] = [
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Waiting,
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Succeeded,
@@ -57,6 +63,8 @@ impl JobStatus {
     /// ```
     /// use jobs_core::JobStatus::*;
     ///
+    /// assert!(Waiting.can_transition_to(Queued)); // its parents are done
+    /// assert!(!Waiting.can_transition_to(Running)); // it is queued first
     /// assert!(Queued.can_transition_to(Running));
     /// assert!(Queued.can_transition_to(Canceled));
     /// assert!(Running.can_transition_to(Succeeded));
@@ -67,7 +75,9 @@ impl JobStatus {
     pub const fn can_transition_to(self, next: JobStatus) -> bool {
         matches!(
             (self, next),
-            (JobStatus::Queued, JobStatus::Running)
+            (JobStatus::Waiting, JobStatus::Queued)
+                | (JobStatus::Waiting, JobStatus::Canceled)
+                | (JobStatus::Queued, JobStatus::Running)
                 | (JobStatus::Queued, JobStatus::Canceled)
                 | (JobStatus::Running, JobStatus::Succeeded)
                 | (JobStatus::Running, JobStatus::Failed)
@@ -93,6 +103,7 @@ impl JobStatus {
     /// The status's name as written in JSON and in databases (`"Queued"`, ...).
     pub const fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Waiting => "Waiting",
             JobStatus::Queued => "Queued",
             JobStatus::Running => "Running",
             JobStatus::Succeeded => "Succeeded",
@@ -111,7 +122,7 @@ impl fmt::Display for JobStatus {
 /// The text given to [`JobStatus::from_str`] names no status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{input}` is not a job status: expected one of Queued, Running, Succeeded, Failed, Canceled"
+    "`{input}` is not a job status: expected one of Waiting, Queued, Running, Succeeded, Failed, Canceled"
 )]
 pub struct ParseJobStatusError {
     /// The text that failed to parse.
@@ -139,6 +150,8 @@ mod tests {
     #[test]
     fn only_the_documented_transitions_are_allowed() {
         let allowed = [
+            (Waiting, Queued),
+            (Waiting, Canceled),
             (Queued, Running),
             (Queued, Canceled),
             (Running, Succeeded),

@@ -67,6 +67,28 @@ pub trait JobStore: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Job::depends_on`] is honoured: a job with parents is stored
+    /// [`JobStatus::Waiting`] and queued only once they have ended as it needs (see
+    /// [`Readiness`](crate::Readiness)), or canceled when one cannot end so. A store that
+    /// answers `true`:
+    ///
+    /// - in [`insert_many`](JobStore::insert_many), sets each new job's status from its
+    ///   parents' (each stored already or earlier in the batch; any other parent fails the
+    ///   whole call with an error of kind
+    ///   [`InvalidInput`](crate::StorageErrorKind::InvalidInput), storing nothing);
+    /// - in the same write that ends a job ([`complete_many`](JobStore::complete_many),
+    ///   [`request_cancel`](JobStore::request_cancel)), applies
+    ///   [`after_parent`](crate::after_parent) to each waiting dependant, and down the
+    ///   graph to the dependants of those it cancels, setting the payload of those it
+    ///   queues by [`released_payload`](crate::released_payload);
+    /// - with [`Notifications`], announces [`JobEvent::Released`] for each dependant it
+    ///   queued and [`JobEvent::Finished`] for each it canceled, as part of that write.
+    ///
+    /// The engine refuses submissions with parents to stores that answer `false`.
+    fn supports_dependencies(&self) -> bool {
+        false
+    }
+
     /// Whether [`ClaimRequest::rates`] is honoured by [`JobStore::claim`]. The engine
     /// refuses to start with rate limits over a store that answers `false`.
     fn supports_rate_limits(&self) -> bool {
@@ -247,6 +269,7 @@ impl Signal {
         for event in events {
             match event {
                 JobEvent::Submitted { .. }
+                | JobEvent::Released { .. }
                 | JobEvent::Requeued { .. }
                 | JobEvent::Retried { .. }
                 | JobEvent::QueueResumed { .. } => due = true,

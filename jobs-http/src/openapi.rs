@@ -44,7 +44,14 @@ fn events_response() -> Value {
 
 /// The document, with the submit body described per job type of `catalog`.
 pub(crate) fn document(catalog: &Catalog) -> Value {
-    let status_enum = json!(["Queued", "Running", "Succeeded", "Failed", "Canceled"]);
+    let status_enum = json!([
+        "Waiting",
+        "Queued",
+        "Running",
+        "Succeeded",
+        "Failed",
+        "Canceled"
+    ]);
     let waiting_on = json!({
         "type": "object", "nullable": true,
         "description": "GET /jobs/{id} only: why a due Queued job waits, when a limit holds it",
@@ -86,7 +93,7 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                     "properties": { "error": {
                         "type": "object", "required": ["code", "message"],
                         "properties": {
-                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, store_full, not_found, not_succeeded, not_retryable, unique_key_held, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, store_full, not_found, not_succeeded, not_retryable, unique_key_held, parents_not_done, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
                             "message": { "type": "string" },
                             "knownTypes": { "type": "array", "items": { "type": "string" } },
                             "status": { "type": "string", "enum": status_enum },
@@ -128,6 +135,9 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                         "concurrencyKey": { "type": "string", "nullable": true },
                         "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true },
                         "traceParent": { "type": "string", "nullable": true, "description": "the W3C traceparent of the span it was submitted in, which its executions continue" },
+                        "dependsOn": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "the jobs it waits for (its parents): it is Waiting until they have ended as it needs" },
+                        "onParentFailure": { "type": "string", "enum": ["cancel", "run"], "description": "when a parent fails or is canceled: cancel this job too, or run it anyway once every parent has finished" },
+                        "payloadFrom": { "type": "string", "enum": ["submitted", "parent", "parents"], "description": "where its arguments come from once its parents are done: its own payload, its parent's result, or the array of its parents' results" },
                         "waitingOn": waiting_on
                     }
                 }
@@ -318,7 +328,7 @@ fn operator_paths(status_enum: &Value) -> Value {
                 "responses": {
                     "200": job_response("the job, Queued again"),
                     "400": error("invalid_id"), "401": error("unauthorized"), "404": error("not_found"),
-                    "409": error("not_retryable (with the job's status) or unique_key_held"),
+                    "409": error("not_retryable (with the job's status), unique_key_held or parents_not_done"),
                     "415": error("json_required")
                 }
             } },

@@ -356,6 +356,11 @@ pub(crate) async fn retry(
             "unique_key_held",
             "another active job of this type holds the job's unique key; retry it once that job has finished",
         )),
+        RetryOutcome::ParentsNotDone => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "parents_not_done",
+            "the job depends on jobs that have not all ended as it needs; retry those first",
+        )),
         _ => Err(ApiError::not_found("job with this id")),
     }
 }

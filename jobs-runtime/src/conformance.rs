@@ -100,6 +100,305 @@ where
     claims_run_at_most_the_limit_of_a_concurrency_key_in_order(fresh().await.as_ref()).await;
     the_error_history_keeps_the_first_and_latest_errors_cut_short(fresh().await.as_ref()).await;
     trace_parents_are_kept_and_handed_to_the_claim(fresh().await.as_ref()).await;
+    dependants_wait_and_are_released_with_their_parents_results(fresh().await.as_ref()).await;
+    a_failed_parent_cancels_its_dependants_unless_they_run_anyway(fresh().await.as_ref()).await;
+    new_dependants_are_settled_against_stored_parents(fresh().await.as_ref()).await;
+}
+
+/// A job with parents ([`Job::depends_on`]) as the engine hands it to the store.
+fn dependant(parents: &[JobId], from: jobs_core::PayloadFrom) -> Job {
+    let mut job = Job::new("Dependant", Value::Null);
+    job.status = JobStatus::Waiting;
+    job.depends_on = parents.to_vec();
+    job.payload_from = from;
+    job
+}
+
+/// Claims everything due and ends each claimed job with `outcome`; the ids claimed.
+async fn run_due(store: &dyn JobStore, outcome: impl Fn(&ClaimedJob) -> Outcome) -> Vec<JobId> {
+    let claimed = claim(store, 100, HOLDER, Duration::from_secs(30)).await;
+    let completions: Vec<Completion> = claimed
+        .iter()
+        .map(|job| Completion {
+            id: job.id,
+            attempt: job.attempt,
+            outcome: outcome(job),
+        })
+        .collect();
+    let answers = store
+        .complete_many(HOLDER, &completions)
+        .await
+        .expect("complete_many");
+    assert!(
+        answers.iter().all(|a| matches!(a, Completed::Applied(_))),
+        "{answers:?}"
+    );
+    claimed.iter().map(|job| job.id).collect()
+}
+
+/// A chain and a fan-in: a dependant is stored `Waiting`, never claimed, counted and
+/// listed as waiting, and queued in the write that records its last parent's success,
+/// with its parent's result (or the array of its parents' results) as its payload; the
+/// store announces its release.
+pub async fn dependants_wait_and_are_released_with_their_parents_results(store: &dyn JobStore) {
+    use jobs_core::PayloadFrom;
+    if !store.supports_dependencies() {
+        return;
+    }
+    let mut events = store.notifications().map(|n| n.subscribe());
+    let first = Job::new("First", json!({"n": 1}));
+    let second = dependant(&[first.id], PayloadFrom::Parent);
+    let third = dependant(&[second.id], PayloadFrom::Parent);
+    let (left, right) = (
+        Job::new("Left", Value::Null),
+        Job::new("Right", Value::Null),
+    );
+    let merge = dependant(&[left.id, right.id], PayloadFrom::Parents);
+    insert(
+        store,
+        vec![
+            first.clone(),
+            second.clone(),
+            third.clone(),
+            left.clone(),
+            right.clone(),
+            merge.clone(),
+        ],
+    )
+    .await;
+    for id in [second.id, third.id, merge.id] {
+        assert_eq!(
+            status(store, id).await.status,
+            JobStatus::Waiting,
+            "a dependant waits"
+        );
+    }
+    let waiting = store
+        .list(JobQuery::new().status(JobStatus::Waiting))
+        .await
+        .expect("list");
+    assert_eq!(waiting.jobs.len(), 3, "listed as waiting");
+    let counts = store.count_jobs().await.expect("count_jobs");
+    assert!(
+        counts.contains(&JobCount::new("Dependant", JobStatus::Waiting, 3)),
+        "counted as waiting: {counts:?}"
+    );
+
+    // Only the jobs without parents are claimed; `First` doubles its `n`.
+    let double = |job: &ClaimedJob| Outcome::Succeeded {
+        result: match job.payload["n"].as_i64() {
+            Some(n) => json!({"n": n * 2}),
+            None => json!(job.job_type),
+        },
+    };
+    let mut ran = run_due(store, double).await;
+    ran.sort();
+    let mut roots = vec![first.id, left.id, right.id];
+    roots.sort();
+    assert_eq!(ran, roots, "waiting jobs are not claimed");
+    let released = status(store, second.id).await;
+    assert_eq!(
+        released.status,
+        JobStatus::Queued,
+        "released with its parent's success"
+    );
+    assert_eq!(
+        released.payload,
+        json!({"n": 2}),
+        "with its parent's result"
+    );
+    assert_eq!(status(store, third.id).await.status, JobStatus::Waiting);
+    let merged = status(store, merge.id).await;
+    assert_eq!(merged.status, JobStatus::Queued);
+    assert_eq!(
+        merged.payload,
+        json!(["Left", "Right"]),
+        "the results, in parent order"
+    );
+
+    assert_eq!(
+        run_due(store, double).await.len(),
+        2,
+        "the released jobs are claimed"
+    );
+    let last = status(store, third.id).await;
+    assert_eq!(
+        (last.status, last.payload),
+        (JobStatus::Queued, json!({"n": 4}))
+    );
+    if let Some(events) = events.as_mut() {
+        let mut released = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let jobs_core::JobEvent::Released { id } = event {
+                released.push(id);
+            }
+        }
+        if released.len() < 3 {
+            // Events of a database store arrive through its listener: give them a moment.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while released.len() < 3 {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Ok(jobs_core::JobEvent::Released { id })) => released.push(id),
+                    Ok(Ok(_)) => {}
+                    other => panic!("expected three releases, got {released:?} then {other:?}"),
+                }
+            }
+        }
+        released.sort();
+        let mut expected = vec![second.id, third.id, merge.id];
+        expected.sort();
+        assert_eq!(released, expected, "each release is announced");
+    }
+}
+
+/// A parent that fails cancels its dependants (and theirs, down the graph), with an error
+/// naming it; a dependant that runs anyway is queued once all its parents have finished.
+/// Canceling a waiting job cancels it at once, and its dependants with it.
+pub async fn a_failed_parent_cancels_its_dependants_unless_they_run_anyway(store: &dyn JobStore) {
+    use jobs_core::{ParentFailure, PayloadFrom};
+    if !store.supports_dependencies() {
+        return;
+    }
+    let parent = Job::new("Parent", Value::Null);
+    // In a queue of its own, so that `Parent` is claimed alone first.
+    let mut other = Job::new("Other", Value::Null);
+    other.queue = "conformance-other".into();
+    let child = dependant(&[parent.id], PayloadFrom::Submitted);
+    let grandchild = dependant(&[child.id], PayloadFrom::Submitted);
+    let mut cleanup = dependant(&[parent.id, other.id], PayloadFrom::Parents);
+    cleanup.on_parent_failure = ParentFailure::Run;
+    let mut after_cleanup = dependant(&[cleanup.id], PayloadFrom::Submitted);
+    after_cleanup.payload = json!({"kept": true});
+    insert(
+        store,
+        vec![
+            parent.clone(),
+            other.clone(),
+            child.clone(),
+            grandchild.clone(),
+            cleanup.clone(),
+            after_cleanup.clone(),
+        ],
+    )
+    .await;
+    let ran = run_due(store, |_| Outcome::Failed {
+        error: "broken".into(),
+    })
+    .await;
+    assert_eq!(ran, vec![parent.id]);
+    for id in [child.id, grandchild.id] {
+        let job = status(store, id).await;
+        assert_eq!(job.status, JobStatus::Canceled, "canceled down the graph");
+        assert!(job.finished_at.is_some());
+        assert!(job.error.is_some(), "its error says why");
+    }
+    let child_error = status(store, child.id).await.error.expect("an error");
+    assert!(
+        child_error.contains(&parent.id.to_string()),
+        "{child_error}"
+    );
+    assert_eq!(
+        status(store, cleanup.id).await.status,
+        JobStatus::Waiting,
+        "a job that runs anyway still waits for its other parent"
+    );
+    let claimed = store
+        .claim(claim_request(
+            "conformance-other",
+            10,
+            HOLDER,
+            Duration::from_secs(30),
+        ))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let answer = complete(
+        store,
+        HOLDER,
+        Completion {
+            id: other.id,
+            attempt: claimed[0].attempt,
+            outcome: Outcome::Succeeded { result: json!(7) },
+        },
+    )
+    .await;
+    assert_eq!(answer, Completed::Applied(JobStatus::Succeeded));
+    let cleanup_now = status(store, cleanup.id).await;
+    assert_eq!(cleanup_now.status, JobStatus::Queued, "it runs anyway");
+    assert_eq!(
+        cleanup_now.payload,
+        json!([null, 7]),
+        "a failed parent has no result"
+    );
+
+    // A cancel of a waiting job takes effect at once, and reaches its dependants.
+    assert_eq!(
+        status(store, after_cleanup.id).await.status,
+        JobStatus::Waiting
+    );
+    let waiting = dependant(&[cleanup.id], PayloadFrom::Submitted);
+    let below = dependant(&[waiting.id], PayloadFrom::Submitted);
+    insert(store, vec![waiting.clone(), below.clone()]).await;
+    let outcome = store
+        .request_cancel(waiting.id)
+        .await
+        .expect("request_cancel");
+    assert!(
+        matches!(outcome, CancelOutcome::CanceledQueued(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(status(store, waiting.id).await.status, JobStatus::Canceled);
+    assert_eq!(status(store, below.id).await.status, JobStatus::Canceled);
+    assert_eq!(
+        status(store, after_cleanup.id).await.status,
+        JobStatus::Waiting,
+        "a sibling is left alone"
+    );
+}
+
+/// A new job whose parents are stored already is settled as it is stored: queued with
+/// their results when they succeeded, canceled when one failed. A parent that is not
+/// stored fails the whole batch with `InvalidInput`, storing nothing.
+pub async fn new_dependants_are_settled_against_stored_parents(store: &dyn JobStore) {
+    use jobs_core::PayloadFrom;
+    if !store.supports_dependencies() {
+        return;
+    }
+    let done = Job::new("Done", Value::Null);
+    let broken = Job::new("Broken", Value::Null);
+    insert(store, vec![done.clone()]).await;
+    run_due(store, |_| Outcome::Succeeded {
+        result: json!("made"),
+    })
+    .await;
+    insert(store, vec![broken.clone()]).await;
+    run_due(store, |_| Outcome::Failed { error: "no".into() }).await;
+
+    let after_done = dependant(&[done.id], PayloadFrom::Parent);
+    let after_broken = dependant(&[broken.id], PayloadFrom::Submitted);
+    insert(store, vec![after_done.clone(), after_broken.clone()]).await;
+    let queued = status(store, after_done.id).await;
+    assert_eq!(
+        (queued.status, queued.payload),
+        (JobStatus::Queued, json!("made"))
+    );
+    assert_eq!(
+        status(store, after_broken.id).await.status,
+        JobStatus::Canceled
+    );
+
+    let fine = Job::new("Fine", Value::Null);
+    let orphan = dependant(&[JobId::new()], PayloadFrom::Submitted);
+    let error = store
+        .insert_many(vec![fine.clone(), orphan.clone()])
+        .await
+        .expect_err("a parent that is not stored");
+    assert_eq!(error.kind(), StorageErrorKind::InvalidInput, "{error}");
+    assert!(
+        store.get(fine.id).await.expect("get").is_none(),
+        "nothing of the batch is stored"
+    );
+    assert!(store.get(orphan.id).await.expect("get").is_none());
 }
 
 /// A job's trace parent (W3C `traceparent`) is stored as given, read back by `get`, and

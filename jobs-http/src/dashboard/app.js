@@ -3,7 +3,7 @@
 // works at `/` and under a prefix, opened as `/prefix` or `/prefix/`.
 const base = new URL(location.pathname.endsWith("/") ? location.pathname : location.pathname + "/",
   location.origin);
-const ACTIVE = new Set(["Queued", "Running"]);
+const ACTIVE = new Set(["Waiting", "Queued", "Running"]);
 const RETRYABLE = new Set(["Failed", "Canceled"]);
 const PAGE = 50;
 const state = {
@@ -614,9 +614,10 @@ function receive(kind, data) {
   else if (kind === "submitted" || kind === "retried") {
     // Read only what the current filters could show.
     if (state.rows.has(data.id) || ((!state.filter.type || data.jobType === state.filter.type)
-      && (!state.filter.status || state.filter.status === "Queued"))) inbox.changed.add(data.id);
+      && (!state.filter.status || state.filter.status === "Queued" || state.filter.status === "Waiting"))) inbox.changed.add(data.id);
   } else if (data && data.id && (state.rows.has(data.id)
-    || (kind === "started" && state.filter.status === "Running"))) inbox.changed.add(data.id);
+    || (kind === "started" && state.filter.status === "Running")
+    || (kind === "released" && state.filter.status === "Queued"))) inbox.changed.add(data.id);
   if (data && data.id && data.id === jobPage.id && kind !== "progress") inbox.changed.add(data.id);
   if (state.load && data && data.id) state.load.touched.add(data.id);
   if (!flushing) flushing = setTimeout(flush, 100);

@@ -1,7 +1,9 @@
 //! The one submit path: submissions and periodic ticks are checked the same way, stored
 //! with one store call, and announced from what the store answered.
 
-use jobs_core::{Inserted, Job, JobEvent, JobExecutor, SubmitError, SubmitOptions, Timestamp};
+use jobs_core::{
+    Inserted, Job, JobEvent, JobExecutor, PayloadFrom, SubmitError, SubmitOptions, Timestamp,
+};
 use serde_json::Value;
 
 use super::Inner;
@@ -27,7 +29,14 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
                 reason: "this store does not apply concurrency keys".to_owned(),
             });
         }
+        if job.has_parents() && !inner.store.supports_dependencies() {
+            return Err(SubmitError::InvalidOptions {
+                job_type: job.job_type.clone(),
+                reason: "this store does not keep dependencies between jobs".to_owned(),
+            });
+        }
     }
+    check_parents(inner, &jobs).await?;
     let answers = inner
         .store
         .insert_many(jobs.clone())
@@ -76,6 +85,33 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
             ),
         }),
     }
+}
+
+/// Refuses a batch in which a job names a parent that is neither earlier in the batch nor
+/// stored, with the error that names it. The store checks again as it inserts (a parent
+/// may be deleted meanwhile); this read gives the common mistake its own error.
+async fn check_parents(inner: &Inner, jobs: &[Job]) -> Result<(), SubmitError> {
+    if !jobs.iter().any(Job::has_parents) {
+        return Ok(());
+    }
+    let mut earlier = std::collections::HashSet::with_capacity(jobs.len());
+    let mut known = std::collections::HashSet::new();
+    for job in jobs {
+        for parent in &job.depends_on {
+            if earlier.contains(parent) || known.contains(parent) {
+                continue;
+            }
+            if inner.store.get(*parent).await?.is_none() {
+                return Err(SubmitError::UnknownParent {
+                    job_type: job.job_type.clone(),
+                    parent: *parent,
+                });
+            }
+            known.insert(*parent);
+        }
+        earlier.insert(job.id);
+    }
+    Ok(())
 }
 
 /// Stores the job of tick `tick` of `schedule`, once across every engine on the store.
@@ -127,13 +163,16 @@ pub(crate) fn prepare(
             known: inner.catalog.job_types(),
         });
     };
-    entry
-        .executor()
-        .validate(&payload)
-        .map_err(|error| SubmitError::InvalidPayload {
-            job_type: job_type.to_owned(),
-            reason: error.message().to_owned(),
-        })?;
+    // A job that takes its parents' results has no arguments of its own to check yet.
+    if options.payload_from == PayloadFrom::Submitted {
+        entry
+            .executor()
+            .validate(&payload)
+            .map_err(|error| SubmitError::InvalidPayload {
+                job_type: job_type.to_owned(),
+                reason: error.message().to_owned(),
+            })?;
+    }
     let job = with_policy(
         Job::new(job_type, payload),
         entry.executor().as_ref(),
@@ -237,6 +276,50 @@ pub(crate) fn with_policy(
     }
     if job.run_at > LATEST_RUN_AT {
         return Err(invalid("the start is after the year 9999"));
+    }
+    with_parents(job, options)
+}
+
+/// The job with the submission's parents, checked: each named once, at most
+/// [`Limits::MAX_PARENTS`], one for a payload from its parent, and no unique key (a
+/// waiting job does not hold one).
+fn with_parents(mut job: Job, options: &SubmitOptions) -> Result<Job, SubmitError> {
+    let invalid = |reason: &str| SubmitError::InvalidOptions {
+        job_type: job.job_type.clone(),
+        reason: reason.to_owned(),
+    };
+    let parents = &options.depends_on;
+    match options.payload_from {
+        PayloadFrom::Parent if parents.len() != 1 => return Err(invalid(
+            "a payload from its parent needs exactly one parent; use the parents' results for more",
+        )),
+        PayloadFrom::Parents if parents.is_empty() => {
+            return Err(invalid("a payload from the parents' results needs parents"))
+        }
+        _ => {}
+    }
+    if parents.is_empty() {
+        return Ok(job);
+    }
+    if parents.len() > Limits::MAX_PARENTS {
+        return Err(invalid("a job waits for at most 10,000 parents"));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(parents.len());
+    if let Some(twice) = parents.iter().find(|parent| !seen.insert(**parent)) {
+        return Err(SubmitError::InvalidOptions {
+            job_type: job.job_type.clone(),
+            reason: format!("the parent {twice} is named twice"),
+        });
+    }
+    if job.unique_key.is_some() {
+        return Err(invalid("a job with parents cannot have a unique key"));
+    }
+    job.status = jobs_core::JobStatus::Waiting;
+    job.depends_on = parents.clone();
+    job.on_parent_failure = options.on_parent_failure;
+    job.payload_from = options.payload_from;
+    if job.payload_from != PayloadFrom::Submitted {
+        job.payload = Value::Null;
     }
     Ok(job)
 }

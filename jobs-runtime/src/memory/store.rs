@@ -5,11 +5,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use jobs_core::{
-    BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed, Completion, DeleteOutcome,
-    EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount, JobEvent, JobId, JobPage,
-    JobQuery, JobStatus, JobStore, KeyCount, Lease, Notifications, Operations, Outcome,
-    PausedQueue, PeriodicTicks, Progress, ProgressAck, QueueCounts, RateBudgets, RateWindow,
-    Renewal, RetryOutcome, StorageError, StorageErrorKind, Timestamp, WorkerInfo,
+    after_parent, released_payload, BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed,
+    Completion, DeleteOutcome, EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount,
+    JobEvent, JobId, JobPage, JobQuery, JobStatus, JobStore, KeyCount, Lease, Notifications,
+    Operations, Outcome, PausedQueue, PayloadFrom, PeriodicTicks, Progress, ProgressAck,
+    QueueCounts, RateBudgets, RateWindow, Readiness, Renewal, RetryOutcome, StorageError,
+    StorageErrorKind, Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 
@@ -69,6 +70,8 @@ struct State {
     rate_windows: HashMap<String, (Instant, u32)>,
     // How many `Running` jobs hold each concurrency key (keys without any are removed).
     running_keys: HashMap<String, u32>,
+    // The waiting dependants of each unfinished parent, dropped once the parent ends.
+    dependants: IdMap<Vec<JobId>>,
 }
 
 /// The most due jobs a claim passes over because a rate limit holds them back.
@@ -157,6 +160,8 @@ struct Entry {
     // While running: who holds it (an index into `holders`) and until when.
     holder: u32,
     lease_until: Option<Instant>,
+    // While `Waiting`: how many parents it still waits for.
+    waiting: u32,
 }
 
 fn slot(status: JobStatus) -> usize {
@@ -270,19 +275,147 @@ impl State {
         counts[slot(to)] += 1;
     }
 
-    fn insert(&mut self, jobs: Vec<Job>, max_active: usize) -> Result<Vec<Inserted>, StorageError> {
+    /// Sets the status of a new job with parents from theirs (all stored, or earlier in
+    /// its batch): queued with its payload when they are done, canceled when one ended
+    /// in a way it cannot run after, otherwise waiting, listed as a dependant of each
+    /// unfinished parent. Answers how many parents it waits for.
+    fn settle_new(&mut self, job: &mut Job, events: &mut Vec<JobEvent>) -> u32 {
+        let parents = job.depends_on.iter().map(|parent| {
+            let status = self
+                .get(parent)
+                .map_or(JobStatus::Canceled, |e| e.job.status);
+            (*parent, status)
+        });
+        match Readiness::of(job.on_parent_failure, parents) {
+            Readiness::Ready => {
+                job.status = JobStatus::Waiting;
+                let payload = released_payload(job, |parent| self.result_of(parent));
+                job.release(payload);
+                0
+            }
+            Readiness::Doomed { parent, status } => {
+                job.status = JobStatus::Waiting;
+                job.doom(parent, status);
+                events.push(JobEvent::Finished {
+                    id: job.id,
+                    status: JobStatus::Canceled,
+                    error: job.error.clone(),
+                });
+                0
+            }
+            Readiness::Waiting(waiting) => {
+                job.status = JobStatus::Waiting;
+                for parent in &job.depends_on {
+                    let unfinished = self
+                        .get(parent)
+                        .is_some_and(|entry| !entry.job.status.is_terminal());
+                    if unfinished {
+                        let list = self.dependants.entry(*parent).or_default();
+                        if !list.contains(&job.id) {
+                            list.push(job.id);
+                        }
+                    }
+                }
+                waiting
+            }
+            _ => 0,
+        }
+    }
+
+    /// The stored result of `id`, if it succeeded with one.
+    fn result_of(&self, id: JobId) -> Option<Value> {
+        self.get(&id)
+            .filter(|entry| entry.job.status == JobStatus::Succeeded)
+            .and_then(|entry| entry.result.clone())
+    }
+
+    /// Applies the end of `parent` (in `status`) to its waiting dependants, and theirs in
+    /// turn: each is queued once the parents it needs are done, or canceled. Their events
+    /// go to `events`.
+    fn settle_dependants(&mut self, parent: JobId, status: JobStatus, events: &mut Vec<JobEvent>) {
+        if self.dependants.is_empty() {
+            return;
+        }
+        let mut ended = vec![(parent, status)];
+        while let Some((parent, status)) = ended.pop() {
+            let Some(children) = self.dependants.remove(&parent) else {
+                continue;
+            };
+            for child in children {
+                let Some(&at) = self.index.get(&child) else {
+                    continue;
+                };
+                let entry = &mut self.entries[at as usize];
+                if entry.job.status != JobStatus::Waiting {
+                    continue;
+                }
+                let readiness =
+                    after_parent(entry.job.on_parent_failure, entry.waiting, parent, status);
+                match readiness {
+                    Readiness::Waiting(left) => entry.waiting = left,
+                    Readiness::Ready => {
+                        entry.waiting = 0;
+                        let payload =
+                            released_payload(&self.entries[at as usize].job, |p| self.result_of(p));
+                        let entry = &mut self.entries[at as usize];
+                        entry.job.release(payload);
+                        let type_slot = entry.type_slot;
+                        self.lanes.push(&self.entries[at as usize].job);
+                        self.moved(child, type_slot, JobStatus::Waiting, JobStatus::Queued);
+                        events.push(JobEvent::Released { id: child });
+                    }
+                    Readiness::Doomed { parent, status } => {
+                        entry.waiting = 0;
+                        entry.job.doom(parent, status);
+                        let type_slot = entry.type_slot;
+                        self.moved(child, type_slot, JobStatus::Waiting, JobStatus::Canceled);
+                        let job = &self.entries[at as usize].job;
+                        if let Some(finished_at) = job.finished_at {
+                            self.finished
+                                .record(&job.queue, JobStatus::Canceled, finished_at);
+                        }
+                        events.push(JobEvent::Finished {
+                            id: child,
+                            status: JobStatus::Canceled,
+                            error: job.error.clone(),
+                        });
+                        self.release_key(at as usize);
+                        ended.push((child, JobStatus::Canceled));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn insert(
+        &mut self,
+        jobs: Vec<Job>,
+        max_active: usize,
+        events: &mut Vec<JobEvent>,
+    ) -> Result<Vec<Inserted>, StorageError> {
         // Check the whole batch first: a refused batch stores nothing.
-        let active = self.counts[slot(JobStatus::Queued)] + self.counts[slot(JobStatus::Running)];
+        let active = self.counts[slot(JobStatus::Queued)]
+            + self.counts[slot(JobStatus::Running)]
+            + self.counts[slot(JobStatus::Waiting)];
         if active.saturating_add(jobs.len()) > max_active {
             return Err(StorageError::of_kind(
                 StorageErrorKind::Full,
                 format!(
-                    "the in-memory store holds {active} queued and running jobs, and at most {max_active}"
+                    "the in-memory store holds {active} waiting, queued and running jobs, and at most {max_active}"
                 ),
             ));
         }
         let mut ids = IdMap::default();
         for job in &jobs {
+            // A parent is stored already, or comes earlier in the batch.
+            if let Some(parent) = job
+                .depends_on
+                .iter()
+                .find(|parent| !self.index.contains_key(parent) && !ids.contains_key(parent))
+            {
+                return Err(missing_parent(job.id, *parent));
+            }
             let repeated = jobs.len() > 1 && ids.insert(job.id, ()).is_some();
             if repeated || self.index.contains_key(&job.id) {
                 return Err(StorageError::of_kind(
@@ -298,7 +431,12 @@ impl State {
             )
         })?;
         let mut answers = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        for mut job in jobs {
+            let waiting = if job.has_parents() {
+                self.settle_new(&mut job, events)
+            } else {
+                0
+            };
             if let Some(key) = &job.unique_key {
                 if let Some(holder) = self.holder_of_key(&job.job_type, key) {
                     answers.push(Inserted::Existing(Box::new(holder.clone())));
@@ -313,13 +451,19 @@ impl State {
             self.counts[slot(job.status)] += 1;
             self.types[type_slot as usize].1[slot(job.status)] += 1;
             self.list_as(job.id, job.status);
-            self.lanes.push(&job);
+            if job.status == JobStatus::Queued {
+                self.lanes.push(&job);
+            }
+            if let Some(finished_at) = job.finished_at {
+                self.finished.record(&job.queue, job.status, finished_at);
+            }
             self.entries.push(Entry {
                 job,
                 result: None,
                 type_slot,
                 holder: 0,
                 lease_until: None,
+                waiting,
             });
             answers.push(Inserted::Stored);
         }
@@ -412,13 +556,26 @@ impl State {
         claimed
     }
 
-    fn complete(&mut self, holder: &str, completions: &[Completion]) -> Vec<Completed> {
+    fn complete(
+        &mut self,
+        holder: &str,
+        completions: &[Completion],
+        events: &mut Vec<JobEvent>,
+    ) -> Vec<Completed> {
         let Some(holder) = self.holder_index(holder) else {
             return vec![Completed::NotHeld; completions.len()];
         };
         completions
             .iter()
-            .map(|completion| self.complete_one(holder, completion))
+            .map(|completion| {
+                let answer = self.complete_one(holder, completion);
+                if let Completed::Applied(status) = answer {
+                    if status.is_terminal() {
+                        self.settle_dependants(completion.id, status, events);
+                    }
+                }
+                answer
+            })
             .collect()
     }
 
@@ -509,20 +666,22 @@ impl State {
         expired.into_iter().map(|(_, lease)| lease).collect()
     }
 
-    fn request_cancel(&mut self, id: JobId) -> CancelOutcome {
+    fn request_cancel(&mut self, id: JobId, events: &mut Vec<JobEvent>) -> CancelOutcome {
         let Some(&at) = self.index.get(&id) else {
             return CancelOutcome::NotFound;
         };
         let entry = &mut self.entries[at as usize];
         let type_slot = entry.type_slot;
         match entry.job.status {
-            JobStatus::Queued => {
+            from @ (JobStatus::Queued | JobStatus::Waiting) => {
                 if entry.job.cancel_queued().is_err() {
                     return CancelOutcome::AlreadyFinished(entry.job.status);
                 }
+                entry.waiting = 0;
                 let job = entry.job.clone();
-                self.moved(id, type_slot, JobStatus::Queued, JobStatus::Canceled);
+                self.moved(id, type_slot, from, JobStatus::Canceled);
                 self.release_key(at as usize);
+                self.settle_dependants(id, JobStatus::Canceled, events);
                 let (index, entries) = (&self.index, &self.entries);
                 self.lanes.discard(&job.queue, |id| {
                     index
@@ -549,6 +708,17 @@ impl State {
         if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
             return RetryOutcome::NotRetryable(job.status);
         }
+        if job.has_parents() {
+            let parents = job.depends_on.iter().map(|parent| {
+                let status = self
+                    .get(parent)
+                    .map_or(JobStatus::Canceled, |e| e.job.status);
+                (*parent, status)
+            });
+            if Readiness::of(job.on_parent_failure, parents) != Readiness::Ready {
+                return RetryOutcome::ParentsNotDone;
+            }
+        }
         if let Some(key) = &job.unique_key {
             if self.holder_of_key(&job.job_type, key).is_some() {
                 return RetryOutcome::KeyHeld;
@@ -562,6 +732,12 @@ impl State {
             return RetryOutcome::NotRetryable(from);
         }
         entry.result = None;
+        if entry.job.has_parents() && entry.job.payload_from != PayloadFrom::Submitted {
+            // Its parents' results, as a release would have given it.
+            let payload = released_payload(&self.entries[at as usize].job, |p| self.result_of(p));
+            self.entries[at as usize].job.payload = payload;
+        }
+        let entry = &mut self.entries[at as usize];
         let type_slot = entry.type_slot;
         self.moved(*id, type_slot, from, JobStatus::Queued);
         let job = &self.entries[at as usize].job;
@@ -753,7 +929,7 @@ impl InMemoryStore {
     /// The most `Queued` and `Running` jobs a store holds unless told otherwise.
     pub const DEFAULT_MAX_ACTIVE: usize = 1_000_000;
 
-    /// Holds at most `jobs` `Queued` and `Running` jobs (default
+    /// Holds at most `jobs` `Waiting`, `Queued` and `Running` jobs (default
     /// [`InMemoryStore::DEFAULT_MAX_ACTIVE`]): a submission beyond it is refused with
     /// [`SubmitError::StoreFull`](jobs_core::SubmitError::StoreFull) (`503` over HTTP) and
     /// nothing of it is stored, so a producer faster than the workers, or jobs for a queue
@@ -817,6 +993,14 @@ impl std::fmt::Debug for InMemoryStore {
     }
 }
 
+/// The refusal of a batch in which `job` names a parent that is not stored.
+fn missing_parent(job: JobId, parent: JobId) -> StorageError {
+    StorageError::of_kind(
+        StorageErrorKind::InvalidInput,
+        format!("job {job} depends on {parent}, which is not stored: submit the parent first, or in the same batch before it"),
+    )
+}
+
 /// The `submitted` events of `jobs`.
 fn submitted(jobs: &[Job]) -> Vec<JobEvent> {
     jobs.iter()
@@ -847,10 +1031,13 @@ impl JobStore for InMemoryStore {
         let announce = self.bus.has_subscribers() || self.bus.has_signal_subscribers();
         let events = announce.then(|| submitted(&jobs));
         let mut state = self.lock();
-        let answers = state.insert(jobs, self.max_active);
+        let mut settled = Vec::new();
+        let answers = state.insert(jobs, self.max_active, &mut settled);
         if let (Ok(answers), Some(events)) = (&answers, events) {
             // Sent under the lock, so no claim (which takes it) can come before.
-            self.bus.send(stored_only(events, answers));
+            let mut events = stored_only(events, answers);
+            events.append(&mut settled);
+            self.bus.send(events);
         }
         drop(state);
         ready(answers)
@@ -865,6 +1052,10 @@ impl JobStore for InMemoryStore {
     }
 
     fn supports_concurrency_keys(&self) -> bool {
+        true
+    }
+
+    fn supports_dependencies(&self) -> bool {
         true
     }
 
@@ -891,7 +1082,16 @@ impl JobStore for InMemoryStore {
         holder: &'a str,
         completions: &'a [Completion],
     ) -> BoxFuture<'a, Result<Vec<Completed>, StorageError>> {
-        ready(Ok(self.lock().complete(holder, completions)))
+        let mut events = Vec::new();
+        let mut state = self.lock();
+        let answers = state.complete(holder, completions, &mut events);
+        if !events.is_empty() {
+            // The engine announces the completions themselves; the dependants they
+            // settled are announced here, under the lock, before any claim of theirs.
+            self.bus.send(events);
+        }
+        drop(state);
+        ready(Ok(answers))
     }
 
     fn renew<'a>(
@@ -927,7 +1127,14 @@ impl JobStore for InMemoryStore {
     }
 
     fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
-        ready(Ok(self.lock().request_cancel(id)))
+        let mut events = Vec::new();
+        let mut state = self.lock();
+        let outcome = state.request_cancel(id, &mut events);
+        if !events.is_empty() {
+            self.bus.send(events);
+        }
+        drop(state);
+        ready(Ok(outcome))
     }
 
     fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
@@ -1162,7 +1369,7 @@ impl PeriodicTicks for InMemoryStore {
         }
         let events = submitted(std::slice::from_ref(&job));
         let stored = state
-            .insert(vec![job], self.max_active)
+            .insert(vec![job], self.max_active, &mut Vec::new())
             .map(|answers| matches!(answers.first(), Some(Inserted::Stored)));
         if let Ok(true) = stored {
             state.ticks.insert(schedule.to_owned(), tick);
@@ -1187,10 +1394,10 @@ mod tests {
         let mut state = State::default();
         let jobs: Vec<Job> = (0..5_000).map(|_| Job::new("t", Value::Null)).collect();
         let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
-        state.insert(jobs, usize::MAX).unwrap();
+        state.insert(jobs, usize::MAX, &mut Vec::new()).unwrap();
         let canceled = ids[1_234];
         assert!(matches!(
-            state.request_cancel(canceled),
+            state.request_cancel(canceled, &mut Vec::new()),
             CancelOutcome::CanceledQueued(_)
         ));
         let request = ClaimRequest {

@@ -1,0 +1,194 @@
+//! Dependencies between jobs: a job that waits for its parents, and the rule that decides
+//! what becomes of it as they finish, written once for every store.
+//!
+//! ```text
+//! submit with parents ──► Waiting ──(every parent Succeeded)──────────────► Queued
+//!                            │      (a parent Failed or Canceled, and the
+//!                            │       dependant runs anyway once all finished) ► Queued
+//!                            └──────(a parent Failed or Canceled)──────────► Canceled
+//! ```
+//!
+//! A store applies the rule in the same write that records a parent's end, so a release is
+//! never lost between the two, and it carries on down the graph: a dependant canceled this
+//! way is a parent that ended `Canceled` for its own dependants.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Job, JobId, JobStatus, Timestamp};
+
+/// What a dependant does when one of its parents ends `Failed` or `Canceled`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum ParentFailure {
+    /// It is canceled at once, and its own dependants with it (unless they run anyway):
+    /// the default, since a step usually needs what the one before it made.
+    #[default]
+    Cancel,
+    /// It still runs, once every parent has finished, whatever their ends: a clean-up, a
+    /// report, the callback of a batch.
+    Run,
+}
+
+/// Where a dependant's arguments come from when it is released.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum PayloadFrom {
+    /// The payload it was submitted with.
+    #[default]
+    Submitted,
+    /// The result of its one parent (`null` when that parent returned none or did not
+    /// succeed).
+    Parent,
+    /// A JSON array of its parents' results, in the order of [`Job::depends_on`] (`null`
+    /// in the place of a parent that did not succeed).
+    Parents,
+}
+
+/// Where a dependant stands, from the statuses of its parents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Some parents have not finished (or, for [`ParentFailure::Cancel`], not all have
+    /// succeeded and none has failed): it waits for this many more.
+    Waiting(u32),
+    /// Every parent it waits for has ended as it needs: it can be queued.
+    Ready,
+    /// A parent ended this way (`Failed` or `Canceled`) and the dependant does not run
+    /// anyway: it is canceled.
+    Doomed {
+        /// The parent.
+        parent: JobId,
+        /// How it ended.
+        status: JobStatus,
+    },
+}
+
+impl Readiness {
+    /// The readiness of a dependant with `policy` whose parents are in these statuses.
+    ///
+    /// ```
+    /// use jobs_core::{JobId, JobStatus::*, ParentFailure, Readiness};
+    ///
+    /// let (a, b) = (JobId::new(), JobId::new());
+    /// let of = |policy, parents: &[(JobId, jobs_core::JobStatus)]| {
+    ///     Readiness::of(policy, parents.iter().copied())
+    /// };
+    /// assert_eq!(of(ParentFailure::Cancel, &[(a, Succeeded), (b, Running)]), Readiness::Waiting(1));
+    /// assert_eq!(of(ParentFailure::Cancel, &[(a, Succeeded), (b, Succeeded)]), Readiness::Ready);
+    /// assert_eq!(
+    ///     of(ParentFailure::Cancel, &[(a, Failed), (b, Queued)]),
+    ///     Readiness::Doomed { parent: a, status: Failed }
+    /// );
+    /// assert_eq!(of(ParentFailure::Run, &[(a, Failed), (b, Canceled)]), Readiness::Ready);
+    /// ```
+    pub fn of(
+        policy: ParentFailure,
+        parents: impl IntoIterator<Item = (JobId, JobStatus)>,
+    ) -> Self {
+        let mut waiting = 0u32;
+        for (parent, status) in parents {
+            match status {
+                JobStatus::Succeeded => {}
+                JobStatus::Failed | JobStatus::Canceled if policy == ParentFailure::Run => {}
+                JobStatus::Failed | JobStatus::Canceled => {
+                    return Readiness::Doomed { parent, status }
+                }
+                _ => waiting = waiting.saturating_add(1),
+            }
+        }
+        if waiting == 0 {
+            Readiness::Ready
+        } else {
+            Readiness::Waiting(waiting)
+        }
+    }
+}
+
+/// What a parent's end does to one of its waiting dependants, given how many parents it
+/// still waited for before this one ended.
+///
+/// ```
+/// use jobs_core::{JobId, JobStatus::*, ParentFailure, Readiness, after_parent};
+///
+/// let parent = JobId::new();
+/// assert_eq!(after_parent(ParentFailure::Cancel, 2, parent, Succeeded), Readiness::Waiting(1));
+/// assert_eq!(after_parent(ParentFailure::Cancel, 1, parent, Succeeded), Readiness::Ready);
+/// assert_eq!(
+///     after_parent(ParentFailure::Cancel, 2, parent, Failed),
+///     Readiness::Doomed { parent, status: Failed }
+/// );
+/// assert_eq!(after_parent(ParentFailure::Run, 1, parent, Canceled), Readiness::Ready);
+/// ```
+pub fn after_parent(
+    policy: ParentFailure,
+    waiting: u32,
+    parent: JobId,
+    status: JobStatus,
+) -> Readiness {
+    let counted = match status {
+        JobStatus::Succeeded => true,
+        JobStatus::Failed | JobStatus::Canceled => policy == ParentFailure::Run,
+        // Not an end: nothing changes.
+        _ => return Readiness::Waiting(waiting),
+    };
+    if !counted {
+        return Readiness::Doomed { parent, status };
+    }
+    match waiting.saturating_sub(1) {
+        0 => Readiness::Ready,
+        left => Readiness::Waiting(left),
+    }
+}
+
+/// The payload a released dependant runs with: its own, or its parents' results (`result`
+/// answers the stored result of a parent, `None` when it has none).
+pub fn released_payload(job: &Job, mut result: impl FnMut(JobId) -> Option<Value>) -> Value {
+    match job.payload_from {
+        PayloadFrom::Parent => job
+            .depends_on
+            .first()
+            .and_then(|parent| result(*parent))
+            .unwrap_or(Value::Null),
+        PayloadFrom::Parents => Value::Array(
+            job.depends_on
+                .iter()
+                .map(|parent| result(*parent).unwrap_or(Value::Null))
+                .collect(),
+        ),
+        _ => job.payload.clone(),
+    }
+}
+
+/// The reason kept in [`Job::error`] of a dependant canceled because `parent` ended
+/// `status`.
+pub fn doomed_reason(parent: JobId, status: JobStatus) -> String {
+    format!("canceled because its parent {parent} ended {status}")
+}
+
+impl Job {
+    /// Whether the job waits for parents ([`Job::depends_on`] is not empty).
+    pub fn has_parents(&self) -> bool {
+        !self.depends_on.is_empty()
+    }
+
+    /// Queues a `Waiting` job whose parents are done, with `payload` (see
+    /// [`released_payload`]); due now unless it was submitted for later.
+    pub fn release(&mut self, payload: Value) {
+        debug_assert_eq!(self.status, JobStatus::Waiting);
+        self.status = JobStatus::Queued;
+        self.payload = payload;
+        self.run_at = self.run_at.max(Timestamp::now());
+    }
+
+    /// Cancels a `Waiting` job because `parent` ended `status`: it will never run, and
+    /// its error says why.
+    pub fn doom(&mut self, parent: JobId, status: JobStatus) {
+        debug_assert_eq!(self.status, JobStatus::Waiting);
+        self.status = JobStatus::Canceled;
+        self.error = Some(doomed_reason(parent, status));
+        self.finished_at = Some(Timestamp::now());
+    }
+}
