@@ -24,7 +24,7 @@
 //! | `GET /throughput?minutes=60` | `200 {"minutes": [{"minute", "succeeded", "failed", "canceled"}]}`, oldest first, the last the minute under way |
 //! | `GET /jobs/{id}/result` | `200 {"result": ...}` once succeeded; `409 not_succeeded` with the status |
 //! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
-//! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `started`, `progress`, `cancelRequested`, `requeued`, `retried`, `deleted`, `finished`, and on `/events` `queuePaused` / `queueResumed`; `lagged` with `{"missed": n}` when a slow client skipped events and should read the jobs again) |
+//! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `released` (a waiting job's parents are done), `started`, `progress`, `cancelRequested`, `requeued`, `retried`, `deleted`, `finished`, and on `/events` `queuePaused` / `queueResumed`; `lagged` with `{"missed": n}` when a slow client skipped events and should read the jobs again) |
 //! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ..., "argsSchema": ...}]}`; `argsSchema` is the JSON Schema of the payload where known ([`JobExecutor::args_schema`](jobs_runtime::JobExecutor::args_schema)), else `null` |
 //! | `GET /metrics` | Prometheus text: `jobs{type,status}`, `jobs_queue_depth`, `jobs_waiting_on_limit{limit,...}`, `jobs_execution_duration_seconds` (histogram by type and outcome, this process) |
 //! | `GET /openapi.json` | the OpenAPI 3 description of these routes, without authentication |

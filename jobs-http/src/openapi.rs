@@ -35,7 +35,7 @@ fn events_response() -> Value {
         "content": { "text/event-stream": { "schema": {
             "type": "object", "required": ["event", "data"],
             "properties": {
-                "event": { "type": "string", "enum": ["submitted", "started", "progress", "cancelRequested", "requeued", "retried", "deleted", "finished", "queuePaused", "queueResumed", "resync", "lagged", "shutdown"], "description": "queuePaused and queueResumed ({\"queue\"}) and resync (events may have been missed: read the jobs again) only on /events" },
+                "event": { "type": "string", "enum": ["submitted", "released", "started", "progress", "cancelRequested", "requeued", "retried", "deleted", "finished", "queuePaused", "queueResumed", "resync", "lagged", "shutdown"], "description": "queuePaused and queueResumed ({\"queue\"}) and resync (events may have been missed: read the jobs again) only on /events" },
                 "data": { "type": "string", "description": "the event's JSON" }
             }
         } } }

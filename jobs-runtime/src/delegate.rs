@@ -15,6 +15,9 @@ macro_rules! delegate_store {
         fn supports_concurrency_keys(&self) -> bool {
             self.$inner.supports_concurrency_keys()
         }
+        fn supports_dependencies(&self) -> bool {
+            self.$inner.supports_dependencies()
+        }
         fn next_due<'a>(
             &'a self,
             queue: &'a str,
