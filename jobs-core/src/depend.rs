@@ -12,10 +12,14 @@
 //! never lost between the two, and it carries on down the graph: a dependant canceled this
 //! way is a parent that ended `Canceled` for its own dependants.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 
-use crate::{Job, JobId, JobStatus, Timestamp};
+use crate::{Job, JobId, JobStatus, ParseJobIdError, Timestamp};
 
 /// What a dependant does when one of its parents ends `Failed` or `Canceled`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +49,157 @@ pub enum PayloadFrom {
     /// A JSON array of its parents' results, in the order of [`Job::depends_on`] (`null`
     /// in the place of a parent that did not succeed).
     Parents,
+    /// A [`BatchSummary`] of its parents: which succeeded, failed and were canceled. What
+    /// the callback of a batch runs with (it runs anyway, whatever its members' ends).
+    Batch,
+}
+
+/// What the callback of a batch receives ([`PayloadFrom::Batch`]): the members that
+/// succeeded, failed and were canceled, each list in the order the members were given.
+///
+/// ```
+/// use jobs_core::{BatchSummary, JobId};
+///
+/// let summary = BatchSummary {
+///     succeeded: vec![JobId::new(), JobId::new()],
+///     failed: vec![JobId::new()],
+///     canceled: vec![],
+/// };
+/// assert_eq!((summary.total(), summary.succeeded.len()), (3, 2));
+/// let json = serde_json::to_value(&summary).unwrap();
+/// assert_eq!(json["counts"]["failed"], 1);
+/// let back: BatchSummary = serde_json::from_value(json).unwrap();
+/// assert_eq!(back, summary);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// The members that succeeded.
+    pub succeeded: Vec<JobId>,
+    /// The members that failed.
+    pub failed: Vec<JobId>,
+    /// The members that were canceled.
+    pub canceled: Vec<JobId>,
+}
+
+impl BatchSummary {
+    /// How many members the batch had.
+    pub fn total(&self) -> usize {
+        self.succeeded.len() + self.failed.len() + self.canceled.len()
+    }
+
+    /// The summary of parents in these ends (a parent in any other status is left out).
+    pub fn of(parents: impl IntoIterator<Item = (JobId, JobStatus)>) -> Self {
+        let mut summary = Self::default();
+        for (id, status) in parents {
+            match status {
+                JobStatus::Succeeded => summary.succeeded.push(id),
+                JobStatus::Failed => summary.failed.push(id),
+                JobStatus::Canceled => summary.canceled.push(id),
+                _ => {}
+            }
+        }
+        summary
+    }
+}
+
+/// How a [`BatchSummary`] is written in JSON: the ids, and their counts beside them for
+/// readers that want only those.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryJson {
+    counts: SummaryCounts,
+    succeeded: Vec<JobId>,
+    failed: Vec<JobId>,
+    canceled: Vec<JobId>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SummaryCounts {
+    total: usize,
+    succeeded: usize,
+    failed: usize,
+    canceled: usize,
+}
+
+impl Serialize for BatchSummary {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SummaryJson {
+            counts: SummaryCounts {
+                total: self.total(),
+                succeeded: self.succeeded.len(),
+                failed: self.failed.len(),
+                canceled: self.canceled.len(),
+            },
+            succeeded: self.succeeded.clone(),
+            failed: self.failed.clone(),
+            canceled: self.canceled.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = SummaryJson::deserialize(deserializer)?;
+        Ok(Self {
+            succeeded: json.succeeded,
+            failed: json.failed,
+            canceled: json.canceled,
+        })
+    }
+}
+
+/// The identifier of a flow or batch: the jobs submitted together, named by
+/// [`Job::flow`]. Time-ordered like a [`JobId`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FlowId(Uuid);
+
+impl FlowId {
+    /// A fresh identifier.
+    pub fn new() -> Self {
+        Self(*JobId::new().as_uuid())
+    }
+
+    /// Wraps an existing UUID (for example one read back from a database).
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID inside.
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for FlowId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for FlowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for FlowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FlowId({})", self.0.hyphenated())
+    }
+}
+
+impl FromStr for FlowId {
+    type Err = ParseJobIdError;
+
+    /// ```
+    /// let id = jobs_core::FlowId::new();
+    /// assert_eq!(id.to_string().parse::<jobs_core::FlowId>().unwrap(), id);
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<JobId>().map(|id| Self(*id.as_uuid()))
+    }
 }
 
 /// Where a dependant stands, from the statuses of its parents.
@@ -143,21 +298,36 @@ pub fn after_parent(
     }
 }
 
-/// The payload a released dependant runs with: its own, or its parents' results (`result`
-/// answers the stored result of a parent, `None` when it has none).
-pub fn released_payload(job: &Job, mut result: impl FnMut(JobId) -> Option<Value>) -> Value {
+/// The payload a released dependant runs with: its own, or what its parents ended with
+/// (`parent` answers a parent's status and stored result, `None` when it is not stored).
+pub fn released_payload(
+    job: &Job,
+    mut parent: impl FnMut(JobId) -> Option<(JobStatus, Option<Value>)>,
+) -> Value {
+    let mut result = |id| {
+        parent(id)
+            .filter(|(status, _)| *status == JobStatus::Succeeded)
+            .and_then(|(_, result)| result)
+    };
     match job.payload_from {
         PayloadFrom::Parent => job
             .depends_on
             .first()
-            .and_then(|parent| result(*parent))
+            .and_then(|id| result(*id))
             .unwrap_or(Value::Null),
         PayloadFrom::Parents => Value::Array(
             job.depends_on
                 .iter()
-                .map(|parent| result(*parent).unwrap_or(Value::Null))
+                .map(|id| result(*id).unwrap_or(Value::Null))
                 .collect(),
         ),
+        PayloadFrom::Batch => {
+            let ends = job
+                .depends_on
+                .iter()
+                .filter_map(|id| parent(*id).map(|(status, _)| (*id, status)));
+            serde_json::to_value(BatchSummary::of(ends)).unwrap_or(Value::Null)
+        }
         _ => job.payload.clone(),
     }
 }

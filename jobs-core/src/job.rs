@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    AttemptError, JobId, JobStatus, Outcome, ParentFailure, PayloadFrom, Timestamp, TraceParent,
+    AttemptError, FlowId, JobId, JobStatus, Outcome, ParentFailure, PayloadFrom, Timestamp,
+    TraceParent,
 };
 
 /// How far a running job has got, as reported by its executor.
@@ -108,6 +109,10 @@ pub struct Job {
     /// their results.
     #[serde(default)]
     pub payload_from: PayloadFrom,
+    /// The flow or batch it was submitted in, if any: its members are listed, watched and
+    /// canceled together, and retention keeps them all until every one has finished.
+    #[serde(default)]
+    pub flow: Option<FlowId>,
 }
 
 /// Whether any string in `value` (object keys included) holds a NUL character (U+0000),
@@ -178,6 +183,7 @@ impl Job {
             depends_on: Vec::new(),
             on_parent_failure: ParentFailure::Cancel,
             payload_from: PayloadFrom::Submitted,
+            flow: None,
         }
     }
 

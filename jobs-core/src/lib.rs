@@ -25,7 +25,8 @@ mod trace;
 
 pub use context::{AttemptLease, JobContext, ProgressObserver, ProgressReceiver};
 pub use depend::{
-    after_parent, doomed_reason, released_payload, ParentFailure, PayloadFrom, Readiness,
+    after_parent, doomed_reason, released_payload, BatchSummary, FlowId, ParentFailure,
+    PayloadFrom, Readiness,
 };
 pub use error::{
     ErrorKind, ExecutionError, JobError, JobsError, PayloadError, StorageError, StorageErrorKind,

@@ -77,6 +77,10 @@ pub trait Operations: Send + Sync {
         keys: Option<&'a [String]>,
     ) -> BoxFuture<'a, Result<Vec<KeyCount>, StorageError>>;
 
+    /// The jobs that name `id` among their parents ([`Job::depends_on`]), oldest first,
+    /// whatever their status: the children of a job in a flow's graph.
+    fn dependants(&self, id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>>;
+
     /// The window under way of each of the rate budgets `names` (see
     /// [`RateRule::budget_name`](crate::RateRule::budget_name)) that has one.
     fn rate_windows<'a>(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{JobId, ParentFailure, PayloadFrom, Timestamp, TraceParent};
+use crate::{FlowId, JobId, ParentFailure, PayloadFrom, Timestamp, TraceParent};
 
 /// A job type's defaults: how often a failed job is tried again, how long an attempt may
 /// run, and how urgent its jobs are. `#[job_executor("T", retries = 3, timeout = "30s",
@@ -285,6 +285,8 @@ pub struct SubmitOptions {
     pub on_parent_failure: ParentFailure,
     /// Where its arguments come from once its parents are done.
     pub payload_from: PayloadFrom,
+    /// The flow or batch it belongs to ([`Job::flow`](crate::Job::flow)).
+    pub flow: Option<FlowId>,
 }
 
 impl SubmitOptions {
@@ -401,6 +403,13 @@ impl SubmitOptions {
     /// the array of its parents' results ([`PayloadFrom::Parents`]).
     pub fn payload_from(mut self, source: PayloadFrom) -> Self {
         self.payload_from = source;
+        self
+    }
+
+    /// Makes the job a member of `flow`: listed with the flow's other members, canceled
+    /// with them, and kept by retention until they have all finished.
+    pub fn flow(mut self, flow: FlowId) -> Self {
+        self.flow = Some(flow);
         self
     }
 }

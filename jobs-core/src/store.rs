@@ -572,6 +572,8 @@ pub struct JobQuery {
     pub limit: usize,
     /// Only jobs older than this one (the `next_cursor` of the previous page).
     pub cursor: Option<JobId>,
+    /// Only the members of this flow or batch ([`Job::flow`]).
+    pub flow: Option<crate::FlowId>,
 }
 
 impl JobQuery {
@@ -588,6 +590,7 @@ impl JobQuery {
             queue: None,
             limit: Self::DEFAULT_LIMIT,
             cursor: None,
+            flow: None,
         }
     }
 
@@ -609,6 +612,12 @@ impl JobQuery {
         self
     }
 
+    /// Only the members of `flow`.
+    pub fn flow(mut self, flow: crate::FlowId) -> Self {
+        self.flow = Some(flow);
+        self
+    }
+
     /// Page size, clamped to `1..=MAX_LIMIT`.
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = limit.clamp(1, Self::MAX_LIMIT);
@@ -626,6 +635,7 @@ impl JobQuery {
         self.status.is_none_or(|s| s == job.status)
             && self.job_type.as_deref().is_none_or(|t| t == job.job_type)
             && self.queue.as_deref().is_none_or(|q| q == job.queue)
+            && self.flow.is_none_or(|f| job.flow == Some(f))
     }
 }
 

@@ -658,6 +658,12 @@ impl Operations for SqliteStore {
         )
     }
 
+    /// This store refuses jobs with parents (see `supports_dependencies`), so no job
+    /// has dependants here.
+    fn dependants(&self, _id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
     fn rate_windows<'a>(
         &'a self,
         names: &'a [String],

@@ -288,6 +288,7 @@ fn with_parents(mut job: Job, options: &SubmitOptions) -> Result<Job, SubmitErro
         job_type: job.job_type.clone(),
         reason: reason.to_owned(),
     };
+    job.flow = options.flow;
     let parents = &options.depends_on;
     match options.payload_from {
         PayloadFrom::Parent if parents.len() != 1 => return Err(invalid(
@@ -295,6 +296,14 @@ fn with_parents(mut job: Job, options: &SubmitOptions) -> Result<Job, SubmitErro
         )),
         PayloadFrom::Parents if parents.is_empty() => {
             return Err(invalid("a payload from the parents' results needs parents"))
+        }
+        PayloadFrom::Batch if parents.is_empty() => {
+            return Err(invalid("a batch summary of the parents needs parents"))
+        }
+        PayloadFrom::Batch if options.on_parent_failure != jobs_core::ParentFailure::Run => {
+            return Err(invalid(
+                "a batch summary goes to a job that runs whatever its parents' ends: add on_parent_failure(ParentFailure::Run)",
+            ))
         }
         _ => {}
     }

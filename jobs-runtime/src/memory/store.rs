@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use jobs_core::{
     after_parent, released_payload, BoxFuture, CancelOutcome, ClaimRequest, ClaimedJob, Completed,
-    Completion, DeleteOutcome, EventBus, ExpiredLease, FinishedCount, Inserted, Job, JobCount,
-    JobEvent, JobId, JobPage, JobQuery, JobStatus, JobStore, KeyCount, Lease, Notifications,
-    Operations, Outcome, PausedQueue, PayloadFrom, PeriodicTicks, Progress, ProgressAck,
-    QueueCounts, RateBudgets, RateWindow, Readiness, Renewal, RetryOutcome, StorageError,
-    StorageErrorKind, Timestamp, WorkerInfo,
+    Completion, DeleteOutcome, EventBus, ExpiredLease, FinishedCount, FlowId, Inserted, Job,
+    JobCount, JobEvent, JobId, JobPage, JobQuery, JobStatus, JobStore, KeyCount, Lease,
+    Notifications, Operations, Outcome, PausedQueue, PayloadFrom, PeriodicTicks, Progress,
+    ProgressAck, QueueCounts, RateBudgets, RateWindow, Readiness, Renewal, RetryOutcome,
+    StorageError, StorageErrorKind, Timestamp, WorkerInfo,
 };
 use serde_json::Value;
 
@@ -72,6 +72,17 @@ struct State {
     running_keys: HashMap<String, u32>,
     // The waiting dependants of each unfinished parent, dropped once the parent ends.
     dependants: IdMap<Vec<JobId>>,
+    // Every stored dependant of each parent, in submit order, for readers of the graph.
+    children: IdMap<Vec<JobId>>,
+    // The members of each flow or batch.
+    flows: HashMap<FlowId, FlowMembers>,
+}
+
+/// The members of one flow, and how many of them have not finished.
+#[derive(Default)]
+struct FlowMembers {
+    ids: BTreeSet<JobId>,
+    unfinished: usize,
 }
 
 /// The most due jobs a claim passes over because a rate limit holds them back.
@@ -247,6 +258,32 @@ impl State {
         self.unlist(id, entry.job.status);
         self.counts[slot(entry.job.status)] -= 1;
         self.types[entry.type_slot as usize].1[slot(entry.job.status)] -= 1;
+        if let Some(flow) = entry.job.flow {
+            if let Some(members) = self.flows.get_mut(&flow) {
+                members.ids.remove(id);
+                members.unfinished -= usize::from(!entry.job.status.is_terminal());
+                if members.ids.is_empty() {
+                    self.flows.remove(&flow);
+                }
+            }
+        }
+        self.children.remove(id);
+        for parent in &entry.job.depends_on {
+            if let Some(children) = self.children.get_mut(parent) {
+                children.retain(|child| child != id);
+                if children.is_empty() {
+                    self.children.remove(parent);
+                }
+            }
+        }
+    }
+
+    /// Whether `job` may be deleted by retention: it is in no flow, or every member of
+    /// its flow has finished.
+    fn flow_finished(&self, job: &Job) -> bool {
+        job.flow
+            .and_then(|flow| self.flows.get(&flow))
+            .is_none_or(|members| members.unfinished == 0)
     }
 
     /// Adds `id` to the ids of `status` (`Running` ids live in `running`).
@@ -273,6 +310,16 @@ impl State {
         let counts = &mut self.types[type_slot as usize].1;
         counts[slot(from)] -= 1;
         counts[slot(to)] += 1;
+        if !self.flows.is_empty() && from.is_terminal() != to.is_terminal() {
+            let flow = self.get(&id).and_then(|entry| entry.job.flow);
+            if let Some(members) = flow.and_then(|flow| self.flows.get_mut(&flow)) {
+                if to.is_terminal() {
+                    members.unfinished -= 1;
+                } else {
+                    members.unfinished += 1;
+                }
+            }
+        }
     }
 
     /// Sets the status of a new job with parents from theirs (all stored, or earlier in
@@ -289,7 +336,7 @@ impl State {
         match Readiness::of(job.on_parent_failure, parents) {
             Readiness::Ready => {
                 job.status = JobStatus::Waiting;
-                let payload = released_payload(job, |parent| self.result_of(parent));
+                let payload = released_payload(job, |parent| self.end_of(parent));
                 job.release(payload);
                 0
             }
@@ -322,11 +369,10 @@ impl State {
         }
     }
 
-    /// The stored result of `id`, if it succeeded with one.
-    fn result_of(&self, id: JobId) -> Option<Value> {
+    /// How `id` ended (or stands) and its stored result, if it is stored.
+    fn end_of(&self, id: JobId) -> Option<(JobStatus, Option<Value>)> {
         self.get(&id)
-            .filter(|entry| entry.job.status == JobStatus::Succeeded)
-            .and_then(|entry| entry.result.clone())
+            .map(|entry| (entry.job.status, entry.result.clone()))
     }
 
     /// Applies the end of `parent` (in `status`) to its waiting dependants, and theirs in
@@ -356,7 +402,7 @@ impl State {
                     Readiness::Ready => {
                         entry.waiting = 0;
                         let payload =
-                            released_payload(&self.entries[at as usize].job, |p| self.result_of(p));
+                            released_payload(&self.entries[at as usize].job, |p| self.end_of(p));
                         let entry = &mut self.entries[at as usize];
                         entry.job.release(payload);
                         let type_slot = entry.type_slot;
@@ -453,6 +499,14 @@ impl State {
             self.list_as(job.id, job.status);
             if job.status == JobStatus::Queued {
                 self.lanes.push(&job);
+            }
+            if let Some(flow) = job.flow {
+                let members = self.flows.entry(flow).or_default();
+                members.ids.insert(job.id);
+                members.unfinished += usize::from(!job.status.is_terminal());
+            }
+            for parent in &job.depends_on {
+                self.children.entry(*parent).or_default().push(job.id);
             }
             if let Some(finished_at) = job.finished_at {
                 self.finished.record(&job.queue, job.status, finished_at);
@@ -734,7 +788,7 @@ impl State {
         entry.result = None;
         if entry.job.has_parents() && entry.job.payload_from != PayloadFrom::Submitted {
             // Its parents' results, as a release would have given it.
-            let payload = released_payload(&self.entries[at as usize].job, |p| self.result_of(p));
+            let payload = released_payload(&self.entries[at as usize].job, |p| self.end_of(p));
             self.entries[at as usize].job.payload = payload;
         }
         let entry = &mut self.entries[at as usize];
@@ -845,10 +899,22 @@ impl State {
             Some(status) => vec![status],
             None => JobStatus::ALL.to_vec(),
         };
-        let mut sources: Vec<_> = statuses
-            .into_iter()
-            .map(|status| self.ids_newest_first(status, query.cursor).peekable())
-            .collect();
+        let mut sources: Vec<_> = match query.flow {
+            // A flow's members, whatever their status (filtered per job below).
+            Some(flow) => {
+                let members = self.flows.get(&flow);
+                let ids: Box<dyn Iterator<Item = JobId> + '_> = match (members, query.cursor) {
+                    (None, _) => Box::new(std::iter::empty()),
+                    (Some(set), Some(cursor)) => Box::new(set.ids.range(..cursor).rev().copied()),
+                    (Some(set), None) => Box::new(set.ids.iter().rev().copied()),
+                };
+                vec![ids.peekable()]
+            }
+            None => statuses
+                .into_iter()
+                .map(|status| self.ids_newest_first(status, query.cursor).peekable())
+                .collect(),
+        };
         loop {
             // The newest id at the head of any status's ids comes next.
             let mut newest: Option<(usize, JobId)> = None;
@@ -1224,6 +1290,7 @@ fn finished_before<'s>(
                 .filter_map(|id| state.get(id))
                 .take_while(move |entry| entry.job.created_at < before)
                 .filter(move |entry| entry.job.finished_at.is_some_and(|at| at < before))
+                .filter(|entry| state.flow_finished(&entry.job))
                 .map(|entry| entry.job.id)
                 .take(limit)
         })
@@ -1325,6 +1392,11 @@ impl Operations for InMemoryStore {
         keys: Option<&'a [String]>,
     ) -> BoxFuture<'a, Result<Vec<KeyCount>, StorageError>> {
         ready(Ok(self.lock().key_counts(keys)))
+    }
+
+    fn dependants(&self, id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>> {
+        let state = self.lock();
+        ready(Ok(state.children.get(&id).cloned().unwrap_or_default()))
     }
 
     fn rate_windows<'a>(
