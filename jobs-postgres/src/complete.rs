@@ -11,6 +11,7 @@ use sqlx::{Acquire, Row};
 use uuid::Uuid;
 
 use crate::checks::{result_refusal, without_nul};
+use crate::depend::Dependencies;
 use crate::error::{caused_by_a_row, from_sqlx, storage};
 use crate::rows::{at_micros, attempt_error, attempt_param, status};
 
@@ -19,9 +20,11 @@ const FAILED: &str = "could not store the jobs' outcomes";
 /// The completion statement of one schema.
 pub(crate) struct Completions {
     complete: String,
+    blocked: String,
 }
 
 /// One completion as the statement takes it.
+#[derive(Clone)]
 struct Change<'a> {
     /// Where its answer goes.
     index: usize,
@@ -47,7 +50,9 @@ impl Completions {
         let kept = Job::KEPT_ERRORS;
         Self {
             // $1 the holder; $2–$7 one array each: id, attempt, kind, error, result, run_at
-            // (µs). Only rows still `Running` at their attempt for the holder change.
+            // (µs); $8 whether jobs with dependants are changed too (only in a transaction
+            // that then settles those dependants). Only rows still `Running` at their
+            // attempt for the holder change.
             // Terminal outcomes set finished_at and clear the lease; requeues also clear
             // progress and the holder.
             complete: format!(
@@ -80,7 +85,7 @@ impl Completions {
                          lease_expires_at = NULL
                      FROM input i
                      WHERE j.id = i.id AND j.status = 'Running' AND j.attempt = i.attempt
-                       AND j.worker_id = $1
+                       AND j.worker_id = $1 AND (NOT j.has_dependants OR $8)
                      RETURNING j.id, j.status),
                  stored AS (
                      INSERT INTO {results} (job_id, result)
@@ -90,15 +95,29 @@ impl Completions {
                      ON CONFLICT (job_id) DO UPDATE SET result = EXCLUDED.result)
                  SELECT id, status FROM updated"
             ),
+            // Of the completions $2 (ids) and $3 (attempts) held by $1, those the
+            // statement above left alone for their dependants (`$8` false): read after
+            // it, so a dependant stored while it waited for the row is seen.
+            blocked: format!(
+                "SELECT j.id FROM {jobs} j
+                 JOIN unnest($2::uuid[], $3::int4[]) AS i(id, attempt) ON i.id = j.id
+                 WHERE j.status = 'Running' AND j.attempt = i.attempt AND j.worker_id = $1
+                   AND j.has_dependants"
+            ),
         }
     }
 
     /// Applies `completions` held by `holder`; answers in their order. If the database
     /// refuses the statement for a value one row carries, each completion is applied
     /// alone (in one transaction, one savepoint each), so that only that one is refused.
+    ///
+    /// Jobs with dependants are left to a second pass: their ends and what those do to
+    /// the dependants are one transaction. The first statement needs none, so jobs
+    /// without dependants cost what they did before dependencies.
     pub(crate) async fn complete_many(
         &self,
         pool: &PgPool,
+        dependencies: &Dependencies,
         holder: &str,
         completions: &[Completion],
     ) -> Result<Vec<Completed>, StorageError> {
@@ -115,16 +134,22 @@ impl Completions {
             }
         }
         if !rows.is_empty() {
-            match self.write(pool, holder, &rows).await {
-                Ok(applied) => answer(&mut answers, &rows, &applied),
-                Err(error) if caused_by_a_row(&error) && rows.len() == 1 => {
-                    answers[rows[0].index] = Some(refused(&error));
+            self.apply(pool, None, holder, &rows, &mut answers).await?;
+            let left: Vec<&Change<'_>> = rows
+                .iter()
+                .filter(|row| answers[row.index].is_none())
+                .collect();
+            if !left.is_empty() {
+                let blocked = self.blocked(pool, holder, &left).await?;
+                let parents: Vec<Change<'_>> = left
+                    .into_iter()
+                    .filter(|row| blocked.contains(&row.id))
+                    .map(Change::clone)
+                    .collect();
+                if !parents.is_empty() {
+                    self.apply(pool, Some(dependencies), holder, &parents, &mut answers)
+                        .await?;
                 }
-                Err(error) if caused_by_a_row(&error) => {
-                    tracing::debug!(%error, "a completion was refused; applying each alone");
-                    self.write_each(pool, holder, &rows, &mut answers).await?;
-                }
-                Err(error) => return Err(from_sqlx(FAILED, error)),
             }
         }
         Ok(answers
@@ -133,12 +158,83 @@ impl Completions {
             .collect())
     }
 
+    /// Writes `rows` and fills the answers of those it changed. Without `dependencies`,
+    /// one statement that leaves jobs with dependants alone; with them, one transaction
+    /// that changes those too and settles their dependants.
+    async fn apply(
+        &self,
+        pool: &PgPool,
+        dependencies: Option<&Dependencies>,
+        holder: &str,
+        rows: &[Change<'_>],
+        answers: &mut [Option<Completed>],
+    ) -> Result<(), StorageError> {
+        let result = match dependencies {
+            None => self.write(pool, holder, rows, false).await,
+            Some(dependencies) => self.write_settled(pool, dependencies, holder, rows).await,
+        };
+        match result {
+            Ok(applied) => answer(answers, rows, &applied),
+            Err(error) if caused_by_a_row(&error) && rows.len() == 1 => {
+                answers[rows[0].index] = Some(refused(&error));
+            }
+            Err(error) if caused_by_a_row(&error) => {
+                tracing::debug!(%error, "a completion was refused; applying each alone");
+                self.write_each(pool, dependencies, holder, rows, answers)
+                    .await?;
+            }
+            Err(error) => return Err(from_sqlx(FAILED, error)),
+        }
+        Ok(())
+    }
+
+    /// The ids of `rows` held by `holder` that the first statement left for their
+    /// dependants.
+    async fn blocked(
+        &self,
+        pool: &PgPool,
+        holder: &str,
+        rows: &[&Change<'_>],
+    ) -> Result<HashSet<Uuid>, StorageError> {
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let attempts: Vec<i32> = rows.iter().map(|row| row.attempt).collect();
+        let found = sqlx::query(&self.blocked)
+            .bind(holder)
+            .bind(ids)
+            .bind(attempts)
+            .fetch_all(pool)
+            .await
+            .map_err(storage(FAILED))?;
+        found
+            .iter()
+            .map(|row| row.try_get(0).map_err(crate::error::unreadable))
+            .collect()
+    }
+
+    /// In one transaction: the ends of `rows` (jobs with dependants among them) and what
+    /// they do to their waiting dependants.
+    async fn write_settled(
+        &self,
+        pool: &PgPool,
+        dependencies: &Dependencies,
+        holder: &str,
+        rows: &[Change<'_>],
+    ) -> Result<HashMap<Uuid, JobStatus>, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        let applied = self.write(&mut *tx, holder, rows, true).await?;
+        let ended = applied.iter().map(|(id, status)| (*id, *status)).collect();
+        dependencies.settle_ended(&mut tx, ended).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
     /// Applies each row alone, in one transaction: a row the database refuses is rolled
     /// back to its savepoint and answered [`Completed::Refused`]; any other failure
     /// rolls back all of them.
     async fn write_each(
         &self,
         pool: &PgPool,
+        dependencies: Option<&Dependencies>,
         holder: &str,
         rows: &[Change<'_>],
         answers: &mut [Option<Completed>],
@@ -147,10 +243,28 @@ impl Completions {
         let mut applied = HashMap::new();
         for row in rows {
             let mut savepoint = tx.begin().await.map_err(storage(FAILED))?;
-            match self
-                .write(&mut *savepoint, holder, std::slice::from_ref(row))
+            let one = match self
+                .write(
+                    &mut *savepoint,
+                    holder,
+                    std::slice::from_ref(row),
+                    dependencies.is_some(),
+                )
                 .await
             {
+                Ok(one) => match dependencies {
+                    Some(dependencies) => {
+                        let ended = one.iter().map(|(id, status)| (*id, *status)).collect();
+                        dependencies
+                            .settle_ended(&mut savepoint, ended)
+                            .await
+                            .map(|()| one)
+                    }
+                    None => Ok(one),
+                },
+                Err(error) => Err(error),
+            };
+            match one {
                 Ok(one) => {
                     savepoint.commit().await.map_err(storage(FAILED))?;
                     applied.extend(one);
@@ -173,6 +287,7 @@ impl Completions {
         executor: impl PgExecutor<'e>,
         holder: &str,
         rows: &[Change<'_>],
+        with_dependants: bool,
     ) -> Result<HashMap<Uuid, JobStatus>, sqlx::Error> {
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let attempts: Vec<i32> = rows.iter().map(|row| row.attempt).collect();
@@ -189,6 +304,7 @@ impl Completions {
             .bind(errors)
             .bind(results)
             .bind(run_at)
+            .bind(with_dependants)
             .fetch_all(executor)
             .await?;
         let mut applied = HashMap::with_capacity(changed.len());
@@ -245,18 +361,16 @@ fn row(index: usize, completion: &Completion) -> Result<Change<'_>, String> {
     Ok(row)
 }
 
-/// Fills the answers of `rows` from what the statement changed.
+/// Fills the answers of the rows the statement changed (the others stay open: not held,
+/// unless a later pass changes them).
 fn answer(
     answers: &mut [Option<Completed>],
     rows: &[Change<'_>],
     applied: &HashMap<Uuid, JobStatus>,
 ) {
     for row in rows {
-        if answers[row.index].is_none() {
-            answers[row.index] = Some(match applied.get(&row.id) {
-                Some(status) => Completed::Applied(*status),
-                None => Completed::NotHeld,
-            });
+        if let Some(status) = applied.get(&row.id) {
+            answers[row.index].get_or_insert(Completed::Applied(*status));
         }
     }
 }

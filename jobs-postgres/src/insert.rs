@@ -11,9 +11,13 @@ use sqlx::{PgConnection, Postgres, Row};
 use uuid::Uuid;
 
 use crate::checks::check_job;
+use crate::depend::{Dependencies, NewJobs};
 use crate::error::{from_sqlx, storage};
 use crate::notify::Notifier;
-use crate::rows::{at_micros, job_from_row, max_attempts_column, timeout_column, COLUMNS};
+use crate::rows::{
+    at_micros, job_from_row, max_attempts_column, parent_failure_column, payload_from_column,
+    timeout_column, COLUMNS,
+};
 
 /// How many times a job whose key holder finished before it could be read is inserted
 /// again before giving up (with a transient error).
@@ -37,6 +41,8 @@ impl Inserts {
         let columns = "id, job_type, status, payload, created_at, run_at, priority, \
                        max_attempts, timeout_ms, unique_key, queue, concurrency_key, \
                        concurrency_limit, trace_parent";
+        let dependencies = "depends_on, on_parent_failure, payload_from, waiting_for, \
+                            has_dependants, flow, error, finished_at";
         let created_at = at_micros("created_us");
         let run_at = at_micros("run_at_us");
         Self {
@@ -49,20 +55,31 @@ impl Inserts {
             // $11 the `submitted` event of each job (JSON by serde): the statement sends
             // the events of the jobs it stored, so each leaves with the insert's commit,
             // before anything else can happen to its job.
+            // $15 the statuses (`Queued`, or as their parents settled them), $16–$23 the
+            // dependencies (parents, policy, payload source, parents waited for, whether
+            // the batch holds dependants of it), the flow, and the reason of a job
+            // canceled at once with a parent (which also finishes it).
             insert: format!(
                 "WITH inserted AS (
-                     INSERT INTO {jobs} ({columns})
-                     SELECT id, job_type, 'Queued', payload, {created_at},
+                     INSERT INTO {jobs} ({columns}, {dependencies})
+                     SELECT id, job_type, status, payload, {created_at},
                             CASE WHEN run_at_us <= created_us THEN now() ELSE {run_at} END,
                             priority, max_attempts, timeout_ms, unique_key, queue,
-                            concurrency_key, concurrency_limit, trace_parent
+                            concurrency_key, concurrency_limit, trace_parent,
+                            depends_on, on_parent_failure, payload_from, waiting_for,
+                            has_dependants, flow, error,
+                            CASE WHEN status = 'Canceled' THEN now() END
                      FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[],
                                  $6::int2[], $7::int4[], $8::int8[], $9::text[], $10::text[],
-                                 $12::text[], $13::int4[], $14::text[])
+                                 $12::text[], $13::int4[], $14::text[], $15::text[],
+                                 $16::jsonb[], $17::text[], $18::text[], $19::int4[],
+                                 $20::bool[], $21::uuid[], $22::text[])
                           WITH ORDINALITY
                           AS t(id, job_type, payload, created_us, run_at_us, priority,
                                max_attempts, timeout_ms, unique_key, queue, concurrency_key,
-                               concurrency_limit, trace_parent, n)
+                               concurrency_limit, trace_parent, status, depends_on,
+                               on_parent_failure, payload_from, waiting_for, has_dependants,
+                               flow, error, n)
                      ORDER BY job_type, unique_key, n
                      {UNIQUE_ACTIVE}
                      RETURNING id)
@@ -105,25 +122,34 @@ impl Inserts {
         }
     }
 
-    /// Stores `jobs` from the pool. A batch with unique keys is one transaction: its
-    /// inserts and the look-ups of key holders store all or nothing.
+    /// Stores `jobs` from the pool. A batch with unique keys or parents is one
+    /// transaction: its inserts, the look-ups of key holders and the settling of
+    /// dependants store all or nothing.
     pub(crate) async fn insert_many(
         &self,
         pool: &PgPool,
+        dependencies: &Dependencies,
         jobs: &[Job],
     ) -> Result<Vec<Inserted>, StorageError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let failed = "could not store the jobs";
-        if jobs.iter().any(|job| job.unique_key.is_some()) {
+        if jobs.iter().any(Job::has_parents) {
             let mut tx = pool.begin().await.map_err(storage(failed))?;
-            let answers = self.insert_on(&mut tx, jobs).await?;
+            let answers = self
+                .insert_with_parents(&mut tx, dependencies, jobs)
+                .await?;
+            tx.commit().await.map_err(storage(failed))?;
+            Ok(answers)
+        } else if jobs.iter().any(|job| job.unique_key.is_some()) {
+            let mut tx = pool.begin().await.map_err(storage(failed))?;
+            let answers = self.insert_on(&mut tx, jobs, None).await?;
             tx.commit().await.map_err(storage(failed))?;
             Ok(answers)
         } else {
             let mut connection = pool.acquire().await.map_err(storage(failed))?;
-            self.insert_on(&mut connection, jobs).await
+            self.insert_on(&mut connection, jobs, None).await
         }
     }
 
@@ -132,10 +158,48 @@ impl Inserts {
     pub(crate) async fn submit_many_in(
         &self,
         connection: &mut PgConnection,
+        dependencies: &Dependencies,
         jobs: &[Job],
     ) -> Result<Vec<Inserted>, StorageError> {
         // The insert statement notifies the jobs it stores, on this connection.
-        self.insert_on(connection, jobs).await
+        if jobs.iter().any(Job::has_parents) {
+            self.insert_with_parents(connection, dependencies, jobs)
+                .await
+        } else {
+            self.insert_on(connection, jobs, None).await
+        }
+    }
+
+    /// Stores a batch in which some jobs have parents, on a connection inside a
+    /// transaction: each job's status is settled from its parents' (locked), then the
+    /// rows, their edges and the events of jobs canceled at once are written. A job the
+    /// table cannot keep refuses the whole batch, since its dependants would wait for it.
+    async fn insert_with_parents(
+        &self,
+        connection: &mut PgConnection,
+        dependencies: &Dependencies,
+        jobs: &[Job],
+    ) -> Result<Vec<Inserted>, StorageError> {
+        for job in jobs {
+            check_job(job, self.max_payload_bytes)?;
+        }
+        let mut jobs = jobs.to_vec();
+        let new = dependencies.settle_new(connection, &mut jobs).await?;
+        let answers = self.insert_on(connection, &jobs, Some(&new)).await?;
+        let stored: Vec<&Job> = jobs
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| matches!(answer, Inserted::Stored))
+            .map(|(job, _)| job)
+            .collect();
+        dependencies.insert_edges(connection, &stored).await?;
+        dependencies
+            .announce(connection, &new.events)
+            .await
+            .map_err(storage(
+                "could not announce the jobs canceled with their parents",
+            ))?;
+        Ok(answers)
     }
 
     /// Stores `job` as the job of tick `tick` of `schedule`, unless that tick or a later
@@ -181,6 +245,7 @@ impl Inserts {
         &self,
         connection: &mut PgConnection,
         jobs: &[Job],
+        new: Option<&NewJobs>,
     ) -> Result<Vec<Inserted>, StorageError> {
         let mut answers: Vec<Option<Inserted>> = vec![None; jobs.len()];
         let mut pending = Vec::with_capacity(jobs.len());
@@ -195,7 +260,11 @@ impl Inserts {
         }
         for _ in 0..ROUNDS {
             let batch: Vec<&Job> = pending.iter().map(|&i| &jobs[i]).collect();
-            let stored = self.insert_rows(connection, &batch).await?;
+            let settled: Vec<(Option<i32>, bool)> = pending
+                .iter()
+                .map(|&i| new.map_or((None, false), |n| (n.waiting_for[i], n.has_dependants[i])))
+                .collect();
+            let stored = self.insert_rows(connection, &batch, &settled).await?;
             let mut held = Vec::new();
             for &i in &pending {
                 if stored.contains(jobs[i].id.as_uuid()) {
@@ -246,14 +315,19 @@ impl Inserts {
         &self,
         connection: &mut PgConnection,
         jobs: &[&Job],
+        settled: &[(Option<i32>, bool)],
     ) -> Result<HashSet<Uuid>, StorageError> {
         let events: Vec<String> = jobs
             .iter()
             .map(|job| serde_json::to_string(&submitted(job)).unwrap_or_default())
             .collect();
-        let rows = bind_concurrency(
-            bind_columns(sqlx::query(&self.insert), jobs).bind(events),
+        let rows = bind_dependencies(
+            bind_concurrency(
+                bind_columns(sqlx::query(&self.insert), jobs).bind(events),
+                jobs,
+            ),
             jobs,
+            settled,
         )
         .fetch_all(connection)
         .await
@@ -326,6 +400,53 @@ fn bind_concurrency<'q>(
         .map(|job| job.trace_parent.map(|parent| parent.to_string()))
         .collect();
     query.bind(keys).bind(limits).bind(parents)
+}
+
+/// Binds the statuses, dependencies and flows of new jobs, `$15` to `$22` of `insert`,
+/// with what [`Dependencies::settle_new`] decided of each (`settled`: parents waited for,
+/// whether the batch holds a dependant of it).
+fn bind_dependencies<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    jobs: &[&'q Job],
+    settled: &[(Option<i32>, bool)],
+) -> Query<'q, Postgres, PgArguments> {
+    let statuses: Vec<&str> = jobs.iter().map(|job| job.status.as_str()).collect();
+    let parents: Vec<Option<Json<&Vec<jobs_core::JobId>>>> = jobs
+        .iter()
+        .map(|job| job.has_parents().then_some(Json(&job.depends_on)))
+        .collect();
+    let policies: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|job| {
+            job.has_parents()
+                .then(|| parent_failure_column(job.on_parent_failure))
+                .flatten()
+        })
+        .collect();
+    let sources: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|job| {
+            job.has_parents()
+                .then(|| payload_from_column(job.payload_from))
+                .flatten()
+        })
+        .collect();
+    let waiting: Vec<Option<i32>> = settled.iter().map(|(waiting, _)| *waiting).collect();
+    let dependants: Vec<bool> = settled.iter().map(|(_, has)| *has).collect();
+    let flows: Vec<Option<Uuid>> = jobs
+        .iter()
+        .map(|job| job.flow.map(|flow| *flow.as_uuid()))
+        .collect();
+    let errors: Vec<Option<&str>> = jobs.iter().map(|job| job.error.as_deref()).collect();
+    query
+        .bind(statuses)
+        .bind(parents)
+        .bind(policies)
+        .bind(sources)
+        .bind(waiting)
+        .bind(dependants)
+        .bind(flows)
+        .bind(errors)
 }
 
 /// A concurrency limit as its `integer` column holds it.

@@ -37,6 +37,7 @@
 mod checks;
 mod claim;
 mod complete;
+mod depend;
 mod error;
 mod insert;
 mod lease;

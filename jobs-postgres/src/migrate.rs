@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "trace parents",
         include_str!("../migrations/0008_trace_parents.sql"),
     ),
+    (
+        9,
+        "dependencies",
+        include_str!("../migrations/0009_dependencies.sql"),
+    ),
 ];
 
 /// A key for `pg_advisory_xact_lock`, so that processes migrating at once take turns.

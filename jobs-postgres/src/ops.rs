@@ -7,11 +7,13 @@ use jobs_core::{
     DeleteOutcome, FinishedCount, JobId, JobStatus, KeyCount, PausedQueue, QueueCounts,
     QueueWorkers, RateWindow, RetryOutcome, StorageError, Timestamp, WorkerInfo,
 };
+use serde_json::Value;
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::depend::Dependencies;
 use crate::error::{storage, unreadable};
 use crate::rows::{at_micros, job_from_row, status, COLUMNS};
 
@@ -45,7 +47,8 @@ impl Ops {
         let paused = format!("{schema}.job_paused_queues");
         let since = at_micros("$1::int8");
         Self {
-            // $1 the ids. The rule of `Job::retry_finished`, by compare-and-set on the
+            // $1 the ids; $2 and $3 the payloads of dependants that take their parents'
+            // results, as a release would give them. The rule of `Job::retry_finished`, by compare-and-set on the
             // status. A job whose unique key another active job holds is left alone, and
             // of several retried jobs sharing a key only the newest is queued, so the
             // unique index is never hit.
@@ -65,6 +68,8 @@ impl Ops {
                            AND o.status IN ('Queued', 'Running')))
                  UPDATE {jobs} j SET
                      status = 'Queued', error = NULL, finished_at = NULL,
+                     payload = coalesce((SELECT p.payload FROM unnest($2::uuid[], $3::jsonb[])
+                                         AS p(id, payload) WHERE p.id = j.id), j.payload),
                      cancel_requested = false, progress_percent = NULL, progress_message = NULL,
                      run_at = now(), worker_id = NULL, lease_expires_at = NULL,
                      max_attempts = GREATEST(j.max_attempts, j.failures + 1)
@@ -177,14 +182,29 @@ impl Ops {
             .collect()
     }
 
+    /// Retries the finished jobs `ids`; a dependant only once its parents have ended as
+    /// it needs (read just before: a parent retried meanwhile is not seen).
     pub(crate) async fn retry_many(
         &self,
         pool: &PgPool,
+        dependencies: &Dependencies,
         ids: &[JobId],
     ) -> Result<Vec<RetryOutcome>, StorageError> {
         let uuids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        let (not_ready, payloads) = dependencies.check_retries(pool, &uuids).await?;
+        let ready: Vec<Uuid> = uuids
+            .iter()
+            .filter(|id| !not_ready.contains(id))
+            .copied()
+            .collect();
+        let (payload_ids, payloads): (Vec<Uuid>, Vec<Json<Value>>) = payloads
+            .into_iter()
+            .map(|(id, payload)| (id, Json(payload)))
+            .unzip();
         let rows = sqlx::query(&self.retry)
-            .bind(&uuids)
+            .bind(&ready)
+            .bind(payload_ids)
+            .bind(payloads)
             .fetch_all(pool)
             .await
             .map_err(storage("could not retry the jobs"))?;
@@ -202,6 +222,7 @@ impl Ops {
             .iter()
             .map(|id| match (retried.remove(id), rest.get(id)) {
                 (Some(job), _) => RetryOutcome::Retried(Box::new(job)),
+                (None, Some(_)) if not_ready.contains(id) => RetryOutcome::ParentsNotDone,
                 (None, None) => RetryOutcome::NotFound,
                 // Still retryable, so left alone for its unique key.
                 (None, Some(JobStatus::Failed | JobStatus::Canceled)) => RetryOutcome::KeyHeld,

@@ -11,6 +11,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 
 use crate::checks::without_nul;
+use crate::depend::Dependencies;
 use crate::error::{storage, unreadable};
 use crate::rows::{at_micros, attempt_param, job_from_row, status, COLUMNS};
 
@@ -45,6 +46,12 @@ impl Reads {
         let jobs = format!("{schema}.jobs");
         let results = format!("{schema}.job_results");
         let before = at_micros("$1::int8");
+        // Retention keeps every member of a flow until all of them have finished
+        // (`jobs_flow_unfinished`).
+        let flow_done = format!(
+            "(j.flow IS NULL OR NOT EXISTS (SELECT 1 FROM {jobs} m WHERE m.flow = j.flow
+                 AND m.status IN ('Waiting', 'Queued', 'Running')))"
+        );
         Self {
             get: format!("SELECT {COLUMNS} FROM {jobs} WHERE id = $1"),
             list_prefix: format!("SELECT {COLUMNS} FROM {jobs}"),
@@ -69,7 +76,7 @@ impl Reads {
                      FROM types t WHERE t.job_type IS NOT NULL)
                  SELECT t.job_type, s.status, c.n
                  FROM types t
-                 CROSS JOIN unnest(ARRAY['Queued', 'Running', 'Succeeded', 'Failed', 'Canceled'])
+                 CROSS JOIN unnest(ARRAY['Waiting', 'Queued', 'Running', 'Succeeded', 'Failed', 'Canceled'])
                      AS s(status)
                  CROSS JOIN LATERAL (
                      SELECT count(*) AS n FROM (
@@ -83,31 +90,37 @@ impl Reads {
             // their results go with them (ON DELETE CASCADE).
             prune: format!(
                 "WITH doomed AS MATERIALIZED (
-                     SELECT id FROM {jobs}
+                     SELECT id FROM {jobs} j
                      WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < {before}
+                       AND {flow_done}
                      ORDER BY finished_at LIMIT $2
                      FOR UPDATE SKIP LOCKED)
                  DELETE FROM {jobs} WHERE id IN (SELECT id FROM doomed)"
             ),
             prunable: format!(
-                "SELECT count(*) FROM {jobs}
-                 WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < {before}"
+                "SELECT count(*) FROM {jobs} j
+                 WHERE status IN ('Succeeded', 'Failed', 'Canceled') AND finished_at < {before}
+                   AND {flow_done}"
             ),
             progress: format!(
                 "UPDATE {jobs} SET progress_percent = $3, progress_message = $4
                  WHERE id = $1 AND status = 'Running' AND attempt = $2
                  RETURNING cancel_requested"
             ),
-            // One statement, one row lock: a queued job is canceled, a running one gets its
-            // flag (once: a job flagged already is not written again).
+            // One statement, one row lock: a queued or waiting job is canceled, a running
+            // one gets its flag (once: a job flagged already is not written again).
             cancel: format!(
                 "UPDATE {jobs} SET
-                     status = CASE WHEN status = 'Queued' THEN 'Canceled' ELSE status END,
-                     finished_at = CASE WHEN status = 'Queued' THEN now() ELSE finished_at END,
+                     status = CASE WHEN status IN ('Queued', 'Waiting') THEN 'Canceled'
+                                   ELSE status END,
+                     finished_at = CASE WHEN status IN ('Queued', 'Waiting') THEN now()
+                                        ELSE finished_at END,
+                     waiting_for = NULL,
                      cancel_requested = cancel_requested OR status = 'Running'
                  WHERE id = $1
-                   AND (status = 'Queued' OR (status = 'Running' AND NOT cancel_requested))
-                 RETURNING {COLUMNS}"
+                   AND (status IN ('Queued', 'Waiting')
+                        OR (status = 'Running' AND NOT cancel_requested))
+                 RETURNING {COLUMNS}, has_dependants"
             ),
         }
     }
@@ -149,6 +162,9 @@ impl Reads {
         if query.cursor.is_some() {
             conditions.push(format!("id < ${}", next()));
         }
+        if query.flow.is_some() {
+            conditions.push(format!("flow = ${}", next()));
+        }
         let filter = if conditions.is_empty() {
             String::new()
         } else {
@@ -168,6 +184,9 @@ impl Reads {
         }
         if let Some(cursor) = query.cursor {
             statement = statement.bind(*cursor.as_uuid());
+        }
+        if let Some(flow) = query.flow {
+            statement = statement.bind(*flow.as_uuid());
         }
         let rows = statement
             .fetch_all(pool)
@@ -318,32 +337,45 @@ impl Reads {
 
     /// Cancels a queued job or flags a running one, in one statement; when it changes
     /// nothing, the job is read to say why.
+    /// Cancels a queued or waiting job, with its dependants in the same transaction, or
+    /// flags a running one.
     pub(crate) async fn request_cancel(
         &self,
         pool: &PgPool,
+        dependencies: &Dependencies,
         id: JobId,
     ) -> Result<CancelOutcome, StorageError> {
         let failed = "could not cancel the job";
         // A job read as queued right after the update missed it was stored in between:
         // try again.
         for _ in 0..3 {
+            let mut tx = pool.begin().await.map_err(storage(failed))?;
             let changed = sqlx::query(&self.cancel)
                 .bind(id.as_uuid())
-                .fetch_optional(pool)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(storage(failed))?;
             if let Some(row) = changed {
                 let job = job_from_row(&row)?;
+                let has_dependants: bool = row.try_get("has_dependants").map_err(unreadable)?;
+                if job.status == JobStatus::Canceled && has_dependants {
+                    dependencies
+                        .settle_ended(&mut tx, vec![(*id.as_uuid(), JobStatus::Canceled)])
+                        .await
+                        .map_err(storage(failed))?;
+                }
+                tx.commit().await.map_err(storage(failed))?;
                 return Ok(match job.status {
                     JobStatus::Running => CancelOutcome::Requested(job),
                     _ => CancelOutcome::CanceledQueued(job),
                 });
             }
+            tx.rollback().await.map_err(storage(failed))?;
             let Some(job) = self.get(pool, id).await? else {
                 return Ok(CancelOutcome::NotFound);
             };
             match job.status {
-                JobStatus::Queued => continue,
+                JobStatus::Queued | JobStatus::Waiting => continue,
                 // Flagged already.
                 JobStatus::Running => return Ok(CancelOutcome::Requested(job)),
                 status => return Ok(CancelOutcome::AlreadyFinished(status)),

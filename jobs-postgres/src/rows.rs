@@ -4,8 +4,8 @@
 use std::str::FromStr;
 
 use jobs_core::{
-    AttemptError, ClaimedJob, ExpiredLease, Job, JobId, JobStatus, Progress, StorageError,
-    Timestamp, TraceParent,
+    AttemptError, ClaimedJob, ExpiredLease, FlowId, Job, JobId, JobStatus, ParentFailure,
+    PayloadFrom, Progress, StorageError, Timestamp, TraceParent,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -22,7 +22,8 @@ pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percen
      (extract(epoch FROM finished_at) * 1000000)::int8 AS finished_us, \
      (extract(epoch FROM run_at) * 1000000)::int8 AS run_at_us, \
      priority, max_attempts, timeout_ms, errors, failures, unique_key, queue, \
-     concurrency_key, concurrency_limit, trace_parent";
+     concurrency_key, concurrency_limit, trace_parent, depends_on, on_parent_failure, \
+     payload_from, flow";
 
 /// The SQL time `micros` (an `int8` expression of microseconds since the epoch) stands
 /// for.
@@ -98,7 +99,58 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
         .map_err(unreadable)?
         .map(count);
     job.trace_parent = trace_parent(row)?;
+    if let Some(Json(parents)) = row
+        .try_get::<Option<Json<Vec<JobId>>>, _>("depends_on")
+        .map_err(unreadable)?
+    {
+        job.depends_on = parents;
+    }
+    let policy: Option<String> = row.try_get("on_parent_failure").map_err(unreadable)?;
+    job.on_parent_failure = parent_failure_of(policy.as_deref());
+    let source: Option<String> = row.try_get("payload_from").map_err(unreadable)?;
+    job.payload_from = payload_from(source.as_deref());
+    job.flow = row
+        .try_get::<Option<uuid::Uuid>, _>("flow")
+        .map_err(unreadable)?
+        .map(FlowId::from_uuid);
     Ok(job)
+}
+
+/// A [`ParentFailure`] as the `on_parent_failure` column holds it (`NULL` for the
+/// default).
+pub(crate) fn parent_failure_column(policy: ParentFailure) -> Option<&'static str> {
+    match policy {
+        ParentFailure::Run => Some("Run"),
+        _ => None,
+    }
+}
+
+/// The `on_parent_failure` column read back.
+pub(crate) fn parent_failure_of(text: Option<&str>) -> ParentFailure {
+    match text {
+        Some("Run") => ParentFailure::Run,
+        _ => ParentFailure::Cancel,
+    }
+}
+
+/// A [`PayloadFrom`] as the `payload_from` column holds it (`NULL` for the default).
+pub(crate) fn payload_from_column(source: PayloadFrom) -> Option<&'static str> {
+    match source {
+        PayloadFrom::Parent => Some("Parent"),
+        PayloadFrom::Parents => Some("Parents"),
+        PayloadFrom::Batch => Some("Batch"),
+        _ => None,
+    }
+}
+
+/// The `payload_from` column read back.
+pub(crate) fn payload_from(text: Option<&str>) -> PayloadFrom {
+    match text {
+        Some("Parent") => PayloadFrom::Parent,
+        Some("Parents") => PayloadFrom::Parents,
+        Some("Batch") => PayloadFrom::Batch,
+        _ => PayloadFrom::Submitted,
+    }
 }
 
 /// The `trace_parent` column: checked when stored, so a text that does not read (written

@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::claim::Claims;
 use crate::complete::Completions;
+use crate::depend::Dependencies;
 use crate::insert::Inserts;
 use crate::lease::Leases;
 use crate::notify::{channel, start_listener, Notifier};
@@ -45,6 +46,7 @@ pub struct PostgresStore {
     reads: Reads,
     ops: Ops,
     notifier: Notifier,
+    dependencies: Dependencies,
     bus: Arc<EventBus>,
     listener: tokio::task::AbortHandle,
 }
@@ -101,6 +103,7 @@ impl PostgresStore {
             leases: Leases::new(schema),
             reads: Reads::new(schema),
             ops: Ops::new(schema),
+            dependencies: Dependencies::new(schema, &channel),
             notifier: Notifier::new(channel),
             bus,
             listener,
@@ -147,7 +150,7 @@ impl PostgresStore {
     ) -> Result<(), StorageError> {
         let answer = self
             .inserts
-            .submit_many_in(connection, std::slice::from_ref(job))
+            .submit_many_in(connection, &self.dependencies, std::slice::from_ref(job))
             .await?;
         match answer.into_iter().next() {
             Some(Inserted::Stored) => Ok(()),
@@ -180,7 +183,9 @@ impl PostgresStore {
         connection: &mut PgConnection,
         jobs: &[Job],
     ) -> Result<Vec<Inserted>, StorageError> {
-        self.inserts.submit_many_in(connection, jobs).await
+        self.inserts
+            .submit_many_in(connection, &self.dependencies, jobs)
+            .await
     }
 
     /// The connection pool, for the application's own queries and transactions.
@@ -206,7 +211,11 @@ impl std::fmt::Debug for PostgresStore {
 
 impl JobStore for PostgresStore {
     fn insert_many(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<Inserted>, StorageError>> {
-        Box::pin(async move { self.inserts.insert_many(&self.pool, &jobs).await })
+        Box::pin(async move {
+            self.inserts
+                .insert_many(&self.pool, &self.dependencies, &jobs)
+                .await
+        })
     }
 
     fn supports_unique_keys(&self) -> bool {
@@ -218,6 +227,10 @@ impl JobStore for PostgresStore {
     }
 
     fn supports_concurrency_keys(&self) -> bool {
+        true
+    }
+
+    fn supports_dependencies(&self) -> bool {
         true
     }
 
@@ -240,10 +253,12 @@ impl JobStore for PostgresStore {
         holder: &'a str,
         completions: &'a [Completion],
     ) -> BoxFuture<'a, Result<Vec<Completed>, StorageError>> {
-        Box::pin(
-            self.completions
-                .complete_many(&self.pool, holder, completions),
-        )
+        Box::pin(self.completions.complete_many(
+            &self.pool,
+            &self.dependencies,
+            holder,
+            completions,
+        ))
     }
 
     fn renew<'a>(
@@ -272,7 +287,10 @@ impl JobStore for PostgresStore {
     }
 
     fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
-        Box::pin(self.reads.request_cancel(&self.pool, id))
+        Box::pin(
+            self.reads
+                .request_cancel(&self.pool, &self.dependencies, id),
+        )
     }
 
     fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
@@ -339,7 +357,7 @@ impl Operations for PostgresStore {
         &'a self,
         ids: &'a [JobId],
     ) -> BoxFuture<'a, Result<Vec<RetryOutcome>, StorageError>> {
-        Box::pin(self.ops.retry_many(&self.pool, ids))
+        Box::pin(self.ops.retry_many(&self.pool, &self.dependencies, ids))
     }
 
     fn delete_many<'a>(
@@ -394,10 +412,8 @@ impl Operations for PostgresStore {
         Box::pin(self.ops.key_counts(&self.pool, keys))
     }
 
-    /// This store refuses jobs with parents (see `supports_dependencies`), so no job
-    /// has dependants here.
-    fn dependants(&self, _id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>> {
-        Box::pin(std::future::ready(Ok(Vec::new())))
+    fn dependants(&self, id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>> {
+        Box::pin(self.dependencies.dependants(&self.pool, id))
     }
 
     fn rate_windows<'a>(
