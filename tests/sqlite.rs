@@ -150,6 +150,95 @@ async fn without_create_if_missing_a_missing_file_is_an_error_and_nothing_is_cre
     SqliteStore::open_with(file.path(), options().create_if_missing(false)).unwrap();
 }
 
+/// The dependencies migration rebuilds the jobs table (SQLite cannot change its status
+/// check in place): a file made by the version before keeps its jobs, results and
+/// indexes, and the jobs read back as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dependencies_migration_keeps_the_jobs_of_an_older_file() {
+    let file = SqliteFile::new();
+    let old = Connection::open(file.path()).unwrap();
+    old.execute_batch(
+        "CREATE TABLE jobs_schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
+    )
+    .unwrap();
+    let earlier = [
+        include_str!("../jobs-sqlite/migrations/0001_jobs.sql"),
+        include_str!("../jobs-sqlite/migrations/0002_workers.sql"),
+        include_str!("../jobs-sqlite/migrations/0003_paused_queues.sql"),
+        include_str!("../jobs-sqlite/migrations/0004_rate_limits.sql"),
+        include_str!("../jobs-sqlite/migrations/0005_concurrency_keys.sql"),
+        include_str!("../jobs-sqlite/migrations/0006_bounds.sql"),
+        include_str!("../jobs-sqlite/migrations/0007_trace_parents.sql"),
+    ];
+    for (version, sql) in earlier.iter().enumerate() {
+        old.execute_batch(sql).unwrap();
+        old.execute(
+            "INSERT INTO jobs_schema_migrations VALUES (?1, 'earlier', 0)",
+            [version as i64 + 1],
+        )
+        .unwrap();
+    }
+    let (queued, done) = (JobId::new(), JobId::new());
+    old.execute(
+        "INSERT INTO jobs (id, job_type, queue, status, payload, created_at, run_at, priority)
+         VALUES (?1, 'Old', 'default', 'Queued', '{\"n\":1}', 1, 1, 3),
+                (?2, 'Old', 'default', 'Succeeded', 'null', 1, 1, 0)",
+        [queued.as_uuid().as_bytes(), done.as_uuid().as_bytes()],
+    )
+    .unwrap();
+    old.execute(
+        "INSERT INTO job_results (job_id, result) VALUES (?1, '42')",
+        [done.as_uuid().as_bytes()],
+    )
+    .unwrap();
+    drop(old);
+
+    let store = SqliteStore::open(file.path()).unwrap();
+    let job = store.get(queued).await.unwrap().expect("kept");
+    assert_eq!(
+        (job.status, job.priority, job.payload),
+        (JobStatus::Queued, 3, serde_json::json!({"n": 1}))
+    );
+    assert!(job.depends_on.is_empty() && job.flow.is_none());
+    assert_eq!(
+        store.get_result(done).await.unwrap(),
+        Some(serde_json::json!(42))
+    );
+    let connection = Connection::open(file.path()).unwrap();
+    for index in [
+        "jobs_due",
+        "jobs_unique_active",
+        "jobs_keys",
+        "jobs_failed",
+        "jobs_flow",
+    ] {
+        assert_eq!(
+            count(
+                &connection,
+                &format!(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = '{index}'"
+                )
+            ),
+            1,
+            "index {index}"
+        );
+    }
+    // The queued job is still claimed from `jobs_due`.
+    let claimed = store
+        .claim(jobs::ClaimRequest {
+            queue: "default",
+            limit: 10,
+            holder: "holder",
+            lease: Duration::from_secs(30),
+            rates: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, queued);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_from_a_newer_version_is_refused_and_reopening_migrates_nothing() {
     let file = SqliteFile::new();
@@ -159,7 +248,7 @@ async fn a_file_from_a_newer_version_is_refused_and_reopening_migrates_nothing()
     let connection = Connection::open(file.path()).unwrap();
     assert_eq!(
         count(&connection, "SELECT count(*) FROM jobs_schema_migrations"),
-        7
+        8
     );
     connection
         .execute(

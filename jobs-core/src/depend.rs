@@ -35,6 +35,30 @@ pub enum ParentFailure {
     Run,
 }
 
+impl ParentFailure {
+    /// The policy's name as written in JSON and in databases (`"cancel"`, `"run"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ParentFailure::Cancel => "cancel",
+            ParentFailure::Run => "run",
+        }
+    }
+
+    /// The policy named `name` (as [`ParentFailure::as_str`] writes it), if any.
+    ///
+    /// ```
+    /// use jobs_core::ParentFailure;
+    ///
+    /// assert_eq!(ParentFailure::from_name(ParentFailure::Run.as_str()), Some(ParentFailure::Run));
+    /// assert_eq!(ParentFailure::from_name("sometimes"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ParentFailure::Cancel, ParentFailure::Run]
+            .into_iter()
+            .find(|policy| policy.as_str() == name)
+    }
+}
+
 /// Where a dependant's arguments come from when it is released.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,6 +76,38 @@ pub enum PayloadFrom {
     /// A [`BatchSummary`] of its parents: which succeeded, failed and were canceled. What
     /// the callback of a batch runs with (it runs anyway, whatever its members' ends).
     Batch,
+}
+
+impl PayloadFrom {
+    /// The source's name as written in JSON and in databases (`"submitted"`, `"parent"`,
+    /// `"parents"`, `"batch"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PayloadFrom::Submitted => "submitted",
+            PayloadFrom::Parent => "parent",
+            PayloadFrom::Parents => "parents",
+            PayloadFrom::Batch => "batch",
+        }
+    }
+
+    /// The source named `name` (as [`PayloadFrom::as_str`] writes it), if any.
+    ///
+    /// ```
+    /// use jobs_core::PayloadFrom;
+    ///
+    /// assert_eq!(PayloadFrom::from_name("batch"), Some(PayloadFrom::Batch));
+    /// assert_eq!(PayloadFrom::from_name("elsewhere"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            PayloadFrom::Submitted,
+            PayloadFrom::Parent,
+            PayloadFrom::Parents,
+            PayloadFrom::Batch,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == name)
+    }
 }
 
 /// What the callback of a batch receives ([`PayloadFrom::Batch`]): the members that

@@ -5,8 +5,9 @@ ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_status_check
     CHECK (status IN ('Waiting', 'Queued', 'Running', 'Succeeded', 'Failed', 'Canceled'));
 
 -- `depends_on`: the parents in order (a JSON array of ids; NULL for none), what the job
--- does when one fails (`on_parent_failure`: 'Cancel' or 'Run') and where its payload comes
--- from on release (`payload_from`: 'Parent', 'Parents', 'Batch'; NULL for its own).
+-- does when one fails (`on_parent_failure`: 'cancel' or 'run') and where its payload comes
+-- from on release (`payload_from`: 'submitted', 'parent', 'parents', 'batch'), both NULL
+-- for a job without parents.
 -- `waiting_for`: while `Waiting`, how many parents it still waits for.
 -- `has_dependants`: set, under the parent's row lock, when a dependant is stored; a
 -- completion of such a job settles its dependants in the same transaction.

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{invalid, storage, unreadable};
 use crate::notify::payloads;
-use crate::rows::{parent_failure_of, payload_from, status};
+use crate::rows::{parent_failure_of, payload_from_of, status};
 
 /// The dependency statements of one schema.
 pub(crate) struct Dependencies {
@@ -497,7 +497,7 @@ fn dependant_from_row(row: &sqlx::postgres::PgRow, first: usize) -> Result<Job, 
         Timestamp::from_unix_micros(0),
     );
     job.on_parent_failure = parent_failure_of(policy.as_deref());
-    job.payload_from = payload_from(source.as_deref());
+    job.payload_from = payload_from_of(source.as_deref());
     job.depends_on = parents.map(|json| json.0).unwrap_or_default();
     Ok(job)
 }

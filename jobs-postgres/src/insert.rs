@@ -14,10 +14,7 @@ use crate::checks::check_job;
 use crate::depend::{Dependencies, NewJobs};
 use crate::error::{from_sqlx, storage};
 use crate::notify::Notifier;
-use crate::rows::{
-    at_micros, job_from_row, max_attempts_column, parent_failure_column, payload_from_column,
-    timeout_column, COLUMNS,
-};
+use crate::rows::{at_micros, job_from_row, max_attempts_column, timeout_column, COLUMNS};
 
 /// How many times a job whose key holder finished before it could be read is inserted
 /// again before giving up (with a transient error).
@@ -417,19 +414,11 @@ fn bind_dependencies<'q>(
         .collect();
     let policies: Vec<Option<&str>> = jobs
         .iter()
-        .map(|job| {
-            job.has_parents()
-                .then(|| parent_failure_column(job.on_parent_failure))
-                .flatten()
-        })
+        .map(|job| job.has_parents().then(|| job.on_parent_failure.as_str()))
         .collect();
     let sources: Vec<Option<&str>> = jobs
         .iter()
-        .map(|job| {
-            job.has_parents()
-                .then(|| payload_from_column(job.payload_from))
-                .flatten()
-        })
+        .map(|job| job.has_parents().then(|| job.payload_from.as_str()))
         .collect();
     let waiting: Vec<Option<i32>> = settled.iter().map(|(waiting, _)| *waiting).collect();
     let dependants: Vec<bool> = settled.iter().map(|(_, has)| *has).collect();

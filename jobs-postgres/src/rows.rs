@@ -108,7 +108,7 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
     let policy: Option<String> = row.try_get("on_parent_failure").map_err(unreadable)?;
     job.on_parent_failure = parent_failure_of(policy.as_deref());
     let source: Option<String> = row.try_get("payload_from").map_err(unreadable)?;
-    job.payload_from = payload_from(source.as_deref());
+    job.payload_from = payload_from_of(source.as_deref());
     job.flow = row
         .try_get::<Option<uuid::Uuid>, _>("flow")
         .map_err(unreadable)?
@@ -116,41 +116,16 @@ pub(crate) fn job_from_row(row: &PgRow) -> Result<Job, StorageError> {
     Ok(job)
 }
 
-/// A [`ParentFailure`] as the `on_parent_failure` column holds it (`NULL` for the
-/// default).
-pub(crate) fn parent_failure_column(policy: ParentFailure) -> Option<&'static str> {
-    match policy {
-        ParentFailure::Run => Some("Run"),
-        _ => None,
-    }
-}
-
-/// The `on_parent_failure` column read back.
+/// The `on_parent_failure` column read back (`NULL`, or a name this version does not
+/// know, is the default).
 pub(crate) fn parent_failure_of(text: Option<&str>) -> ParentFailure {
-    match text {
-        Some("Run") => ParentFailure::Run,
-        _ => ParentFailure::Cancel,
-    }
+    text.and_then(ParentFailure::from_name).unwrap_or_default()
 }
 
-/// A [`PayloadFrom`] as the `payload_from` column holds it (`NULL` for the default).
-pub(crate) fn payload_from_column(source: PayloadFrom) -> Option<&'static str> {
-    match source {
-        PayloadFrom::Parent => Some("Parent"),
-        PayloadFrom::Parents => Some("Parents"),
-        PayloadFrom::Batch => Some("Batch"),
-        _ => None,
-    }
-}
-
-/// The `payload_from` column read back.
-pub(crate) fn payload_from(text: Option<&str>) -> PayloadFrom {
-    match text {
-        Some("Parent") => PayloadFrom::Parent,
-        Some("Parents") => PayloadFrom::Parents,
-        Some("Batch") => PayloadFrom::Batch,
-        _ => PayloadFrom::Submitted,
-    }
+/// The `payload_from` column read back (`NULL`, or a name this version does not know,
+/// is the job's own payload).
+pub(crate) fn payload_from_of(text: Option<&str>) -> PayloadFrom {
+    text.and_then(PayloadFrom::from_name).unwrap_or_default()
 }
 
 /// The `trace_parent` column: checked when stored, so a text that does not read (written

@@ -103,6 +103,8 @@ where
     dependants_wait_and_are_released_with_their_parents_results(fresh().await.as_ref()).await;
     a_failed_parent_cancels_its_dependants_unless_they_run_anyway(fresh().await.as_ref()).await;
     new_dependants_are_settled_against_stored_parents(fresh().await.as_ref()).await;
+    a_batch_callback_gets_the_summary_and_retention_keeps_the_flow(fresh().await.as_ref()).await;
+    a_retried_dependant_waits_for_its_parents_and_takes_their_results(fresh().await.as_ref()).await;
 }
 
 /// A job with parents ([`Job::depends_on`]) as the engine hands it to the store.
@@ -399,6 +401,167 @@ pub async fn new_dependants_are_settled_against_stored_parents(store: &dyn JobSt
         "nothing of the batch is stored"
     );
     assert!(store.get(orphan.id).await.expect("get").is_none());
+}
+
+/// A batch: members and a callback that runs anyway with a [`BatchSummary`] of how they
+/// ended, all in one flow. The flow's members are listed by [`JobQuery::flow`], a
+/// member's dependants are read back, and retention deletes no member of the flow until
+/// every one of them has finished (it deletes the other finished jobs).
+///
+/// [`BatchSummary`]: jobs_core::BatchSummary
+pub async fn a_batch_callback_gets_the_summary_and_retention_keeps_the_flow(store: &dyn JobStore) {
+    use jobs_core::{BatchSummary, FlowId, ParentFailure, PayloadFrom};
+    if !store.supports_dependencies() {
+        return;
+    }
+    let flow = FlowId::new();
+    let members: Vec<Job> = (0..4)
+        .map(|n| {
+            let mut job = Job::new("Member", json!(n));
+            job.flow = Some(flow);
+            job
+        })
+        .collect();
+    let ids: Vec<JobId> = members.iter().map(|job| job.id).collect();
+    let mut callback = dependant(&ids, PayloadFrom::Batch);
+    callback.on_parent_failure = ParentFailure::Run;
+    callback.flow = Some(flow);
+    let outsider = Job::new("Outsider", Value::Null);
+    let mut batch = members.clone();
+    batch.push(callback.clone());
+    batch.push(outsider.clone());
+    insert(store, batch).await;
+
+    let listed = store
+        .list(JobQuery::new().flow(flow))
+        .await
+        .expect("list a flow");
+    let mut expected: Vec<JobId> = ids.iter().copied().chain([callback.id]).collect();
+    expected.reverse();
+    assert_eq!(
+        listed.jobs.iter().map(|job| job.id).collect::<Vec<_>>(),
+        expected,
+        "a flow's members, newest first, and no other job"
+    );
+    assert!(listed.jobs.iter().all(|job| job.flow == Some(flow)));
+    if let Some(operations) = store.operations() {
+        assert_eq!(
+            operations.dependants(ids[0]).await.expect("dependants"),
+            vec![callback.id]
+        );
+        assert!(operations
+            .dependants(callback.id)
+            .await
+            .expect("dependants")
+            .is_empty());
+    }
+
+    // The last member is canceled before it runs; of the others one fails.
+    store.request_cancel(ids[3]).await.expect("request_cancel");
+    let ran = run_due(store, |job| {
+        if job.id == ids[2] {
+            Outcome::Failed {
+                error: "bounced".into(),
+            }
+        } else {
+            Outcome::Succeeded { result: json!(1) }
+        }
+    })
+    .await;
+    assert_eq!(ran.len(), 4, "three members and the outsider: {ran:?}");
+    let released = status(store, callback.id).await;
+    assert_eq!(released.status, JobStatus::Queued, "it runs anyway");
+    let summary: BatchSummary =
+        serde_json::from_value(released.payload.clone()).expect("a batch summary");
+    assert_eq!(
+        summary,
+        BatchSummary {
+            succeeded: vec![ids[0], ids[1]],
+            failed: vec![ids[2]],
+            canceled: vec![ids[3]],
+        }
+    );
+    assert_eq!(released.payload["counts"]["total"], 4);
+
+    let far = Timestamp::from_unix_micros(Timestamp::now().as_unix_micros() + 3_600_000_000);
+    let pruned = store.prune_finished(far, 100).await.expect("prune");
+    assert_eq!(
+        pruned, 1,
+        "only the outsider: the flow has an unfinished member"
+    );
+    for id in &ids {
+        assert!(
+            store.get(*id).await.expect("get").is_some(),
+            "member {id} is kept"
+        );
+    }
+    if let Some(operations) = store.operations() {
+        assert_eq!(
+            operations.count_finished_before(far).await.expect("count"),
+            0,
+            "what a purge would delete agrees with retention"
+        );
+    }
+    run_due(store, |_| Outcome::Succeeded {
+        result: json!("reported"),
+    })
+    .await;
+    let pruned = store.prune_finished(far, 100).await.expect("prune");
+    assert_eq!(pruned, 5, "the whole flow once every member has finished");
+    assert!(store
+        .list(JobQuery::new().flow(flow))
+        .await
+        .expect("list")
+        .jobs
+        .is_empty());
+}
+
+/// An operator's retry of a dependant canceled with its failed parent is refused while
+/// the parent has not succeeded; once it has, the retry queues the dependant with the
+/// parent's result as its payload.
+pub async fn a_retried_dependant_waits_for_its_parents_and_takes_their_results(
+    store: &dyn JobStore,
+) {
+    use jobs_core::{PayloadFrom, RetryOutcome};
+    let Some(operations) = store.operations() else {
+        return;
+    };
+    if !store.supports_dependencies() {
+        return;
+    }
+    let parent = Job::new("Parent", Value::Null);
+    let child = dependant(&[parent.id], PayloadFrom::Parent);
+    insert(store, vec![parent.clone(), child.clone()]).await;
+    run_due(store, |_| Outcome::Failed { error: "no".into() }).await;
+    assert_eq!(status(store, child.id).await.status, JobStatus::Canceled);
+
+    let refused = operations.retry_many(&[child.id]).await.expect("retry");
+    assert_eq!(refused, vec![RetryOutcome::ParentsNotDone]);
+    assert_eq!(
+        status(store, child.id).await.status,
+        JobStatus::Canceled,
+        "a refused retry changes nothing"
+    );
+
+    let retried = operations.retry_many(&[parent.id]).await.expect("retry");
+    assert!(
+        matches!(retried[0], RetryOutcome::Retried(_)),
+        "{retried:?}"
+    );
+    run_due(store, |_| Outcome::Succeeded {
+        result: json!({"made": true}),
+    })
+    .await;
+    let retried = operations.retry_many(&[child.id]).await.expect("retry");
+    assert!(
+        matches!(retried[0], RetryOutcome::Retried(_)),
+        "{retried:?}"
+    );
+    let queued = status(store, child.id).await;
+    assert_eq!(
+        (queued.status, queued.payload),
+        (JobStatus::Queued, json!({"made": true}))
+    );
 }
 
 /// A job's trace parent (W3C `traceparent`) is stored as given, read back by `get`, and

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod conn;
+mod depend;
 mod error;
 mod migrate;
 mod ops;

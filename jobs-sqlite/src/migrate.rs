@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "trace parents",
         include_str!("../migrations/0007_trace_parents.sql"),
     ),
+    (
+        8,
+        "dependencies",
+        include_str!("../migrations/0008_dependencies.sql"),
+    ),
 ];
 
 /// Applies the migrations the file lacks, in one transaction under SQLite's write lock:

@@ -3,8 +3,9 @@
 //! the write lock, so each look-up and its change are atomic.
 
 use jobs_core::{
-    DeleteOutcome, FinishedCount, JobId, JobStatus, KeyCount, PausedQueue, QueueCounts,
-    QueueWorkers, RateWindow, RetryOutcome, StorageError, Timestamp, WorkerInfo,
+    released_payload, DeleteOutcome, FinishedCount, JobId, JobStatus, KeyCount, PausedQueue,
+    QueueCounts, QueueWorkers, RateWindow, Readiness, RetryOutcome, StorageError, Timestamp,
+    WorkerInfo,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -28,7 +29,8 @@ pub(crate) fn retry_many(
         .prepare_cached(
             "UPDATE jobs SET status = 'Queued', error = NULL, finished_at = NULL,
                  cancel_requested = 0, progress_percent = NULL, progress_message = NULL,
-                 run_at = ?2, max_attempts = ?3, holder = NULL, lease_until = NULL
+                 run_at = ?2, max_attempts = ?3, holder = NULL, lease_until = NULL,
+                 payload = ?4
              WHERE id = ?1 AND (status = 'Failed' OR status = 'Canceled')",
         )
         .map_err(failed(WHAT))?;
@@ -39,6 +41,28 @@ pub(crate) fn retry_many(
             continue;
         };
         let from = job.status;
+        if !matches!(from, JobStatus::Failed | JobStatus::Canceled) {
+            outcomes.push(RetryOutcome::NotRetryable(from));
+            continue;
+        }
+        if job.has_parents() {
+            // Its parents must have ended as it needs; it then runs with what they left.
+            let mut ends = std::collections::HashMap::new();
+            for parent in &job.depends_on {
+                if let Some(end) = crate::depend::end_of(connection, *parent)? {
+                    ends.insert(*parent, end);
+                }
+            }
+            let statuses = job.depends_on.iter().map(|parent| {
+                let status = ends.get(parent).map_or(JobStatus::Canceled, |end| end.0);
+                (*parent, status)
+            });
+            if Readiness::of(job.on_parent_failure, statuses) != Readiness::Ready {
+                outcomes.push(RetryOutcome::ParentsNotDone);
+                continue;
+            }
+            job.payload = released_payload(&job, |parent| ends.get(&parent).cloned());
+        }
         if job.retry_finished().is_err() {
             outcomes.push(RetryOutcome::NotRetryable(from));
             continue;
@@ -57,7 +81,8 @@ pub(crate) fn retry_many(
             .execute(params![
                 id_bytes(*id),
                 job.run_at.as_unix_micros(),
-                job.max_attempts
+                job.max_attempts,
+                job.payload.to_string()
             ])
             .map_err(failed(WHAT))?;
         outcomes.push(RetryOutcome::Retried(Box::new(job)));

@@ -4,8 +4,8 @@
 use std::str::FromStr;
 
 use jobs_core::{
-    AttemptError, ClaimedJob, ExpiredLease, Job, JobId, JobStatus, Progress, StorageError,
-    Timestamp,
+    AttemptError, ClaimedJob, ExpiredLease, FlowId, Job, JobId, JobStatus, ParentFailure,
+    PayloadFrom, Progress, StorageError, Timestamp,
 };
 use rusqlite::Row;
 use serde_json::Value;
@@ -16,7 +16,8 @@ use crate::error::unreadable;
 pub(crate) const COLUMNS: &str = "id, job_type, status, payload, progress_percent, \
      progress_message, error, attempt, cancel_requested, created_at, started_at, \
      finished_at, run_at, priority, max_attempts, timeout_ms, errors, unique_key, queue, \
-     concurrency_key, concurrency_limit, failures, trace_parent";
+     concurrency_key, concurrency_limit, failures, trace_parent, depends_on, \
+     on_parent_failure, payload_from, flow";
 
 /// A job row as SQLite holds it.
 pub(crate) struct RawJob {
@@ -43,6 +44,10 @@ pub(crate) struct RawJob {
     concurrency_limit: Option<i64>,
     failures: i64,
     trace_parent: Option<String>,
+    depends_on: Option<String>,
+    on_parent_failure: Option<String>,
+    payload_from: Option<String>,
+    flow: Option<Vec<u8>>,
 }
 
 impl RawJob {
@@ -72,6 +77,10 @@ impl RawJob {
             concurrency_limit: row.get(20)?,
             failures: row.get(21)?,
             trace_parent: row.get(22)?,
+            depends_on: row.get(23)?,
+            on_parent_failure: row.get(24)?,
+            payload_from: row.get(25)?,
+            flow: row.get(26)?,
         })
     }
 
@@ -108,8 +117,30 @@ impl RawJob {
             .concurrency_limit
             .map(|limit| u32::try_from(limit.max(1)).unwrap_or(u32::MAX));
         job.trace_parent = trace_parent(self.trace_parent);
+        if let Some(parents) = &self.depends_on {
+            job.depends_on = serde_json::from_str(parents).map_err(unreadable)?;
+        }
+        job.on_parent_failure = parent_failure_of(self.on_parent_failure.as_deref());
+        job.payload_from = payload_from_of(self.payload_from.as_deref());
+        job.flow = self
+            .flow
+            .map(|bytes| uuid::Uuid::from_slice(&bytes).map(FlowId::from_uuid))
+            .transpose()
+            .map_err(unreadable)?;
         Ok(job)
     }
+}
+
+/// The `on_parent_failure` column read back (`NULL`, or a name this version does not
+/// know, is the default).
+pub(crate) fn parent_failure_of(text: Option<&str>) -> ParentFailure {
+    text.and_then(ParentFailure::from_name).unwrap_or_default()
+}
+
+/// The `payload_from` column read back (`NULL`, or a name this version does not know,
+/// is the job's own payload).
+pub(crate) fn payload_from_of(text: Option<&str>) -> PayloadFrom {
+    text.and_then(PayloadFrom::from_name).unwrap_or_default()
 }
 
 /// A claimed row as SQLite returned it (`id, job_type, payload, attempt, max_attempts,

@@ -6,12 +6,13 @@
 //! by a change inside one function is atomic against every other process too.
 
 use jobs_core::{
-    CancelOutcome, Inserted, Job, JobCount, JobId, JobPage, JobQuery, JobStatus, Progress,
-    RateBudgets, RateRule, RateScope, RateWindow, Renewal, StorageError, StorageErrorKind,
-    Timestamp,
+    CancelOutcome, Inserted, Job, JobCount, JobEvent, JobId, JobPage, JobQuery, JobStatus,
+    Progress, RateBudgets, RateRule, RateScope, RateWindow, Renewal, StorageError,
+    StorageErrorKind, Timestamp,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::depend;
 use crate::error::{failed, storage};
 use crate::rows::{expired_from_row, id_bytes, json, RawClaim, RawJob, COLUMNS};
 
@@ -25,22 +26,36 @@ pub(crate) struct NewJob {
     pub(crate) exact_run_at: bool,
 }
 
+/// What [`insert_jobs`] did: an answer per job, the indexes stored, and the events of
+/// jobs it settled at once (canceled with a parent that had failed).
+pub(crate) type InsertedJobs = (Vec<Inserted>, Vec<usize>, Vec<JobEvent>);
+
 /// Inserts `jobs` in order; a job whose unique key an active job holds (one stored
-/// earlier in the batch included) is not stored. Records the `submitted` events of the
-/// stored jobs as one event row of `origin`. Answers per job, and the indexes stored.
+/// earlier in the batch included) is not stored. Jobs with parents are settled first
+/// against them (see [`depend::settle_new`]), which may change their status and payload.
+/// Records the `submitted` events of the stored jobs, and those of jobs canceled at
+/// once, as event rows of `origin`.
 pub(crate) fn insert_jobs(
     connection: &Connection,
-    jobs: &[NewJob],
+    jobs: &mut [NewJob],
     origin: &str,
-) -> Result<(Vec<Inserted>, Vec<usize>), StorageError> {
+) -> Result<InsertedJobs, StorageError> {
     const WHAT: &str = "could not store the jobs";
     let now = Timestamp::now().as_unix_micros();
+    let (waiting_for, settled) = if jobs.iter().any(|new| new.job.has_parents()) {
+        depend::settle_new(connection, jobs)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut insert = connection
         .prepare_cached(
             "INSERT INTO jobs (id, job_type, queue, status, payload, created_at, run_at,
                                priority, max_attempts, timeout_ms, unique_key,
-                               concurrency_key, concurrency_limit, trace_parent)
-             VALUES (?1, ?2, ?3, 'Queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                               concurrency_key, concurrency_limit, trace_parent, depends_on,
+                               on_parent_failure, payload_from, waiting_for, flow, error,
+                               finished_at)
+             VALUES (?1, ?2, ?3, ?14, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?15, ?16,
+                     ?17, ?18, ?19, ?20, CASE WHEN ?14 = 'Canceled' THEN ?21 END)",
         )
         .map_err(failed(WHAT))?;
     let mut answers = Vec::with_capacity(jobs.len());
@@ -61,6 +76,14 @@ pub(crate) fn insert_jobs(
         } else {
             run_at
         };
+        let parents = if job.has_parents() {
+            Some(
+                serde_json::to_string(&job.depends_on)
+                    .map_err(|error| StorageError::with_source(WHAT, error))?,
+            )
+        } else {
+            None
+        };
         insert
             .execute(params![
                 id_bytes(job.id),
@@ -76,6 +99,14 @@ pub(crate) fn insert_jobs(
                 job.concurrency_key,
                 job.concurrency_limit,
                 job.trace_parent.map(|parent| parent.to_string()),
+                job.status.as_str(),
+                parents,
+                job.has_parents().then(|| job.on_parent_failure.as_str()),
+                job.has_parents().then(|| job.payload_from.as_str()),
+                waiting_for.get(index).copied().flatten(),
+                job.flow.map(|flow| *flow.as_uuid().as_bytes()),
+                job.error,
+                now,
             ])
             .map_err(|error| match storage(WHAT, error) {
                 conflict if conflict.kind() == StorageErrorKind::Conflict => StorageError::of_kind(
@@ -84,14 +115,22 @@ pub(crate) fn insert_jobs(
                 ),
                 other => other,
             })?;
+        if job.has_parents() {
+            depend::insert_edges(connection, new)?;
+        }
         answers.push(Inserted::Stored);
         stored.push(index);
     }
     if !stored.is_empty() {
-        let events: Vec<&str> = stored.iter().map(|at| jobs[*at].event.as_str()).collect();
+        let mut events: Vec<&str> = stored.iter().map(|at| jobs[*at].event.as_str()).collect();
+        let settled_json: Vec<String> = settled
+            .iter()
+            .map(|event| serde_json::to_string(event).unwrap_or_default())
+            .collect();
+        events.extend(settled_json.iter().map(String::as_str));
         record_events(connection, origin, &format!("[{}]", events.join(",")))?;
     }
-    Ok((answers, stored))
+    Ok((answers, stored, settled))
 }
 
 /// The active job of `job_type` holding `key`, if any.
@@ -158,7 +197,7 @@ pub(crate) fn insert_tick(
     };
     // Due at the tick (the tick it is the job of), never later than now.
     job.job.run_at = job.job.run_at.min(Timestamp::now());
-    let (answers, _) = insert_jobs(connection, std::slice::from_ref(&job), origin)?;
+    let (answers, _, _) = insert_jobs(connection, std::slice::from_mut(&mut job), origin)?;
     Ok(matches!(answers.first(), Some(Inserted::Stored)))
 }
 
@@ -466,12 +505,15 @@ macro_rules! errors_with_entry {
 
 /// Applies `changes` held by `holder`: the status each job is in now, or `None` when it
 /// was not `Running` at that attempt for `holder`. Requeues of a job asked to stop end
-/// it `Canceled`, by the rule of `Job::finish`.
+/// it `Canceled`, by the rule of `Job::finish`. The jobs that ended settle their waiting
+/// dependants in the same transaction (recorded as event rows of `origin`); the events of
+/// those are the second answer.
 pub(crate) fn complete(
     connection: &Connection,
     holder: &str,
     changes: &[Change],
-) -> Result<Vec<Option<JobStatus>>, StorageError> {
+    origin: &str,
+) -> Result<(Vec<Option<JobStatus>>, Vec<JobEvent>), StorageError> {
     const WHAT: &str = "could not store the jobs' outcomes";
     let now = Timestamp::now().as_unix_micros();
     // Two statements, no RETURNING (which buffers its rows in a temporary table): the
@@ -562,7 +604,29 @@ pub(crate) fn complete(
         }
         answers.push(status);
     }
-    Ok(answers)
+    let ended = changes.iter().zip(&answers).filter_map(|(change, status)| {
+        Some((
+            JobId::from_uuid(uuid::Uuid::from_bytes(change.id)),
+            (*status)?,
+        ))
+    });
+    let settled = depend::settle_ended(connection, ended)?;
+    record_settled(connection, origin, &settled)?;
+    Ok((answers, settled))
+}
+
+/// Records the events of dependants settled by a write as an event row of `origin`.
+pub(crate) fn record_settled(
+    connection: &Connection,
+    origin: &str,
+    events: &[JobEvent],
+) -> Result<(), StorageError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(events)
+        .map_err(|error| StorageError::with_source("could not encode job events", error))?;
+    record_events(connection, origin, &json)
 }
 
 /// Extends the leases held by `holder` to `until` (µs), unless they ran out already.
@@ -660,22 +724,26 @@ pub(crate) fn update_progress(
     }
 }
 
-/// Cancels a queued job, or flags a running one.
+/// Cancels a queued or waiting job (and settles its dependants, recorded as event rows
+/// of `origin`), or flags a running one. The events of the dependants settled are the
+/// second answer.
 pub(crate) fn request_cancel(
     connection: &Connection,
     id: JobId,
-) -> Result<CancelOutcome, StorageError> {
+    origin: &str,
+) -> Result<(CancelOutcome, Vec<JobEvent>), StorageError> {
     const WHAT: &str = "could not cancel the job";
     let Some(mut job) = get(connection, id)?.map(RawJob::into_job).transpose()? else {
-        return Ok(CancelOutcome::NotFound);
+        return Ok((CancelOutcome::NotFound, Vec::new()));
     };
     match job.status {
-        JobStatus::Queued => {
+        JobStatus::Queued | JobStatus::Waiting => {
             job.cancel_queued()
                 .map_err(|error| StorageError::with_source(WHAT, error))?;
             connection
                 .prepare_cached(
-                    "UPDATE jobs SET status = 'Canceled', finished_at = ?2 WHERE id = ?1",
+                    "UPDATE jobs SET status = 'Canceled', finished_at = ?2, waiting_for = NULL
+                     WHERE id = ?1",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![
@@ -684,7 +752,9 @@ pub(crate) fn request_cancel(
                     ])
                 })
                 .map_err(failed(WHAT))?;
-            Ok(CancelOutcome::CanceledQueued(job))
+            let settled = depend::settle_ended(connection, [(id, JobStatus::Canceled)])?;
+            record_settled(connection, origin, &settled)?;
+            Ok((CancelOutcome::CanceledQueued(job), settled))
         }
         JobStatus::Running => {
             connection
@@ -692,9 +762,9 @@ pub(crate) fn request_cancel(
                 .and_then(|mut statement| statement.execute([id_bytes(id)]))
                 .map_err(failed(WHAT))?;
             job.cancel_requested = true;
-            Ok(CancelOutcome::Requested(job))
+            Ok((CancelOutcome::Requested(job), Vec::new()))
         }
-        status => Ok(CancelOutcome::AlreadyFinished(status)),
+        status => Ok((CancelOutcome::AlreadyFinished(status), Vec::new())),
     }
 }
 
@@ -723,17 +793,20 @@ pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJ
     if query.queue.is_some() {
         filters.push("queue = ?4".to_owned());
     }
-    let filter = if filters.is_empty() {
-        String::new()
+    // ?6, the flow, always appears (a constant test without one), so that the statement
+    // has the same parameters whichever filters it uses.
+    if query.flow.is_some() {
+        filters.push("flow = ?6".to_owned());
     } else {
-        format!("WHERE {}", filters.join(" AND "))
-    };
+        filters.push("?6 IS NULL".to_owned());
+    }
+    let filter = format!("WHERE {}", filters.join(" AND "));
     let sql = format!("SELECT {COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?5");
     let mut statement = connection
         .prepare_cached(&sql)
         .map_err(failed("could not list jobs"))?;
-    // ?5, the last, always appears, so the statement has five parameters whichever
-    // filters it uses (?1 is left unused, the status being written in).
+    // ?5 and ?6 always appear, so the statement has six parameters whichever filters it
+    // uses (?1 is left unused, the status being written in).
     let limit = i64::try_from(query.limit.clamp(1, JobQuery::MAX_LIMIT) + 1).unwrap_or(1);
     let jobs = statement
         .query_map(
@@ -742,7 +815,8 @@ pub(crate) fn list(connection: &Connection, query: &JobQuery) -> Result<Vec<RawJ
                 query.job_type,
                 query.cursor.map(id_bytes),
                 query.queue,
-                limit
+                limit,
+                query.flow.map(|flow| *flow.as_uuid().as_bytes())
             ],
             RawJob::read,
         )
@@ -816,6 +890,15 @@ pub(crate) fn count_jobs(connection: &Connection) -> Result<Vec<JobCount>, Stora
     Ok(counts)
 }
 
+/// The condition that job `j` is in no flow, or in one whose members have all finished:
+/// retention keeps the members of an unfinished flow (served by `jobs_flow`).
+macro_rules! flow_finished {
+    () => {
+        "(j.flow IS NULL OR NOT EXISTS (SELECT 1 FROM jobs m WHERE m.flow = j.flow
+             AND (m.status = 'Waiting' OR m.status = 'Queued' OR m.status = 'Running')))"
+    };
+}
+
 /// Deletes up to `limit` jobs that finished before `before`, oldest first, with their
 /// results.
 pub(crate) fn prune_finished(
@@ -825,10 +908,11 @@ pub(crate) fn prune_finished(
 ) -> Result<u64, StorageError> {
     const WHAT: &str = "could not delete finished jobs";
     let ids: Vec<Vec<u8>> = connection
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1
-             ORDER BY finished_at LIMIT ?2",
-        )
+        .prepare_cached(concat!(
+            "SELECT id FROM jobs j WHERE finished_at IS NOT NULL AND finished_at < ?1 AND ",
+            flow_finished!(),
+            " ORDER BY finished_at LIMIT ?2"
+        ))
         .and_then(|mut statement| {
             statement
                 .query_map(
@@ -853,9 +937,10 @@ pub(crate) fn count_finished_before(
     before: Timestamp,
 ) -> Result<u64, StorageError> {
     connection
-        .prepare_cached(
-            "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
-        )
+        .prepare_cached(concat!(
+            "SELECT count(*) FROM jobs j WHERE finished_at IS NOT NULL AND finished_at < ?1 AND ",
+            flow_finished!()
+        ))
         .and_then(|mut statement| {
             statement.query_row(params![before.as_unix_micros()], |row| row.get::<_, i64>(0))
         })
@@ -872,6 +957,10 @@ pub(crate) fn delete_job(connection: &Connection, id: &[u8]) -> Result<(), Stora
         .map_err(failed(WHAT))?;
     connection
         .prepare_cached("DELETE FROM job_results WHERE job_id = ?1")
+        .and_then(|mut statement| statement.execute([id]))
+        .map_err(failed(WHAT))?;
+    connection
+        .prepare_cached("DELETE FROM job_dependencies WHERE child = ?1")
         .and_then(|mut statement| statement.execute([id]))
         .map_err(failed(WHAT))?;
     Ok(())

@@ -120,8 +120,9 @@ impl SqliteStore {
     /// # }
     /// ```
     pub fn submit_in(&self, connection: &Connection, job: &Job) -> Result<(), StorageError> {
-        let new = self.prepare(job.clone())?;
-        let (answers, _) = sql::insert_jobs(connection, std::slice::from_ref(&new), APPLICATION)?;
+        let mut new = self.prepare(job.clone())?;
+        let (answers, _, _) =
+            sql::insert_jobs(connection, std::slice::from_mut(&mut new), APPLICATION)?;
         match answers.into_iter().next() {
             Some(Inserted::Stored) => Ok(()),
             Some(Inserted::Existing(holder)) => Err(StorageError::of_kind(
@@ -178,6 +179,14 @@ fn announce_stored(bus: &EventBus, jobs: &[NewJob], stored: &[usize]) {
         })
         .collect();
     bus.send(events);
+}
+
+/// Hands the events of dependants a write settled to this process's subscribers (the
+/// other processes read them from the event rows the write recorded).
+fn announce(bus: &EventBus, events: &[JobEvent]) {
+    if !events.is_empty() {
+        bus.send(events.to_vec());
+    }
 }
 
 /// The path a URL names.
@@ -319,7 +328,7 @@ impl JobStore for SqliteStore {
             if jobs.is_empty() {
                 return Ok(Vec::new());
             }
-            let new = jobs
+            let mut new = jobs
                 .into_iter()
                 .map(|job| self.prepare(job))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -329,10 +338,14 @@ impl JobStore for SqliteStore {
                 .writer
                 .write_then(
                     move |connection| {
-                        let (answers, stored) = sql::insert_jobs(connection, &new, &origin)?;
-                        Ok((answers, (new, stored)))
+                        let (answers, stored, settled) =
+                            sql::insert_jobs(connection, &mut new, &origin)?;
+                        Ok((answers, (new, stored, settled)))
                     },
-                    move |(_, (new, stored))| announce_stored(&bus, new, stored),
+                    move |(_, (new, stored, settled))| {
+                        announce_stored(&bus, new, stored);
+                        announce(&bus, settled);
+                    },
                 )
                 .await?;
             Ok(answers)
@@ -348,6 +361,10 @@ impl JobStore for SqliteStore {
     }
 
     fn supports_concurrency_keys(&self) -> bool {
+        true
+    }
+
+    fn supports_dependencies(&self) -> bool {
         true
     }
 
@@ -416,12 +433,19 @@ impl JobStore for SqliteStore {
             }
             if !changes.is_empty() {
                 let holder = holder.to_owned();
-                let (changes, applied) = self
+                let origin = self.origin.clone();
+                let bus = self.bus.clone();
+                let (changes, (applied, _)) = self
                     .writer
-                    .write(move |connection| {
-                        let applied = sql::complete(connection, &holder, &changes)?;
-                        Ok((changes, applied))
-                    })
+                    .write_then(
+                        move |connection| {
+                            let applied = sql::complete(connection, &holder, &changes, &origin)?;
+                            Ok((changes, applied))
+                        },
+                        // The engine announces the completions; the dependants they
+                        // settled are announced here, at the commit.
+                        move |(_, (_, settled))| announce(&bus, settled),
+                    )
                     .await?;
                 for (change, status) in changes.iter().zip(applied) {
                     answers[change.index] = Some(match status {
@@ -488,10 +512,18 @@ impl JobStore for SqliteStore {
     }
 
     fn request_cancel(&self, id: JobId) -> BoxFuture<'_, Result<CancelOutcome, StorageError>> {
-        Box::pin(
-            self.writer
-                .write(move |connection| sql::request_cancel(connection, id)),
-        )
+        let origin = self.origin.clone();
+        let bus = self.bus.clone();
+        Box::pin(async move {
+            let (outcome, _) = self
+                .writer
+                .write_then(
+                    move |connection| sql::request_cancel(connection, id, &origin),
+                    move |(_, settled)| announce(&bus, settled),
+                )
+                .await?;
+            Ok(outcome)
+        })
     }
 
     fn get(&self, id: JobId) -> BoxFuture<'_, Result<Option<Job>, StorageError>> {
@@ -658,10 +690,11 @@ impl Operations for SqliteStore {
         )
     }
 
-    /// This store refuses jobs with parents (see `supports_dependencies`), so no job
-    /// has dependants here.
-    fn dependants(&self, _id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>> {
-        Box::pin(std::future::ready(Ok(Vec::new())))
+    fn dependants(&self, id: JobId) -> BoxFuture<'_, Result<Vec<JobId>, StorageError>> {
+        Box::pin(
+            self.reader
+                .read(move |connection| crate::depend::dependants(connection, id)),
+        )
     }
 
     fn rate_windows<'a>(
