@@ -1,6 +1,7 @@
 //! Fault tests on PostgreSQL with real processes: a worker killed mid-job, workers killed
-//! at random over a thousand jobs, and the database restarted mid-run. Each checks that no
-//! job is lost and none finishes twice.
+//! at random over a thousand jobs (and over parents whose children wait for them), a
+//! batch finished by two processes at once, and the database restarted mid-run. Each
+//! checks that no job is lost and none finishes twice.
 //!
 //! Worker processes are this test binary run again with `JOBS_FAULT_WORKER` set: the
 //! ignored test `worker_process` then serves jobs until it is killed.
@@ -258,23 +259,9 @@ async fn workers_killed_at_random_lose_no_job_and_finish_none_twice() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Kill a worker every 300 ms or so, ten times, starting a new one each time. Each
-    // victim is killed once it holds a running job (a fresh worker may still be starting),
-    // so every kill interrupts work.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut interrupted = 0;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let victim = (seed % workers.0.len() as u64) as usize;
-        if holds_running_jobs(&backend, &schema, &mut workers.0[victim]).await {
-            interrupted += 1;
-        }
-        kill(&mut workers.0[victim]);
-        workers.0[victim] = spawn_worker(&url, &schema, MAX_ATTEMPTS);
-    }
+    // Each victim is killed once it holds a running job (a fresh worker may still be
+    // starting), so every kill interrupts work.
+    let interrupted = kill_at_random(&backend, &url, &schema, &mut workers, MAX_ATTEMPTS).await;
     let (finished, _) = finished_counts(&backend, &schema).await;
     assert!(
         interrupted > 0,
@@ -385,6 +372,196 @@ async fn a_cancel_from_this_process_stops_a_job_running_in_another() {
         "{done:?}"
     );
     assert_each_finished_once_with(&backend, &schema, 1, "Canceled").await;
+    client.shutdown().await;
+}
+
+/// Kills a worker about every 300 ms, ten times, each once it holds a running job, and
+/// starts a new one in its place; how many kills interrupted a running job.
+async fn kill_at_random(
+    backend: &PostgresStore,
+    url: &str,
+    schema: &str,
+    workers: &mut Workers,
+    max_attempts: u32,
+) -> usize {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut interrupted = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let victim = (seed % workers.0.len() as u64) as usize;
+        if holds_running_jobs(backend, schema, &mut workers.0[victim]).await {
+            interrupted += 1;
+        }
+        kill(&mut workers.0[victim]);
+        workers.0[victim] = spawn_worker(url, schema, max_attempts);
+    }
+    interrupted
+}
+
+/// Workers killed at random while parents finish: a parent's end and its child's release
+/// are one transaction, so whether a kill lands before or after the parent's completion
+/// committed, every child is released once, runs with its parent's result, and none is
+/// left waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_are_released_whatever_kill_lands_as_their_parents_finish() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    const MAX_ATTEMPTS: u32 = 50;
+    const PAIRS: usize = 300;
+    let (schema, backend) = setup(&url, MAX_ATTEMPTS).await;
+    let client = client(&backend, MAX_ATTEMPTS);
+    let mut workers = Workers(
+        (0..3)
+            .map(|_| spawn_worker(&url, &schema, MAX_ATTEMPTS))
+            .collect(),
+    );
+    let mut batch = Vec::with_capacity(PAIRS * 2);
+    for i in 0..PAIRS {
+        let args = serde_json::json!({ "hang_first": false, "sleep_ms": 20 + i % 30 });
+        let parent = client.prepare_job("Fault", args).unwrap();
+        let options = SubmitOptions::new()
+            .depends_on([parent.id])
+            .payload_from(jobs::PayloadFrom::Parent);
+        let child = client
+            .prepare_job_with_options("FaultChild", serde_json::Value::Null, &options)
+            .unwrap();
+        batch.push(parent);
+        batch.push(child);
+    }
+    let stored = client.submit_many(batch).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while finished_counts(&backend, &schema).await.0 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no worker process finished a job within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let interrupted = kill_at_random(&backend, &url, &schema, &mut workers, MAX_ATTEMPTS).await;
+    assert!(interrupted > 0, "no kill found its worker running a job");
+    wait_all_finished(
+        &backend,
+        &schema,
+        (PAIRS * 2) as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    for worker in &mut workers.0 {
+        kill(worker);
+    }
+    assert_each_finished_once(&backend, &schema, (PAIRS * 2) as i64).await;
+    for pair in stored.chunks(2) {
+        let parent_result = client.get_job_result(pair[0].id).await.unwrap().unwrap();
+        let child = client.get_job(pair[1].id).await.unwrap().unwrap();
+        assert_eq!(
+            child.payload, parent_result,
+            "the child ran with its parent's result"
+        );
+        let expected = parent_result.as_u64().unwrap() + 100;
+        assert_eq!(
+            client.get_job_result(pair[1].id).await.unwrap(),
+            Some(serde_json::json!(expected))
+        );
+    }
+    let rerun: i64 = sqlx::query(&format!(
+        "SELECT count(*) FROM {schema}.jobs WHERE attempt > 1 AND job_type = 'Fault'"
+    ))
+    .fetch_one(backend.pool())
+    .await
+    .unwrap()
+    .get(0);
+    eprintln!("{rerun} of {PAIRS} parents were run again after their worker was killed");
+    client.shutdown().await;
+}
+
+/// A batch of 1,000 members, some failing, finished by two worker processes at once: the
+/// callback is released once, runs once, and is given the right counts and ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_finished_by_two_processes_runs_its_callback_once_with_the_counts() {
+    let Some(url) = common::database_url() else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    const MEMBERS: usize = 1_000;
+    let (schema, backend) = setup(&url, 3).await;
+    let client = client(&backend, 3);
+    let flow = jobs::FlowId::new();
+    let mut batch: Vec<Job> = (0..MEMBERS)
+        .map(|i| {
+            let args = serde_json::json!({ "fail": i % 7 == 0, "sleep_ms": i % 3 });
+            client
+                .prepare_job_with_options("FaultMember", args, &SubmitOptions::new().flow(flow))
+                .unwrap()
+        })
+        .collect();
+    let failing: Vec<JobId> = batch
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 7 == 0)
+        .map(|(_, job)| job.id)
+        .collect();
+    let options = SubmitOptions::new()
+        .depends_on(batch.iter().map(|job| job.id))
+        .on_parent_failure(jobs::ParentFailure::Run)
+        .payload_from(jobs::PayloadFrom::Batch)
+        .flow(flow);
+    let callback = client
+        .prepare_job_with_options("FaultReport", serde_json::Value::Null, &options)
+        .unwrap();
+    batch.push(callback.clone());
+    client.submit_many(batch).await.unwrap();
+    let mut workers = Workers((0..2).map(|_| spawn_worker(&url, &schema, 3)).collect());
+    wait_all_finished(
+        &backend,
+        &schema,
+        MEMBERS as i64 + 1,
+        Duration::from_secs(120),
+    )
+    .await;
+    for worker in &mut workers.0 {
+        kill(worker);
+    }
+    let done = client.get_job(callback.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.attempt),
+        (JobStatus::Succeeded, 1),
+        "{done:?}"
+    );
+    let summary: jobs::BatchSummary = serde_json::from_value(done.payload).unwrap();
+    assert_eq!(summary.failed, failing, "the failed members, in order");
+    assert_eq!(summary.succeeded.len(), MEMBERS - failing.len());
+    assert!(summary.canceled.is_empty());
+    assert_eq!(
+        client.get_job_result(callback.id).await.unwrap(),
+        Some(serde_json::json!([
+            MEMBERS - failing.len(),
+            failing.len(),
+            0
+        ]))
+    );
+    let by_worker: i64 = sqlx::query(&format!(
+        "SELECT count(DISTINCT split_part(worker_id, '-', 1)) FROM {schema}.jobs
+         WHERE job_type = 'FaultMember'"
+    ))
+    .fetch_one(backend.pool())
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(by_worker, 2, "both processes finished members");
+    let finishes: i64 = sqlx::query(&format!(
+        "SELECT count(*) FROM {schema}.finishes WHERE job_id = $1"
+    ))
+    .bind(callback.id.as_uuid())
+    .fetch_one(backend.pool())
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(finishes, 1, "the callback finished exactly once");
     client.shutdown().await;
 }
 
