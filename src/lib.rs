@@ -77,6 +77,64 @@
 //! # }
 //! ```
 //!
+//! ## Workflows
+//!
+//! A [`Flow`] puts typed steps together: [`Flow::then`] runs a step with its parent's
+//! output, [`Flow::join`] with the outputs of several, [`Flow::after`] with arguments of
+//! its own once its parents are done, and a [`Batch`]'s callback once every member has
+//! finished, with a [`BatchSummary`]. [`Jobs::submit_flow`] stores every step in one store
+//! call, under one [`FlowId`]; [`Jobs::get_flow`] shows how far it got and
+//! [`Jobs::cancel_flow`] cancels what is left (see [`workflow`]).
+//!
+//! ```
+//! use jobs::prelude::*;
+//!
+//! #[job_executor("DocShard")]
+//! async fn shard(n: u64) -> Result<u64, JobError> {
+//!     Ok(n * n)
+//! }
+//!
+//! #[job_executor("DocTotal")]
+//! async fn total(squares: Vec<u64>) -> Result<String, JobError> {
+//!     Ok(format!("{squares:?} make {}", squares.iter().sum::<u64>()))
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let jobs = Jobs::builder().start()?;
+//! let mut flow = Flow::new();
+//! let shards: Vec<_> = (1..=3).map(|n| flow.start::<shard>(n)).collect();
+//! let sum = flow.join::<total>(&shards); // `total` takes the shards' outputs, in order
+//! let submitted = jobs.submit_flow(flow).await?;
+//! let text = jobs.wait_for_output(&submitted.handle(&sum)).await?;
+//! assert_eq!(text, "[1, 4, 9] make 14");
+//! let view = jobs.get_flow(submitted.id()).await?.unwrap();
+//! assert_eq!((view.counts.succeeded, view.counts.total, view.edges.len()), (4, 4, 3));
+//! # jobs.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A step that does not take what its parent returns does not compile:
+//!
+//! ```compile_fail,E0277
+//! use jobs::prelude::*;
+//!
+//! #[job_executor("DocCount")]
+//! async fn count(text: String) -> Result<usize, JobError> {
+//!     Ok(text.len())
+//! }
+//!
+//! #[job_executor("DocShout")]
+//! async fn shout(text: String) -> Result<String, JobError> {
+//!     Ok(text.to_uppercase())
+//! }
+//!
+//! let mut flow = Flow::new();
+//! let counted = flow.start::<count>("hello".to_owned());
+//! flow.then::<shout>(&counted); // `count` returns `usize`, `shout` takes `String`
+//! ```
+//!
 //! ## Statuses, errors and cancellation
 //!
 //! A job moves `Queued → Running → Succeeded | Failed | Canceled`, or `Queued → Canceled`
@@ -197,8 +255,8 @@ pub use jobs_http as http;
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        job_executor, Job, JobContext, JobError, JobHandle, JobId, JobQuery, JobStatus, Jobs,
-        JobsError, SubmitError, SubmitOptions,
+        job_executor, Batch, BatchSummary, Flow, Job, JobContext, JobError, JobHandle, JobId,
+        JobQuery, JobStatus, Jobs, JobsError, SubmitError, SubmitOptions,
     };
 }
 

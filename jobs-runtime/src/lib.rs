@@ -23,6 +23,7 @@ pub mod testing;
 mod trace;
 mod typed;
 mod watchers;
+pub mod workflow;
 
 pub use builder::{BuildError, JobsBuilder};
 pub use catalog::{Catalog, CatalogEntry, DuplicateJobType};
@@ -37,3 +38,6 @@ pub use service::Jobs;
 pub use trace::current_trace_parent;
 pub use typed::JobHandle;
 pub use watchers::JobWatch;
+pub use workflow::{
+    Batch, Flow, FlowCancellation, FlowCounts, FlowEdge, FlowView, Step, SubmittedFlow,
+};

@@ -214,29 +214,11 @@ impl Jobs {
     where
         J::Args: Serialize,
     {
-        let Some(entry) = self.inner().catalog.get(J::NAME) else {
-            return Err(SubmitError::UnknownJobType {
-                job_type: J::NAME.to_owned(),
-                known: self.inner().catalog.job_types(),
-            });
-        };
-        let invalid = |reason: String| SubmitError::InvalidPayload {
+        let payload = serde_json::to_value(&args).map_err(|error| SubmitError::InvalidPayload {
             job_type: J::NAME.to_owned(),
-            reason,
-        };
-        let payload = serde_json::to_value(&args)
-            .map_err(|error| invalid(format!("the arguments do not serialize to JSON: {error}")))?;
-        // The executor registered under this name may not be `J`'s own (one registered by
-        // hand): it has the last word on the payload.
-        entry
-            .executor()
-            .validate(&payload)
-            .map_err(|error| invalid(error.message().to_owned()))?;
-        let job = submit::with_policy(
-            Job::new(J::NAME, payload),
-            entry.executor().as_ref(),
-            options,
-        )?;
+            reason: format!("the arguments do not serialize to JSON: {error}"),
+        })?;
+        let job = submit::check(self.inner(), Job::new(J::NAME, payload), options)?;
         let job = self.store_one(job).await?;
         Ok(JobHandle::new(job))
     }

@@ -157,27 +157,32 @@ pub(crate) fn prepare(
     payload: Value,
     options: &SubmitOptions,
 ) -> Result<Job, SubmitError> {
-    let Some(entry) = inner.catalog.get(job_type) else {
+    check(inner, Job::new(job_type, payload), options)
+}
+
+/// Checks a new job (its type, its payload) as a submission with `options` and applies its
+/// type's policy and the options: the one check of every submission, string-typed, typed
+/// or a step of a flow.
+pub(crate) fn check(inner: &Inner, job: Job, options: &SubmitOptions) -> Result<Job, SubmitError> {
+    let Some(entry) = inner.catalog.get(&job.job_type) else {
         return Err(SubmitError::UnknownJobType {
-            job_type: job_type.to_owned(),
+            job_type: job.job_type,
             known: inner.catalog.job_types(),
         });
     };
-    // A job that takes its parents' results has no arguments of its own to check yet.
+    // A job that takes its parents' results has no arguments of its own to check yet. The
+    // executor registered under a typed job's name may not be the type's own (one
+    // registered by hand): it has the last word on the payload.
     if options.payload_from == PayloadFrom::Submitted {
         entry
             .executor()
-            .validate(&payload)
+            .validate(&job.payload)
             .map_err(|error| SubmitError::InvalidPayload {
-                job_type: job_type.to_owned(),
+                job_type: job.job_type.clone(),
                 reason: error.message().to_owned(),
             })?;
     }
-    let job = with_policy(
-        Job::new(job_type, payload),
-        entry.executor().as_ref(),
-        options,
-    )?;
+    let job = with_policy(job, entry.executor().as_ref(), options)?;
     check_storable(&job, inner.store.max_payload_bytes())?;
     Ok(job)
 }
