@@ -40,6 +40,11 @@
 //!   listings, a drain beside them and `GET /metrics` at 1,000,000 jobs in memory and
 //!   10,000,000 rows on PostgreSQL.
 //!
+//! - `workflow`: a chain of 3 steps and a fan-out of 100 into 1, each timed from submit
+//!   to the last step's end, and N jobs drained as independent jobs and as parent → child
+//!   pairs, for the cost of a dependency; on any backend (PostgreSQL and SQLite drain at
+//!   most 10,000).
+//!
 //! Each result is one machine-readable line (`scenario=bulk backend=memory jobs=...`)
 //! followed by a short human summary. A scenario fails loudly (exit code 1) unless every
 //! job reached `Succeeded`.
@@ -66,6 +71,7 @@ macro_rules! out {
 mod bounds;
 mod rate;
 mod sqlite;
+mod workflow;
 
 #[job_executor("Noop")]
 async fn noop() -> Result<(), JobError> {
@@ -104,7 +110,7 @@ fn parse_options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let scenario = args
         .next()
-        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor|rate|overload|listing> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full] [--rate N/period]")?;
+        .ok_or("usage: jobs-bench <bulk|interleaved|latency|progress|memory|floor|rate|overload|listing|workflow> [--jobs N] [--concurrency C] [--backend memory|postgres|sqlite] [--processes P] [--prefetch N] [--synchronous normal|full] [--rate N/period]")?;
     let mut options = Options {
         scenario,
         jobs: 0,
@@ -159,6 +165,7 @@ fn parse_options() -> Result<Options, String> {
         options.jobs = match options.scenario.as_str() {
             "latency" => 10_000,
             "rate" => 5_500,
+            "workflow" => 20_000,
             "memory" => 1_000_000,
             _ => 100_000,
         };
@@ -193,8 +200,9 @@ async fn main() -> ExitCode {
         "rate" => rate::rate(&options).await,
         "overload" => bounds::overload(&options).await,
         "listing" => bounds::listing(&options).await,
+        "workflow" => workflow::workflow(&options).await,
         other => Err(format!(
-            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory, floor, rate, overload or listing"
+            "unknown scenario `{other}`; expected bulk, interleaved, latency, progress, memory, floor, rate, overload, listing or workflow"
         )),
     };
     match outcome {
