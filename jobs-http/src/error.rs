@@ -131,6 +131,13 @@ impl From<SubmitError> for ApiError {
             SubmitError::InvalidOptions { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_options", message)
             }
+            // The request is well formed; the store does not hold the job it names (never
+            // did, or it was deleted): a conflict with the store's state, as a retry whose
+            // parents are not done is.
+            SubmitError::UnknownParent { parent, .. } => {
+                Self::new(StatusCode::CONFLICT, "unknown_parent", message)
+                    .with("parent", json!(parent))
+            }
             SubmitError::PayloadTooLarge { limit, .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
                     .with("limitBytes", json!(limit))

@@ -11,11 +11,11 @@
 //!
 //! | route | answer |
 //! | --- | --- |
-//! | `GET /` | the dashboard: a page that lists jobs live, submits, cancels and shows results; it asks for the token when one is required |
+//! | `GET /` | the dashboard: a page that lists jobs live, submits, cancels and shows results, and shows a flow's steps live; it asks for the token when one is required |
 //! | `GET /health` | `200 {"status":"ok"}`, without authentication |
-//! | `POST /jobs` `{"type": "...", "payload": ...}` (and run options: `runAt`, `delayMs`, `priority`, `retries`, `timeoutMs`, `uniqueKey`, `queue`, `concurrencyKey`, `concurrencyLimit`; a `traceparent` header puts it in that trace) | `201` and the job (`200` and the existing job when its `uniqueKey` is held); `400 invalid_options`; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
+//! | `POST /jobs` `{"type": "...", "payload": ...}` (and run options: `runAt`, `delayMs`, `priority`, `retries`, `timeoutMs`, `uniqueKey`, `queue`, `concurrencyKey`, `concurrencyLimit`; dependencies: `dependsOn` (parent ids), `onParentFailure` (`"cancel"`, `"run"`), `payloadFrom` (`"submitted"`, `"parent"`, `"parents"`, `"batch"`), `flow` (a flow id to join); a `traceparent` header puts it in that trace) | `201` and the job, `Queued` or `Waiting` for its parents (`200` and the existing job when its `uniqueKey` is held); `400 invalid_options`; `400` with `unknown_job_type` (and `knownTypes`) or `invalid_payload`; `409 unknown_parent` (and `parent`) when a parent is not stored; `400`/`422 invalid_body` for malformed JSON or fields; `415 unsupported_media_type`; `413 body_too_large` / `payload_too_large` |
 //! | `GET /jobs?status=&type=&queue=&limit=&cursor=` | `200 {"jobs": [...], "nextCursor": ...}`, newest first |
-//! | `GET /jobs/{id}` | `200` and the job, with `waitingOn` (`{"limit", "reason"}` when a limit holds the due job back, else `null`); `404 not_found`; `400 invalid_id` |
+//! | `GET /jobs/{id}` | `200` and the job, with `waitingOn` (`{"limit", "reason"}` when a limit holds the due job back, else `null`), `parents` (the ids it waits for) and `children` (the ids of the jobs that wait for it); `404 not_found`; `400 invalid_id` |
 //! | `DELETE /jobs/{id}` | `204`: a finished job and its result are gone; `409 not_finished` |
 //! | `POST /jobs/{id}/retry` (JSON body, ignored) | `200` and the job, `Queued` again (a `Failed` or `Canceled` job; it keeps its attempts and errors); `409 not_retryable` or `unique_key_held` |
 //! | `POST /jobs/bulk` `{"action": "cancel"\|"retry"\|"delete", "filter": {"status", "type", "queue"}, "dryRun": bool}` | `200 {"matched": n, "changed": n}`; with `dryRun` only counts |
@@ -24,6 +24,8 @@
 //! | `GET /throughput?minutes=60` | `200 {"minutes": [{"minute", "succeeded", "failed", "canceled"}]}`, oldest first, the last the minute under way |
 //! | `GET /jobs/{id}/result` | `200 {"result": ...}` once succeeded; `409 not_succeeded` with the status |
 //! | `POST /jobs/{id}/cancel` | `200 {"canceled": bool, "status": ...}`; `404 not_found` |
+//! | `GET /flows/{id}` | `200 {"id", "members": [job...], "edges": [{"parent", "child"}], "counts": {"total", "finished", "waiting", "queued", "running", "succeeded", "failed", "canceled"}}` ([`FlowView`](jobs_runtime::FlowView)); `404 not_found` when no job belongs to it; `400 invalid_id` |
+//! | `POST /flows/{id}/cancel` (JSON body, ignored) | `200 {"members", "canceled", "stopRequested"}` ([`FlowCancellation`](jobs_runtime::FlowCancellation)): waiting and queued members canceled, running ones asked to stop; `404 not_found` |
 //! | `GET /jobs/{id}/events`, `GET /events` | server-sent events (`submitted`, `released` (a waiting job's parents are done), `started`, `progress`, `cancelRequested`, `requeued`, `retried`, `deleted`, `finished`, and on `/events` `queuePaused` / `queueResumed`; `lagged` with `{"missed": n}` when a slow client skipped events and should read the jobs again) |
 //! | `GET /job-types` | `200 {"jobTypes": [{"type": ..., "declaredAt": ..., "argsSchema": ...}]}`; `argsSchema` is the JSON Schema of the payload where known ([`JobExecutor::args_schema`](jobs_runtime::JobExecutor::args_schema)), else `null` |
 //! | `GET /metrics` | Prometheus text: `jobs{type,status}`, `jobs_queue_depth`, `jobs_waiting_on_limit{limit,...}`, `jobs_execution_duration_seconds` (histogram by type and outcome, this process) |
@@ -41,6 +43,7 @@ mod auth;
 mod dashboard;
 mod error;
 mod events;
+mod flows;
 mod metrics;
 mod openapi;
 mod routes;
@@ -200,6 +203,8 @@ pub fn router_with(jobs: Jobs, options: HttpOptions) -> Router {
         .route("/jobs/{id}/cancel", post(routes::cancel))
         .route("/jobs/{id}/events", get(events::job_events))
         .route("/events", get(events::all_events))
+        .route("/flows/{id}", get(flows::get_flow))
+        .route("/flows/{id}/cancel", post(flows::cancel_flow))
         .route("/job-types", get(routes::job_types))
         .route("/queues", get(routes::queues))
         .route("/queues/{queue}/pause", post(routes::pause_queue))

@@ -42,6 +42,52 @@ fn events_response() -> Value {
     })
 }
 
+/// The schema of a job as every route answers it (`waitingOn`, `parents` and `children`
+/// only from `GET /jobs/{id}`), kept apart from [`document`] so that its `json!` does not
+/// grow past the macro recursion limit.
+fn job_schema(status_enum: &Value, waiting_on: Value, attempt_errors: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": [
+            "id", "jobType", "status", "payload", "progress", "error", "attempt", "cancelRequested",
+            "createdAt", "startedAt", "finishedAt", "runAt", "priority", "maxAttempts", "timeoutMs",
+            "errors", "failures", "uniqueKey", "queue", "concurrencyKey", "concurrencyLimit",
+            "traceParent", "dependsOn", "onParentFailure", "payloadFrom", "flow"
+        ],
+        "properties": {
+            "id": { "type": "string", "format": "uuid" },
+            "jobType": { "type": "string" },
+            "status": { "type": "string", "enum": status_enum },
+            "payload": {},
+            "progress": { "allOf": [{ "$ref": "#/components/schemas/Progress" }], "nullable": true },
+            "error": { "type": "string", "nullable": true },
+            "attempt": { "type": "integer", "minimum": 0 },
+            "cancelRequested": { "type": "boolean" },
+            "createdAt": { "type": "string", "format": "date-time" },
+            "startedAt": { "type": "string", "format": "date-time", "nullable": true },
+            "finishedAt": { "type": "string", "format": "date-time", "nullable": true },
+            "runAt": { "type": "string", "format": "date-time" },
+            "priority": { "type": "integer" },
+            "maxAttempts": { "type": "integer", "minimum": 1 },
+            "timeoutMs": { "type": "integer", "nullable": true },
+            "errors": attempt_errors,
+            "failures": { "type": "integer", "minimum": 0, "description": "how many attempts failed, counting those whose errors are no longer kept" },
+            "uniqueKey": { "type": "string", "nullable": true },
+            "queue": { "type": "string" },
+            "concurrencyKey": { "type": "string", "nullable": true },
+            "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true },
+            "traceParent": { "type": "string", "nullable": true, "description": "the W3C traceparent of the span it was submitted in, which its executions continue" },
+            "dependsOn": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "the jobs it waits for (its parents), in order: it is Waiting until they have ended as it needs" },
+            "onParentFailure": { "type": "string", "enum": ["cancel", "run"], "description": "when a parent fails or is canceled: cancel this job too, or run it anyway once every parent has finished" },
+            "payloadFrom": { "type": "string", "enum": ["submitted", "parent", "parents", "batch"], "description": "where its arguments come from once its parents are done: its own payload, its parent's result, the array of its parents' results, or a summary of which parents succeeded, failed and were canceled (a batch's callback)" },
+            "flow": { "type": "string", "format": "uuid", "nullable": true, "description": "the flow or batch it belongs to (GET /flows/{id}), or null" },
+            "waitingOn": waiting_on,
+            "parents": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "GET /jobs/{id} only: the jobs it waits for (dependsOn)" },
+            "children": { "type": "array", "items": { "type": "string", "format": "uuid" }, "nullable": true, "description": "GET /jobs/{id} only: the jobs that wait for it, oldest first; null when the store cannot list them" }
+        }
+    })
+}
+
 /// The document, with the submit body described per job type of `catalog`.
 pub(crate) fn document(catalog: &Catalog) -> Value {
     let status_enum = json!([
@@ -93,12 +139,13 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                     "properties": { "error": {
                         "type": "object", "required": ["code", "message"],
                         "properties": {
-                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, store_full, not_found, not_succeeded, not_retryable, unique_key_held, parents_not_done, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
+                            "code": { "type": "string", "description": "stable: unknown_job_type, invalid_payload, invalid_body, unsupported_media_type, body_too_large, payload_too_large, invalid_id, invalid_query, invalid_queue, invalid_options, store_full, not_found, not_succeeded, not_retryable, unique_key_held, parents_not_done, unknown_parent, not_finished, unauthorized, host_not_allowed, too_many_streams, json_required, shutting_down, store_unavailable, invalid_input, conflict, internal" },
                             "message": { "type": "string" },
                             "knownTypes": { "type": "array", "items": { "type": "string" } },
                             "status": { "type": "string", "enum": status_enum },
                             "jobError": { "type": "string", "nullable": true },
-                            "limitBytes": { "type": "integer" }
+                            "limitBytes": { "type": "integer" },
+                            "parent": { "type": "string", "format": "uuid", "description": "unknown_parent: the parent that is not stored" }
                         }
                     } }
                 },
@@ -107,38 +154,6 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                     "properties": {
                         "percent": { "type": "integer", "minimum": 0, "maximum": 100 },
                         "message": { "type": "string" }
-                    }
-                },
-                "Job": {
-                    "type": "object",
-                    "required": ["id", "jobType", "status", "payload", "attempt", "cancelRequested", "createdAt"],
-                    "properties": {
-                        "id": { "type": "string", "format": "uuid" },
-                        "jobType": { "type": "string" },
-                        "status": { "type": "string", "enum": status_enum },
-                        "payload": {},
-                        "progress": { "allOf": [{ "$ref": "#/components/schemas/Progress" }], "nullable": true },
-                        "error": { "type": "string", "nullable": true },
-                        "attempt": { "type": "integer", "minimum": 0 },
-                        "cancelRequested": { "type": "boolean" },
-                        "createdAt": { "type": "string", "format": "date-time" },
-                        "startedAt": { "type": "string", "format": "date-time", "nullable": true },
-                        "finishedAt": { "type": "string", "format": "date-time", "nullable": true },
-                        "runAt": { "type": "string", "format": "date-time" },
-                        "priority": { "type": "integer" },
-                        "maxAttempts": { "type": "integer", "minimum": 1 },
-                        "timeoutMs": { "type": "integer", "nullable": true },
-                        "errors": attempt_errors,
-                        "failures": { "type": "integer", "minimum": 0, "description": "how many attempts failed, counting those whose errors are no longer kept" },
-                        "uniqueKey": { "type": "string", "nullable": true },
-                        "queue": { "type": "string" },
-                        "concurrencyKey": { "type": "string", "nullable": true },
-                        "concurrencyLimit": { "type": "integer", "minimum": 1, "nullable": true },
-                        "traceParent": { "type": "string", "nullable": true, "description": "the W3C traceparent of the span it was submitted in, which its executions continue" },
-                        "dependsOn": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "the jobs it waits for (its parents): it is Waiting until they have ended as it needs" },
-                        "onParentFailure": { "type": "string", "enum": ["cancel", "run"], "description": "when a parent fails or is canceled: cancel this job too, or run it anyway once every parent has finished" },
-                        "payloadFrom": { "type": "string", "enum": ["submitted", "parent", "parents"], "description": "where its arguments come from once its parents are done: its own payload, its parent's result, or the array of its parents' results" },
-                        "waitingOn": waiting_on
                     }
                 }
             }
@@ -162,10 +177,11 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
                     ],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": submit_schema(catalog) } } },
                     "responses": {
-                        "201": job_response("the job, Queued"),
+                        "201": job_response("the job, Queued (Waiting when it has parents that have not ended as it needs)"),
                         "200": job_response("the active job that holds the uniqueKey; nothing was created"),
                         "400": error("unknown_job_type, invalid_payload, invalid_options or invalid_body"),
                         "401": error("unauthorized"),
+                        "409": error("unknown_parent: a job of dependsOn is not stored (with its id as parent); nothing was stored"),
                         "413": error("body_too_large or payload_too_large"),
                         "415": error("unsupported_media_type"),
                         "422": error("invalid_body: well-formed JSON of the wrong shape"),
@@ -276,17 +292,105 @@ pub(crate) fn document(catalog: &Catalog) -> Value {
             } }
         }
     });
-    if let (Some(paths), Value::Object(more)) = (
-        document["paths"].as_object_mut(),
-        operator_paths(&status_enum),
-    ) {
-        paths.extend(more);
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for more in [operator_paths(&status_enum), flow_paths()] {
+            if let Value::Object(more) = more {
+                paths.extend(more);
+            }
+        }
     }
     let defs = shared_definitions(catalog);
     if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.insert(
+            "Job".into(),
+            job_schema(&status_enum, waiting_on, attempt_errors),
+        );
+        schemas.extend(flow_schemas());
         schemas.extend(defs);
     }
     document
+}
+
+/// The schemas of a flow as it stands ([`jobs_runtime::FlowView`]) and of its cancel
+/// ([`jobs_runtime::FlowCancellation`]).
+fn flow_schemas() -> Map<String, Value> {
+    let count =
+        |description: &str| json!({ "type": "integer", "minimum": 0, "description": description });
+    let schemas = json!({
+        "Flow": {
+            "type": "object", "required": ["id", "members", "edges", "counts"],
+            "description": "a flow or batch as it stands",
+            "properties": {
+                "id": { "type": "string", "format": "uuid" },
+                "members": { "type": "array", "items": { "$ref": "#/components/schemas/Job" }, "description": "its jobs, in the order they were submitted (of their ids)" },
+                "edges": { "type": "array", "description": "each member's parents, in the order of the members and of their dependsOn; a parent may be a job outside the flow", "items": {
+                    "type": "object", "required": ["parent", "child"],
+                    "properties": {
+                        "parent": { "type": "string", "format": "uuid", "description": "the job waited for" },
+                        "child": { "type": "string", "format": "uuid", "description": "the member that waits" }
+                    }
+                } },
+                "counts": {
+                    "type": "object",
+                    "required": ["total", "finished", "waiting", "queued", "running", "succeeded", "failed", "canceled"],
+                    "description": "how many members are in each status: finished of total have finished",
+                    "properties": {
+                        "total": count("every member"),
+                        "finished": count("succeeded, failed or canceled"),
+                        "waiting": count("Waiting for their parents"),
+                        "queued": count("Queued"),
+                        "running": count("Running"),
+                        "succeeded": count("Succeeded"),
+                        "failed": count("Failed"),
+                        "canceled": count("Canceled")
+                    }
+                }
+            }
+        },
+        "FlowCancellation": {
+            "type": "object", "required": ["members", "canceled", "stopRequested"],
+            "properties": {
+                "members": count("the flow's members"),
+                "canceled": count("members that were waiting or queued and are canceled now: they never run"),
+                "stopRequested": count("running members asked to stop; each ends Canceled when its executor gives up")
+            }
+        }
+    });
+    match schemas {
+        Value::Object(schemas) => schemas,
+        _ => Map::new(),
+    }
+}
+
+/// `GET /flows/{id}` and `POST /flows/{id}/cancel`.
+fn flow_paths() -> Value {
+    let flow_id = json!({
+        "name": "id", "in": "path", "required": true,
+        "description": "the flow's id (a UUID): the flow field of its jobs",
+        "schema": { "type": "string", "format": "uuid" }
+    });
+    json!({
+        "/flows/{id}": { "get": {
+            "summary": "a flow or batch as it stands: its members with their statuses, the edges between them (parent → child), and how many are in each status",
+            "parameters": [flow_id],
+            "responses": {
+                "200": { "description": "the flow", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Flow" } } } },
+                "400": error("invalid_id"), "401": error("unauthorized"),
+                "404": error("not_found: no stored job belongs to the flow")
+            }
+        } },
+        "/flows/{id}/cancel": { "post": {
+            "summary": "cancel every member of a flow that has not finished: waiting and queued members at once (a batch's callback does not run), running ones asked to stop. The request must say Content-Type: application/json; its body is ignored",
+            "parameters": [flow_id],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": {} } } },
+            "responses": {
+                "200": { "description": "what the cancel did", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/FlowCancellation" } } } },
+                "400": error("invalid_id"), "401": error("unauthorized"),
+                "404": error("not_found: no stored job belongs to the flow"),
+                "415": error("json_required")
+            }
+        } }
+    })
 }
 
 /// The operator's routes and the dashboard's files, kept apart from [`document`] so that
@@ -446,7 +550,15 @@ fn submit_options() -> Map<String, Value> {
         "uniqueKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_UNIQUE_KEY_CHARS, "description": "while a job of this type with this key is Queued or Running, that job is returned instead" },
         "queue": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "the named queue; the type's, or default" },
         "concurrencyKey": { "type": "string", "minLength": 1, "maxLength": SubmitOptions::MAX_CONCURRENCY_KEY_CHARS, "description": "at most concurrencyLimit jobs with this key run at once, across types and processes; the type's key by default" },
-        "concurrencyLimit": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_CONCURRENCY_LIMIT, "description": "how many jobs of the key run at once (default: the type's, else 1); for a type without a key of its own and no concurrencyKey, the job is keyed by its type" }
+        "concurrencyLimit": { "type": "integer", "minimum": 1, "maximum": SubmitOptions::MAX_CONCURRENCY_LIMIT, "description": "how many jobs of the key run at once (default: the type's, else 1); for a type without a key of its own and no concurrencyKey, the job is keyed by its type" },
+        "dependsOn": {
+            "type": "array", "items": { "type": "string", "format": "uuid" },
+            "maxItems": SubmitOptions::MAX_PARENTS, "uniqueItems": true,
+            "description": "the jobs it waits for (its parents), each stored already (409 unknown_parent otherwise) and named once: it is Waiting until they have all succeeded (see onParentFailure); a job with parents has no uniqueKey"
+        },
+        "onParentFailure": { "type": "string", "enum": ["cancel", "run"], "default": "cancel", "description": "when a parent fails or is canceled: cancel this job too (and its own dependants), or run it anyway once every parent has finished" },
+        "payloadFrom": { "type": "string", "enum": ["submitted", "parent", "parents", "batch"], "default": "submitted", "description": "where its arguments come from: its own payload; its one parent's result; the array of its parents' results, in the order of dependsOn (null for a parent without one); or a summary of its parents' ends ({\"counts\", \"succeeded\", \"failed\", \"canceled\"}, with onParentFailure run). From the parents, the payload is left out" },
+        "flow": { "type": "string", "format": "uuid", "description": "the flow or batch it joins: listed, shown and canceled with the flow's other members (GET /flows/{id})" }
     });
     match options {
         Value::Object(options) => options,
@@ -471,23 +583,48 @@ fn submit_schema(catalog: &Catalog) -> Value {
             let mut properties = submit_options();
             properties.insert("type".into(), json!({ "type": "string", "enum": [name] }));
             properties.insert("payload".into(), payload);
-            let required = if takes_null {
-                json!(["type"])
-            } else {
-                json!(["type", "payload"])
-            };
             json!({
                 "title": name,
-                "type": "object", "required": required, "additionalProperties": false,
-                "not": { "required": ["runAt", "delayMs"] },
-                "properties": properties
+                "type": "object", "required": ["type"], "additionalProperties": false,
+                "properties": properties,
+                "anyOf": payload_sources(takes_null),
+                "allOf": [
+                    { "not": { "required": ["runAt", "delayMs"] } },
+                    { "not": { "required": ["uniqueKey", "dependsOn"], "properties": { "dependsOn": { "minItems": 1 } } } }
+                ]
             })
         })
         .collect();
     json!({
-        "description": "a job of one of the service's types (GET /job-types) with its payload; runAt and delayMs are two ways to say when: give at most one",
+        "description": "a job of one of the service's types (GET /job-types) with its payload; runAt and delayMs are two ways to say when: give at most one; a job with parents (dependsOn) has no uniqueKey",
         "oneOf": variants
     })
+}
+
+/// Where a submission's arguments come from, each with what it needs: its own payload
+/// (required unless the type takes `null`, which is what a missing payload is), or its
+/// parents' results, with the parents that needs and without a payload.
+fn payload_sources(takes_null: bool) -> Value {
+    let own = if takes_null {
+        json!({ "properties": { "payloadFrom": { "enum": ["submitted"] } } })
+    } else {
+        json!({ "required": ["payload"], "properties": { "payloadFrom": { "enum": ["submitted"] } } })
+    };
+    json!([
+        own,
+        {
+            "required": ["payloadFrom", "dependsOn"], "not": { "required": ["payload"] },
+            "properties": { "payloadFrom": { "enum": ["parent"] }, "dependsOn": { "minItems": 1, "maxItems": 1 } }
+        },
+        {
+            "required": ["payloadFrom", "dependsOn"], "not": { "required": ["payload"] },
+            "properties": { "payloadFrom": { "enum": ["parents"] }, "dependsOn": { "minItems": 1 } }
+        },
+        {
+            "required": ["payloadFrom", "dependsOn", "onParentFailure"], "not": { "required": ["payload"] },
+            "properties": { "payloadFrom": { "enum": ["batch"] }, "dependsOn": { "minItems": 1 }, "onParentFailure": { "enum": ["run"] } }
+        }
+    ])
 }
 
 /// The name prefix under which a job type's schema definitions go in the components.

@@ -8,8 +8,8 @@ use axum::Json;
 use std::time::Duration;
 
 use jobs_runtime::{
-    BulkAction, CancelOutcome, DeleteOutcome, JobId, JobQuery, JobStatus, RetryOutcome,
-    SubmitOptions, Timestamp,
+    BulkAction, CancelOutcome, DeleteOutcome, FlowId, JobId, JobQuery, JobStatus, ParentFailure,
+    PayloadFrom, RetryOutcome, SubmitOptions, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -32,8 +32,11 @@ pub(crate) async fn not_found() -> ApiError {
 pub(crate) struct SubmitBody {
     #[serde(rename = "type")]
     job_type: String,
-    #[serde(default)]
-    payload: Value,
+    /// Left out, it is `null`. Given (even as `null`), it is the job's own arguments, which
+    /// a job that runs with its parents' results does not have: refused beside a
+    /// `payloadFrom` other than `submitted`.
+    #[serde(default, deserialize_with = "present")]
+    payload: Option<Value>,
     // The options may be left out; `null` is refused (the document types each option
     // without it).
     /// Not before this time (RFC 3339).
@@ -56,6 +59,16 @@ pub(crate) struct SubmitBody {
     concurrency_key: Option<String>,
     #[serde(default, deserialize_with = "present")]
     concurrency_limit: Option<u32>,
+    /// The jobs it waits for (its parents), by id.
+    #[serde(default, deserialize_with = "present")]
+    depends_on: Option<Vec<JobId>>,
+    #[serde(default, deserialize_with = "present_name")]
+    on_parent_failure: Option<ParentFailure>,
+    #[serde(default, deserialize_with = "present_name")]
+    payload_from: Option<PayloadFrom>,
+    /// The flow or batch it joins.
+    #[serde(default, deserialize_with = "present")]
+    flow: Option<FlowId>,
 }
 
 /// A field that, when given, holds a value (not `null`).
@@ -65,6 +78,23 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// A field that, when given, is one of the names of `T` (a unit-variant enum): `null` is
+/// refused as a value of the wrong type, as for the other options, not as malformed JSON.
+fn present_name<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Value::deserialize(deserializer)? {
+        Value::Null => Err(D::Error::invalid_type(
+            serde::de::Unexpected::Other("null"),
+            &"one of its names (leave the field out for the default)",
+        )),
+        value => T::deserialize(value).map(Some).map_err(D::Error::custom),
+    }
 }
 
 /// The longest `delayMs`: a hundred years.
@@ -106,6 +136,28 @@ impl SubmitBody {
         }
         if let Some(limit) = self.concurrency_limit {
             options = options.concurrency_limit(limit);
+        }
+        if let Some(parents) = &self.depends_on {
+            options = options.depends_on(parents.iter().copied());
+        }
+        if let Some(policy) = self.on_parent_failure {
+            options = options.on_parent_failure(policy);
+        }
+        if let Some(source) = self.payload_from {
+            if source != PayloadFrom::Submitted && self.payload.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_options",
+                    format!(
+                        "payloadFrom \"{}\" runs the job with its parents' results: leave out the payload",
+                        source.as_str()
+                    ),
+                ));
+            }
+            options = options.payload_from(source);
+        }
+        if let Some(flow) = self.flow {
+            options = options.flow(flow);
         }
         Ok(options)
     }
@@ -149,9 +201,10 @@ pub(crate) async fn submit(
             options = options.trace_parent(parent);
         }
     }
+    let payload = body.payload.unwrap_or(Value::Null);
     let prepared = state
         .jobs
-        .prepare_job_with_options(&body.job_type, body.payload, &options)?;
+        .prepare_job_with_options(&body.job_type, payload, &options)?;
     let id = prepared.id;
     let job = state.jobs.submit_prepared(prepared).await?;
     // A unique key held by an active job answers with that job: nothing was created.
@@ -192,8 +245,10 @@ pub(crate) async fn get_job(
     let Some(job) = state.jobs.get_job(id).await? else {
         return Err(ApiError::not_found("job with this id"));
     };
-    // Why a due job waits; a store without the operator's calls cannot tell.
+    // Why a due job waits, and which jobs wait for it; a store without the operator's
+    // calls cannot tell.
     let waiting = crate::error::if_supported(state.jobs.waiting_reason(&job).await)?.flatten();
+    let children = crate::error::if_supported(state.jobs.dependants(id).await)?;
     let mut body = serde_json::to_value(&job).map_err(|error| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -205,6 +260,9 @@ pub(crate) async fn get_job(
         Some(reason) => json!({ "limit": reason.kind(), "reason": reason.to_string() }),
         None => Value::Null,
     };
+    // Both ways through the graph: the jobs it waits for, and those that wait for it.
+    body["parents"] = json!(job.depends_on);
+    body["children"] = json!(children);
     Ok(Json(body))
 }
 
@@ -529,7 +587,7 @@ pub(crate) async fn job_types(State(state): State<AppState>) -> Json<Value> {
 /// can only send form encodings or plain text, and a page script cannot send JSON to
 /// another origin without a preflight that this server never grants, so this keeps a page
 /// the operator visits from changing jobs behind their back.
-fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

@@ -641,7 +641,7 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
             );
         }
     }
-    assert_eq!(described, 21, "every route is described");
+    assert_eq!(described, 23, "every route is described");
     // A submission names one of the catalog's types, each with its payload's schema.
     let variants = doc["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
         ["schema"]["oneOf"]
@@ -657,6 +657,16 @@ async fn the_openapi_document_describes_every_route_the_router_serves() {
         json!({ "type": "null" }),
         "the declared schema"
     );
+    // Each carries the dependencies, with every source a job's arguments may come from.
+    let sources = json!(["submitted", "parent", "parents", "batch"]);
+    assert_eq!(variants[0]["properties"]["payloadFrom"]["enum"], sources);
+    assert_eq!(
+        doc["components"]["schemas"]["Job"]["properties"]["payloadFrom"]["enum"],
+        sources
+    );
+    for field in ["dependsOn", "onParentFailure", "flow"] {
+        assert!(variants[0]["properties"].get(field).is_some(), "{field}");
+    }
     jobs.shutdown().await;
 }
 
@@ -1413,6 +1423,364 @@ async fn metrics_parse_as_the_prometheus_text_format() {
             );
             assert_eq!(buckets.last().unwrap().less_than, f64::INFINITY);
         }
+    }
+    jobs.shutdown().await;
+}
+
+/// A service for workflows: `Double` (`{"n"}` → 2n), `Inc` (a number → its successor) and
+/// `Echo` (answers its payload), with `workers` workers.
+fn flow_jobs(workers: usize) -> Jobs {
+    Jobs::builder()
+        .discover(false)
+        .concurrency(workers)
+        .register(Double)
+        .register(executor_fn("Inc", |ctx| async move {
+            let n = ctx.payload().as_i64().ok_or_else(|| {
+                JobError::permanent(format!("Inc takes a number, not {}", ctx.payload()))
+            })?;
+            Ok::<_, JobError>(n + 1)
+        }))
+        .register(executor_fn("Echo", |ctx| async move {
+            Ok::<_, JobError>(ctx.payload().clone())
+        }))
+        .start()
+        .unwrap()
+}
+
+/// Submits `body` and answers the new job's id, checking it was created.
+async fn submit_id(app: &Router, body: Value) -> String {
+    let (status, job) = call(app, "POST", "/jobs", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}: {job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
+/// Reads the flow until `done` holds, with a deadline.
+async fn flow_until(app: &Router, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, flow) = call(app, "GET", &format!("/flows/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{flow}");
+        if done(&flow) {
+            return flow;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {flow}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_chain_submitted_by_ids_runs_each_step_with_its_parents_results() {
+    let jobs = flow_jobs(2);
+    let app = router(jobs.clone());
+    let flow = jobs_runtime::FlowId::new().to_string();
+    // double → inc, and both → echo (their results in order) and → a batch summary.
+    let double = submit_id(
+        &app,
+        json!({ "type": "Double", "payload": { "n": 5 }, "flow": flow }),
+    )
+    .await;
+    let inc = submit_id(
+        &app,
+        json!({ "type": "Inc", "dependsOn": [double], "payloadFrom": "parent", "flow": flow }),
+    )
+    .await;
+    let both = submit_id(
+        &app,
+        json!({ "type": "Echo", "dependsOn": [double, inc], "payloadFrom": "parents", "flow": flow }),
+    )
+    .await;
+    let summary = submit_id(
+        &app,
+        json!({
+            "type": "Echo", "dependsOn": [double, inc], "payloadFrom": "batch",
+            "onParentFailure": "run", "flow": flow
+        }),
+    )
+    .await;
+
+    let view = flow_until(&app, &flow, |view| view["counts"]["finished"] == 4).await;
+    let result = |id: &str| {
+        let app = app.clone();
+        let uri = format!("/jobs/{id}/result");
+        async move { call(&app, "GET", &uri, None).await.1["result"].clone() }
+    };
+    assert_eq!(
+        result(&inc).await,
+        json!(11),
+        "inc ran with double's result"
+    );
+    assert_eq!(result(&both).await, json!([10, 11]), "in the order named");
+    let batch = result(&summary).await;
+    assert_eq!(
+        (&batch["counts"]["total"], &batch["counts"]["succeeded"]),
+        (&json!(2), &json!(2)),
+        "{batch}"
+    );
+    assert_eq!(batch["succeeded"], json!([double, inc]));
+
+    assert_eq!(view["id"], flow.as_str());
+    let members: Vec<&str> = view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, [&double, &inc, &both, &summary], "in submit order");
+    assert!(view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|job| job["status"] == "Succeeded" && job["flow"] == flow.as_str()));
+    let edge = |parent: &str, child: &str| json!({ "parent": parent, "child": child });
+    assert_eq!(
+        view["edges"],
+        json!([
+            edge(&double, &inc),
+            edge(&double, &both),
+            edge(&inc, &both),
+            edge(&double, &summary),
+            edge(&inc, &summary)
+        ])
+    );
+    assert_eq!(
+        view["counts"],
+        json!({
+            "total": 4, "finished": 4, "waiting": 0, "queued": 0, "running": 0,
+            "succeeded": 4, "failed": 0, "canceled": 0
+        })
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_links_to_its_parents_and_its_children() {
+    let jobs = flow_jobs(0);
+    let app = router(jobs.clone());
+    let root = submit_id(&app, json!({ "type": "Double", "payload": { "n": 1 } })).await;
+    let left = submit_id(
+        &app,
+        json!({ "type": "Inc", "dependsOn": [root], "payloadFrom": "parent" }),
+    )
+    .await;
+    let right = submit_id(
+        &app,
+        json!({ "type": "Double", "payload": { "n": 2 }, "dependsOn": [root] }),
+    )
+    .await;
+    let join = submit_id(
+        &app,
+        json!({ "type": "Echo", "dependsOn": [right, left], "payloadFrom": "parents" }),
+    )
+    .await;
+    let read = |id: &str| {
+        let app = app.clone();
+        let uri = format!("/jobs/{id}");
+        async move { call(&app, "GET", &uri, None).await.1 }
+    };
+    let job = read(&root).await;
+    assert_eq!(
+        (&job["parents"], &job["children"], &job["status"]),
+        (&json!([]), &json!([left, right]), &json!("Queued"))
+    );
+    let job = read(&join).await;
+    assert_eq!(
+        (&job["parents"], &job["children"], &job["status"]),
+        (&json!([right, left]), &json!([]), &json!("Waiting")),
+        "parents in the order named"
+    );
+    assert_eq!(job["dependsOn"], job["parents"]);
+    assert_eq!(
+        (&job["payloadFrom"], &job["onParentFailure"], &job["flow"]),
+        (&json!("parents"), &json!("cancel"), &Value::Null)
+    );
+    assert_eq!(read(&left).await["children"], json!([join]));
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn dependencies_over_http_are_checked_and_an_unknown_parent_is_409() {
+    let jobs = flow_jobs(0);
+    let app = router(jobs.clone());
+    let parent = submit_id(&app, json!({ "type": "Double", "payload": { "n": 1 } })).await;
+    let other = submit_id(&app, json!({ "type": "Double", "payload": { "n": 2 } })).await;
+
+    let unknown = jobs_runtime::JobId::new().to_string();
+    let body = json!({ "type": "Inc", "dependsOn": [parent, unknown], "payloadFrom": "parents" });
+    let (status, answer) = call(&app, "POST", "/jobs", Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "unknown_parent");
+    assert_eq!(answer["error"]["parent"], unknown.as_str());
+
+    // Values of the wrong shape, `null` among them, are the body's errors; the choices
+    // are named.
+    for (body, says) in [
+        (json!({ "dependsOn": ["nope"] }), "UUID"),
+        (json!({ "dependsOn": null }), "null"),
+        (json!({ "dependsOn": parent }), "sequence"),
+        (
+            json!({ "onParentFailure": "sometimes" }),
+            "expected `cancel` or `run`",
+        ),
+        (json!({ "onParentFailure": null }), "null"),
+        (json!({ "payloadFrom": "elsewhere" }), "`parents`"),
+        (json!({ "flow": "nope" }), "UUID"),
+        (json!({ "flow": null }), "null"),
+    ] {
+        let mut body = body;
+        body["type"] = json!("Double");
+        body["payload"] = json!({ "n": 1 });
+        let (status, answer) = call(&app, "POST", "/jobs", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_body", "{body}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+
+    // Options that cannot go together.
+    for (body, says) in [
+        (
+            json!({ "type": "Inc", "dependsOn": [parent, other], "payloadFrom": "parent" }),
+            "exactly one parent",
+        ),
+        (
+            json!({ "type": "Inc", "payloadFrom": "parents" }),
+            "needs parents",
+        ),
+        (
+            json!({ "type": "Inc", "dependsOn": [parent], "payloadFrom": "parent", "payload": 1 }),
+            "leave out the payload",
+        ),
+        (
+            json!({ "type": "Inc", "dependsOn": [parent], "payloadFrom": "parent", "payload": null }),
+            "leave out the payload",
+        ),
+        (
+            json!({ "type": "Echo", "dependsOn": [parent], "payloadFrom": "batch" }),
+            "on_parent_failure",
+        ),
+        (
+            json!({ "type": "Echo", "dependsOn": [parent, parent] }),
+            "named twice",
+        ),
+        (
+            json!({ "type": "Echo", "dependsOn": [parent], "uniqueKey": "k" }),
+            "unique key",
+        ),
+    ] {
+        let (status, answer) = call(&app, "POST", "/jobs", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_options", "{body}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+
+    // Without parents the dependency options change nothing that matters.
+    let alone = json!({ "type": "Echo", "dependsOn": [], "onParentFailure": "run", "payloadFrom": "submitted" });
+    let (status, job) = call(&app, "POST", "/jobs", Some(alone)).await;
+    assert_eq!(
+        (status, &job["status"]),
+        (StatusCode::CREATED, &json!("Queued"))
+    );
+
+    let (_, page) = call(&app, "GET", "/jobs", None).await;
+    assert_eq!(
+        page["jobs"].as_array().unwrap().len(),
+        3,
+        "the refusals stored nothing"
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flow_is_read_with_its_counts_and_canceled_whole() {
+    let jobs = flow_jobs(0);
+    let app = router_with(jobs.clone(), HttpOptions::new().bearer_token("t"));
+    let authorized = |method: &str, uri: &str, body: Option<Value>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, "Bearer t");
+        if body.is_some() || method == "POST" {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
+        send(&app, request.body(body).unwrap())
+    };
+    let flow = jobs_runtime::FlowId::new().to_string();
+    let (_, first) = authorized(
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Double", "payload": { "n": 1 }, "flow": flow })),
+    )
+    .await;
+    let (_, second) = authorized(
+        "POST",
+        "/jobs",
+        Some(json!({ "type": "Inc", "dependsOn": [first["id"]], "payloadFrom": "parent", "flow": flow })),
+    )
+    .await;
+    assert_eq!(second["status"], "Waiting");
+
+    let (status, view) = authorized("GET", &format!("/flows/{flow}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        (&view["counts"]["finished"], &view["counts"]["total"]),
+        (&json!(0), &json!(2)),
+        "0 of 2 finished"
+    );
+    assert_eq!(
+        (&view["counts"]["queued"], &view["counts"]["waiting"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(view["members"][1]["status"], "Waiting");
+
+    // The flow's routes are the operator's: behind the token, and a cancel says it is JSON.
+    let (status, _) = call(&app, "GET", &format!("/flows/{flow}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let request = Request::post(format!("/flows/{flow}/cancel"))
+        .header(header::AUTHORIZATION, "Bearer t")
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = send(&app, request).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("json_required"))
+    );
+
+    let (status, report) = authorized("POST", &format!("/flows/{flow}/cancel"), None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report,
+        json!({ "members": 2, "canceled": 2, "stopRequested": 0 })
+    );
+    let (_, view) = authorized("GET", &format!("/flows/{flow}"), None).await;
+    assert_eq!(
+        (&view["counts"]["finished"], &view["counts"]["canceled"]),
+        (&json!(2), &json!(2)),
+        "{view}"
+    );
+    let (_, report) = authorized("POST", &format!("/flows/{flow}/cancel"), None).await;
+    assert_eq!(report["canceled"], 0, "nothing left to cancel");
+
+    let unknown = jobs_runtime::FlowId::new();
+    for (method, uri) in [
+        ("GET", format!("/flows/{unknown}")),
+        ("POST", format!("/flows/{unknown}/cancel")),
+    ] {
+        let (status, body) = authorized(method, &uri, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "{method} {uri}"
+        );
+    }
+    for (method, uri) in [("GET", "/flows/nope"), ("POST", "/flows/nope/cancel")] {
+        let (status, body) = authorized(method, uri, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_id")),
+            "{method} {uri}"
+        );
     }
     jobs.shutdown().await;
 }

@@ -5,7 +5,9 @@
 //! operator's console: the queues view with its workers, the throughput chart's live
 //! update, retry from a row, find by id and a job's page with its attempts, delete,
 //! a queue filter, bulk cancel / retry / delete behind a confirmation, and pausing and
-//! resuming a queue — driven by `tests/e2e/dashboard.mjs`
+//! resuming a queue; then flows: a chain submitted by ids, reached from a job's page,
+//! whose steps change status live to the end, and a flow canceled from its page — driven
+//! by `tests/e2e/dashboard.mjs`
 //! (playwright-core) against a real server with the router mounted under a prefix, and
 //! then checked against the job store.
 //!
@@ -18,8 +20,8 @@ use std::time::Duration;
 
 use jobs_http::{router_with, HttpOptions};
 use jobs_runtime::{
-    executor_fn, Backoff, BoxFuture, ExecutionError, JobContext, JobError, JobExecutor, JobId,
-    JobPolicy, JobStatus, Jobs, PayloadError,
+    executor_fn, Backoff, BoxFuture, ExecutionError, FlowId, JobContext, JobError, JobExecutor,
+    JobId, JobPolicy, JobStatus, Jobs, PayloadError,
 };
 use serde_json::{json, Value};
 
@@ -223,10 +225,31 @@ async fn a_person_can_submit_watch_cancel_and_read_errors_in_the_dashboard() {
             "bulk retried, then bulk deleted"
         );
     }
+    let flow = |key: &str| -> FlowId { ids[key].as_str().unwrap().parse().unwrap() };
+    let chain = jobs.get_flow(flow("flow")).await.unwrap().expect("stored");
+    assert_eq!(
+        (
+            chain.counts.total,
+            chain.counts.succeeded,
+            chain.edges.len()
+        ),
+        (3, 3, 3),
+        "the chain ran to the end"
+    );
+    let doomed = jobs
+        .get_flow(flow("doomed"))
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        (doomed.counts.total, doomed.counts.canceled),
+        (2, 2),
+        "the flow was canceled whole"
+    );
     let all = jobs.list_jobs(jobs_runtime::JobQuery::new()).await.unwrap();
-    // Steps (succeeded), Wait (canceled), Retry, the quick Steps job, the parked one, and
-    // the one held by the paused queue.
-    assert_eq!(all.jobs.len(), 6, "the refused submissions stored nothing");
+    // Steps (succeeded), Wait (canceled), Retry, the quick Steps job, the parked one, the
+    // one held by the paused queue, and the two flows' five.
+    assert_eq!(all.jobs.len(), 11, "the refused submissions stored nothing");
 
     server.abort();
     jobs.shutdown().await;

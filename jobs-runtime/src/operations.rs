@@ -207,6 +207,42 @@ impl Jobs {
         Ok(outcomes)
     }
 
+    /// The jobs that wait for job `id` (that name it in their [`Job::depends_on`]),
+    /// oldest first, whatever their status: its children in a flow's graph, as
+    /// [`Job::depends_on`] holds its parents. Empty for a job without dependants and for
+    /// an id no job has. A store without the operator's calls answers an error of kind
+    /// [`StorageErrorKind::Unsupported`].
+    ///
+    /// [`Job::depends_on`]: jobs_core::Job::depends_on
+    ///
+    /// ```
+    /// use jobs_runtime::{executor_fn, JobError, Jobs, SubmitOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jobs = Jobs::builder()
+    ///     .discover(false)
+    ///     .concurrency(0) // nothing runs: the dependant keeps waiting
+    ///     .register(executor_fn("Step", |_ctx| async { Ok::<_, JobError>(()) }))
+    ///     .start()?;
+    /// let parent = jobs.submit_job("Step").await?;
+    /// let child = jobs
+    ///     .submit_job_with_options(
+    ///         "Step",
+    ///         serde_json::Value::Null,
+    ///         &SubmitOptions::new().depends_on([parent.id]),
+    ///     )
+    ///     .await?;
+    /// assert_eq!(jobs.dependants(parent.id).await?, [child.id]);
+    /// assert_eq!(jobs.dependants(child.id).await?, []);
+    /// # jobs.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn dependants(&self, id: JobId) -> Result<Vec<JobId>, JobsError> {
+        Ok(self.operations()?.dependants(id).await?)
+    }
+
     /// How many stored jobs match `filter` (its status, type and queue; not its limit or
     /// cursor): what [`Jobs::bulk`] would act on now.
     pub async fn count_matching(&self, filter: &JobQuery) -> Result<u64, JobsError> {

@@ -381,7 +381,9 @@ function drawDetails(row) {
     `finished  ${job.finishedAt || "-"}`,
   ].join("\n"))));
   parts.push(el("div", {}, el("button", { type: "button", class: "open-job",
-    onclick: () => openJob(job.id) }, "Open the job's page")));
+    onclick: () => openJob(job.id) }, "Open the job's page"),
+  job.flow ? el("button", { type: "button", class: "open-flow",
+    onclick: () => openFlow(job.flow) }, "Open its flow") : null));
   const details = el("tr", { class: "details", id: `details-${job.id}`, dataset: { detailsFor: job.id } },
     el("td", { colspan: 5 }, el("div", { class: "details-grid" }, parts)));
   // Rebuilt only when what it shows changed, so a selection inside it survives.
@@ -600,7 +602,10 @@ setInterval(() => {
 
 // Events are applied together a few times a second: the latest progress per job, and the
 // ids whose status changed, to be read again.
-const inbox = { progress: new Map(), finished: new Map(), changed: new Set(), deleted: new Set(), lagged: false };
+const inbox = {
+  progress: new Map(), finished: new Map(), changed: new Set(), deleted: new Set(), lagged: false,
+  flowProgress: new Map(), flowChanged: false, // of the open flow's members
+};
 let flushing = null;
 
 function receive(kind, data) {
@@ -619,6 +624,10 @@ function receive(kind, data) {
     || (kind === "started" && state.filter.status === "Running")
     || (kind === "released" && state.filter.status === "Queued"))) inbox.changed.add(data.id);
   if (data && data.id && data.id === jobPage.id && kind !== "progress") inbox.changed.add(data.id);
+  if (data && data.id && flowPage.members.has(data.id)) {
+    if (kind === "progress") inbox.flowProgress.set(data.id, data.progress);
+    else inbox.flowChanged = true;
+  }
   if (state.load && data && data.id) state.load.touched.add(data.id);
   if (!flushing) flushing = setTimeout(flush, 100);
 }
@@ -632,8 +641,11 @@ function flush() {
     inbox.finished.clear();
     inbox.changed.clear();
     inbox.deleted.clear();
+    inbox.flowProgress.clear();
+    inbox.flowChanged = false;
     loadList();
     overviewSoon();
+    if (flowPage.id) loadFlowPage();
     return;
   }
   for (const id of inbox.deleted) {
@@ -656,10 +668,13 @@ function flush() {
   for (const id of inbox.changed) state.stale.add(id);
   for (const [id, data] of inbox.finished) countFinish(data.status);
   for (const id of [...inbox.changed, ...inbox.finished.keys()]) jobPageChanged(id);
+  flowEvents(inbox.flowProgress, inbox.flowChanged);
   inbox.progress.clear();
   inbox.finished.clear();
   inbox.changed.clear();
   inbox.deleted.clear();
+  inbox.flowProgress.clear();
+  inbox.flowChanged = false;
   overviewSoon();
 }
 
@@ -852,6 +867,7 @@ function openJob(id) {
   jobPage.deleted = false;
   setMessage($("#job-message"), "ok");
   if (location.hash !== `#job=${id}`) history.replaceState(null, "", `#job=${id}`);
+  if ($("#flow-dialog").open) $("#flow-dialog").close();
   const dialog = $("#job-dialog");
   if (!dialog.open) dialog.showModal();
   loadJobPage();
@@ -926,7 +942,8 @@ function drawJobPage(job, result) {
     el("div", { class: "when" }, `started ${a.start ? new Date(a.start).toLocaleString() : "(not recorded)"}`
       + (a.end ? ` · ended ${new Date(a.end).toLocaleString()}${span(a.start, a.end)}` : "")),
     a.error ? el("div", { class: "attempt-error" }, a.error) : null))
-    : [el("li", { class: "Queued" }, job.status === "Canceled" ? "Canceled before it ever ran." : "Not started yet.")]));
+    : [el("li", { class: "Queued" }, job.status === "Canceled" ? "Canceled before it ever ran."
+      : job.status === "Waiting" ? "Not started yet: it waits for the jobs it depends on." : "Not started yet.")]));
   const parts = [el("div", {}, el("h3", {}, "Payload"), el("pre", {}, pretty(job.payload)))];
   if (job.status === "Succeeded") {
     parts.push(el("div", {}, el("h3", {}, "Result"), el("pre", { class: "result" },
@@ -942,8 +959,46 @@ function drawJobPage(job, result) {
     `created   ${job.createdAt}`,
     `finished  ${job.finishedAt || "-"}`,
     job.uniqueKey ? `key       ${job.uniqueKey}` : null,
+    (job.dependsOn || []).length ? `parents   ${job.dependsOn.length}; ${job.onParentFailure === "run"
+      ? "runs once all have finished, however they ended" : "canceled if one fails or is canceled"}` : null,
+    job.payloadFrom && job.payloadFrom !== "submitted" ? `payload   ${SOURCES[job.payloadFrom] || job.payloadFrom}` : null,
   ].filter(Boolean).join("\n"))));
+  const graph = graphLinks(job);
+  if (graph) parts.push(graph);
   $("#job-details").replaceChildren(...parts);
+}
+
+// Where a dependant's arguments come from.
+const SOURCES = {
+  parent: "its parent's result",
+  parents: "its parents' results, in order",
+  batch: "a summary of how its parents ended",
+};
+
+// A link that opens a job's page, named by its short id.
+function jobLink(id, label) {
+  return el("a", { href: `#job=${id}`, class: "job-link", dataset: { jobId: id }, title: id,
+    onclick: (event) => { event.preventDefault(); openJob(id); } }, label || shortId(id));
+}
+
+function shortId(id) {
+  return id.slice(0, 8) + "…" + id.slice(-4);
+}
+
+// Where the job stands in a graph: its flow, the jobs it waits for and those waiting for
+// it, each a link; nothing for a job on its own.
+function graphLinks(job) {
+  const parents = job.parents || job.dependsOn || [];
+  const children = job.children || [];
+  if (!job.flow && !parents.length && !children.length) return null;
+  const list = (ids) => ids.length ? ids.flatMap((id, i) => (i ? [", ", jobLink(id)] : [jobLink(id)])) : ["none"];
+  return el("div", { class: "graph-links" },
+    job.flow ? [el("h3", {}, "Flow"), el("p", {}, el("a", {
+      href: `#flow=${job.flow}`, id: "job-flow", dataset: { flowId: job.flow },
+      onclick: (event) => { event.preventDefault(); openFlow(job.flow); },
+    }, "Open its flow"), " ", el("span", { class: "id" }, job.flow))] : null,
+    el("h3", {}, "Waits for"), el("p", { class: "parents" }, list(parents)),
+    el("h3", {}, "Waited for by"), el("p", { class: "children" }, job.children ? list(children) : ["unknown"]));
 }
 
 $("#job-retry").addEventListener("click", () => retryJob(jobPage.id, $("#job-message")));
@@ -976,11 +1031,236 @@ $("#find-form").addEventListener("submit", async (event) => {
   }
 });
 
-function openJobFromHash() {
-  const match = /^#job=([0-9a-f-]{36})$/i.exec(location.hash);
-  if (match) openJob(match[1].toLowerCase());
+// A job's page is at #job=<id>, a flow's at #flow=<id>.
+function openFromHash() {
+  const job = /^#job=([0-9a-f-]{36})$/i.exec(location.hash);
+  if (job) openJob(job[1].toLowerCase());
+  const flow = /^#flow=([0-9a-f-]{36})$/i.exec(location.hash);
+  if (flow) openFlow(flow[1].toLowerCase());
 }
-window.addEventListener("hashchange", openJobFromHash);
+window.addEventListener("hashchange", openFromHash);
+
+// ---- a flow's page ----------------------------------------------------------------------
+
+// The flow on screen: its view as last read, and its members' cards, kept and updated in
+// place while the graph stays the same.
+const flowPage = { id: null, view: null, seq: 0, members: new Set(), cards: new Map(), shape: "",
+  timer: null, loading: false, again: false };
+
+function openFlow(id) {
+  if (flowPage.id !== id) {
+    flowPage.view = null;
+    flowPage.members = new Set();
+    flowPage.cards = new Map();
+    flowPage.shape = "";
+    $("#flow-steps").replaceChildren();
+  }
+  flowPage.id = id;
+  setMessage($("#flow-message"), "ok");
+  if (location.hash !== `#flow=${id}`) history.replaceState(null, "", `#flow=${id}`);
+  if ($("#job-dialog").open) $("#job-dialog").close();
+  const dialog = $("#flow-dialog");
+  if (!dialog.open) dialog.showModal();
+  drawFlowHead();
+  loadFlowPage();
+}
+
+$("#flow-dialog").addEventListener("close", () => {
+  flowPage.id = null;
+  flowPage.members = new Set();
+  if (location.hash.startsWith("#flow=")) history.replaceState(null, "", location.pathname + location.search);
+});
+
+// Reads the flow again soon: events of its members come in bursts.
+function flowSoon() {
+  if (flowPage.timer || !flowPage.id) return;
+  flowPage.timer = setTimeout(() => {
+    flowPage.timer = null;
+    loadFlowPage();
+  }, 200);
+}
+
+// What the event stream said of the open flow's members: progress is drawn at once,
+// anything else reads the flow again.
+function flowEvents(progress, changed) {
+  if (!flowPage.id) return;
+  for (const [id, report] of progress) {
+    const member = flowPage.view && flowPage.view.members.find((job) => job.id === id);
+    if (member && member.status === "Running") {
+      member.progress = report;
+      updateCard(member);
+    }
+  }
+  if (changed) flowSoon();
+}
+
+// A flow that has not finished is also read every few seconds: a job that joins it later
+// says nothing of its flow in its events.
+setInterval(() => {
+  if (flowPage.id && flowPage.view && flowPage.view.counts.finished < flowPage.view.counts.total) flowSoon();
+}, 5000);
+
+async function loadFlowPage() {
+  const id = flowPage.id;
+  if (!id) return;
+  if (flowPage.loading) {
+    flowPage.again = true;
+    return;
+  }
+  flowPage.loading = true;
+  const seq = ++flowPage.seq;
+  try {
+    const view = await api(`flows/${id}`);
+    if (seq === flowPage.seq && id === flowPage.id) drawFlowPage(view);
+  } catch (error) {
+    if (seq === flowPage.seq && id === flowPage.id) {
+      setMessage($("#flow-message"), "error", error.status === 404
+        ? "No job belongs to this flow (its jobs may have been deleted or pruned)." : `Could not load the flow: ${error.message}`);
+    }
+  } finally {
+    flowPage.loading = false;
+    if (flowPage.again) {
+      flowPage.again = false;
+      loadFlowPage();
+    }
+  }
+}
+
+function drawFlowHead() {
+  const view = flowPage.view;
+  setText($("#flow-id"), flowPage.id || "");
+  const counts = view ? view.counts : null;
+  const left = counts ? counts.total - counts.finished : 0;
+  $("#flow-cancel").hidden = !counts || left === 0;
+  setText($("#flow-finished"), counts ? `${counts.finished} of ${counts.total} finished` : "loading…");
+  setText($("#flow-counts"), counts ? ["succeeded", "failed", "canceled", "running", "queued", "waiting"]
+    .filter((status) => counts[status]).map((status) => `${counts[status]} ${status}`).join(" · ") : "");
+  const bar = $("#flow-bar");
+  const part = (n) => (counts && counts.total ? (n / counts.total) * 100 : 0) + "%";
+  bar.querySelector(".seg.Succeeded").style.width = part(counts ? counts.succeeded : 0);
+  bar.querySelector(".seg.Failed").style.width = part(counts ? counts.failed : 0);
+  bar.querySelector(".seg.Canceled").style.width = part(counts ? counts.canceled : 0);
+  bar.setAttribute("aria-valuemax", String(counts ? counts.total : 0));
+  bar.setAttribute("aria-valuenow", String(counts ? counts.finished : 0));
+}
+
+// Each member's step: 1 for a member none of whose parents is in the flow, else one more
+// than its latest parent's.
+function stepsOf(view) {
+  const byId = new Map(view.members.map((job) => [job.id, job]));
+  const step = new Map();
+  const of = (job, seen) => {
+    if (step.has(job.id)) return step.get(job.id);
+    seen.add(job.id);
+    let n = 1;
+    for (const parent of job.dependsOn || []) {
+      const member = byId.get(parent);
+      if (member && !seen.has(parent)) n = Math.max(n, of(member, seen) + 1);
+    }
+    step.set(job.id, n);
+    return n;
+  };
+  for (const job of view.members) of(job, new Set());
+  return step;
+}
+
+function drawFlowPage(view) {
+  flowPage.view = view;
+  flowPage.members = new Set(view.members.map((job) => job.id));
+  drawFlowHead();
+  // The graph is drawn again only when it changed (a member joined or left).
+  const shape = view.members.map((job) => job.id + ":" + (job.dependsOn || []).join(",")).join(";");
+  if (shape !== flowPage.shape) {
+    flowPage.shape = shape;
+    flowPage.cards = new Map();
+    const steps = stepsOf(view);
+    const layers = [];
+    for (const job of view.members) {
+      const n = steps.get(job.id);
+      (layers[n - 1] ||= []).push(job);
+    }
+    const byId = new Map(view.members.map((job) => [job.id, job]));
+    $("#flow-steps").replaceChildren(...layers.map((jobs, i) => el("li", { class: "flow-step", dataset: { step: i + 1 } },
+      el("div", { class: "step-head" }, `Step ${i + 1}`,
+        el("span", { class: "hint" }, jobs.length === 1 ? "" : ` · ${jobs.length} jobs`)),
+      el("div", { class: "step-members" }, jobs.map((job) => buildCard(job, byId))))));
+  }
+  for (const job of view.members) updateCard(job);
+}
+
+// A member's card: its type and id (a link to its page), its status and progress, and the
+// jobs it runs after.
+function buildCard(job, byId) {
+  const parents = job.dependsOn || [];
+  const named = (id) => {
+    const parent = byId.get(id);
+    return jobLink(id, parent ? `${parent.jobType} ${shortId(id)}` : `${shortId(id)} (outside the flow)`);
+  };
+  const after = parents.length === 0 ? null
+    : parents.length <= 4 ? el("div", { class: "after" }, "after ",
+      parents.flatMap((id, i) => (i ? [", ", named(id)] : [named(id)])))
+      : el("div", { class: "after", title: parents.join("\n") }, `after ${parents.length} jobs`);
+  const cells = {
+    badge: el("span", { class: "badge" }),
+    fill: el("div", { class: "fill" }),
+    pct: el("span", { class: "pct" }),
+    message: el("span", { class: "progress-message" }),
+    error: el("div", { class: "job-error" }),
+  };
+  cells.bar = el("div", { class: "bar", role: "progressbar", "aria-label": `progress of ${job.jobType}`,
+    "aria-valuemin": 0, "aria-valuemax": 100 }, cells.fill);
+  cells.progress = el("div", { class: "progress" }, cells.bar, el("div", { class: "progress-text" }, cells.pct, cells.message));
+  const card = el("div", { class: "member", dataset: { id: job.id } },
+    el("div", { class: "member-head" }, jobLink(job.id, job.jobType), cells.badge),
+    el("div", { class: "id", title: job.id }, shortId(job.id)),
+    after, cells.progress, cells.error);
+  flowPage.cards.set(job.id, { card, cells });
+  return card;
+}
+
+function updateCard(job) {
+  const entry = flowPage.cards.get(job.id);
+  if (!entry) return;
+  const { card, cells } = entry;
+  card.dataset.status = job.status;
+  card.className = "member " + job.status;
+  cells.badge.className = "badge " + job.status;
+  setText(cells.badge, job.status);
+  const percent = percentOf(job);
+  const shown = job.status === "Running" || (job.status !== "Succeeded" && !!job.progress);
+  cells.progress.hidden = !shown;
+  cells.progress.className = "progress " + job.status;
+  cells.fill.style.width = percent + "%";
+  cells.bar.setAttribute("aria-valuenow", String(percent));
+  setText(cells.pct, percent + "%");
+  setText(cells.message, job.progress ? job.progress.message : "");
+  setText(cells.error, job.error || "");
+}
+
+$("#flow-cancel").addEventListener("click", async () => {
+  const id = flowPage.id;
+  const counts = flowPage.view && flowPage.view.counts;
+  if (!id || !counts) return;
+  const left = counts.total - counts.finished;
+  const jobs = `${left} job${left === 1 ? "" : "s"}`;
+  const yes = await confirmDialog(`Cancel ${jobs} of this flow?`,
+    `Cancel every job of this flow that has not finished: ${left} of ${counts.total} now. Waiting and queued ones are canceled at once and never run; running ones are asked to stop.`,
+    `Cancel ${jobs}`);
+  if (id !== flowPage.id) return;
+  if (!yes) {
+    setMessage($("#flow-message"), "ok", "Nothing changed.");
+    return;
+  }
+  try {
+    const report = await api(`flows/${id}/cancel`, Object.assign({ body: "{}" }, JSON_POST));
+    setMessage($("#flow-message"), "ok", `${report.canceled} canceled`
+      + (report.stopRequested ? `, ${report.stopRequested} running asked to stop` : "") + ".");
+  } catch (error) {
+    setMessage($("#flow-message"), "error", `Cancel failed: ${error.message}`);
+  }
+  loadFlowPage();
+  loadList();
+});
 
 // ---- queues and throughput --------------------------------------------------------------
 
@@ -1155,7 +1435,7 @@ async function start() {
   showType();
   listen();
   loadOverview();
-  openJobFromHash();
+  openFromHash();
 }
 
 start();

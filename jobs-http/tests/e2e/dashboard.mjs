@@ -2,7 +2,10 @@
 // starts the server with the job types used here and checks the store afterwards.
 //
 //   node dashboard.mjs <url>   (env: CHROMIUM = the browser, JOBS_TOKEN, HOSTILE = an error
-//                               message with markup, SCREENSHOT = a .png path)
+//                               message with markup, SCREENSHOT = a .png path for the
+//                               page at the end; a job's and a flow's page are saved
+//                               beside it as -job.png and -flow.png)
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,6 +45,11 @@ page.on("response", (response) => {
   }
 });
 
+// SCREENSHOT's path with `-what` before its extension.
+function screenshot(what) {
+  return process.env.SCREENSHOT.replace(/(\.png)?$/, `-${what}.png`);
+}
+
 function ok(what) {
   console.log(`ok - ${what}`);
 }
@@ -57,6 +65,41 @@ async function submit(type, payload) {
   await page.selectOption("#type", type);
   await page.fill("#payload", payload);
   await page.click("#submit");
+}
+
+// Submits over the API as a client that knows only type names would: by ids.
+async function post(body) {
+  const response = await fetch(new URL("jobs", url + "/"), {
+    method: "POST",
+    headers: Object.assign({ "Content-Type": "application/json" }, token ? { Authorization: `Bearer ${token}` } : {}),
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (response.status !== 201) throw new Error(`POST /jobs ${JSON.stringify(body)} answered ${response.status}: ${JSON.stringify(answer)}`);
+  return answer.id;
+}
+
+// Records every status each member of the open flow shows, and every progress text.
+async function watchFlow() {
+  await page.evaluate(() => {
+    window.seenFlow = { statuses: {}, finished: [] };
+    const record = () => {
+      for (const card of document.querySelectorAll("#flow-steps .member")) {
+        const seen = (window.seenFlow.statuses[card.dataset.id] ||= []);
+        if (card.dataset.status && seen[seen.length - 1] !== card.dataset.status) seen.push(card.dataset.status);
+      }
+      const text = document.querySelector("#flow-finished").textContent;
+      if (window.seenFlow.finished[window.seenFlow.finished.length - 1] !== text) window.seenFlow.finished.push(text);
+    };
+    new MutationObserver(record).observe(document.querySelector("#flow-dialog"),
+      { subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["data-status"] });
+  });
+}
+
+const card = (id) => page.locator(`#flow-steps .member[data-id="${id}"]`);
+async function waitForCard(id, status) {
+  await page.waitForFunction(([id, status]) =>
+    document.querySelector(`#flow-steps .member[data-id="${id}"]`)?.dataset.status === status, [id, status]);
 }
 
 async function submitJob(type, payload) {
@@ -263,8 +306,88 @@ try {
   ok("bulk retry ran three failed jobs again, and bulk delete removed them, each after a confirmation");
 
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
+
+  // ---- flows ----
+  // A chain submitted by ids in one flow: first, then second, then third after both.
+  const flow = randomUUID();
+  const first = await post({ type: "Steps", payload: { steps: 6, delayMs: 400 }, flow });
+  const second = await post({ type: "Steps", payload: { steps: 2, delayMs: 200 }, dependsOn: [first], flow });
+  const third = await post({ type: "Steps", payload: { steps: 1, delayMs: 50 }, dependsOn: [first, second], flow });
+  await page.fill("#find-id", second);
+  await page.click("#find");
+  await page.locator("#job-dialog[open]").waitFor();
+  await page.locator(`#job-details .parents a[data-job-id="${first}"]`).waitFor();
+  await page.locator(`#job-details .children a[data-job-id="${third}"]`).waitFor();
+  if (process.env.SCREENSHOT) await page.screenshot({ path: screenshot("job") });
+  await watchFlow();
+  await page.click("#job-flow");
+  await page.locator("#flow-dialog[open]").waitFor();
+  await page.locator("#job-dialog[open]").waitFor({ state: "detached" });
+  if (!(await page.evaluate(() => location.hash)).startsWith("#flow=")) throw new Error("the flow page has no address of its own");
+  ok("a job's page links to the jobs it waits for, those waiting for it, and its flow, which opens");
+
+  await waitForCard(first, "Running");
+  const steps = await page.locator("#flow-steps .flow-step").count();
+  if (steps !== 3) throw new Error(`the chain shows as ${steps} steps`);
+  const short = (id) => `${id.slice(0, 8)}…${id.slice(-4)}`;
+  const after = await card(third).locator(".after").textContent();
+  if (after !== `after Steps ${short(first)}, Steps ${short(second)}`) {
+    throw new Error(`the last step says it runs ${JSON.stringify(after)}`);
+  }
+  if (process.env.SCREENSHOT) {
+    // Best when a step has finished and the next runs; the run goes on if it was missed.
+    await page.locator("#flow-finished").filter({ hasText: "1 of 3 finished" }).waitFor({ timeout: 5000 }).catch(() => {});
+    await page.screenshot({ path: screenshot("flow") });
+  }
+  await page.locator("#flow-finished").filter({ hasText: "3 of 3 finished" }).waitFor();
+  for (const id of [first, second, third]) await waitForCard(id, "Succeeded");
+  const seenFlow = await page.evaluate(() => window.seenFlow);
+  // The first step was running when the page opened; the others waited for it.
+  for (const [id, from] of [[first, "Running"], [second, "Waiting"], [third, "Waiting"]]) {
+    const seen = seenFlow.statuses[id] || [];
+    if (!seen.includes(from) || seen[seen.length - 1] !== "Succeeded" || seen.length < 2) {
+      throw new Error(`step ${id} showed ${seen.join(" → ")}, not ${from} → … → Succeeded`);
+    }
+  }
+  if (!seenFlow.finished.some((text) => /^[012] of 3 finished$/.test(text))) {
+    throw new Error(`the progress did not move live: ${seenFlow.finished.join(", ")}`);
+  }
+  if (await page.locator("#flow-cancel").isVisible()) throw new Error("a finished flow offers a cancel");
+  ok(`the flow page showed three steps in order and their statuses live (last: ${seenFlow.statuses[third].join(" → ")}; ${seenFlow.finished.join(" → ")})`);
+
+  await card(third).locator(".member-head a.job-link").click();
+  await page.locator("#job-dialog[open]").waitFor();
+  await page.locator("#job-id").filter({ hasText: third }).waitFor();
+  await page.locator(`#job-details .parents a[data-job-id="${second}"]`).waitFor();
+  await page.click("#job-close");
+  ok("a step of the flow opens the job's page");
+
+  // A flow canceled from its page, opened by its address: a running job asked to stop,
+  // and the one waiting for it canceled at once.
+  const doomed = randomUUID();
+  const holding = await post({ type: "Wait", flow: doomed });
+  const waiting = await post({ type: "Steps", payload: { steps: 1 }, dependsOn: [holding], flow: doomed });
+  await page.evaluate((id) => { location.hash = `#flow=${id}`; }, doomed);
+  await page.locator("#flow-dialog[open]").waitFor();
+  await waitForCard(holding, "Running");
+  await waitForCard(waiting, "Waiting");
+  await page.locator("#flow-finished").filter({ hasText: "0 of 2 finished" }).waitFor();
+  await page.click("#flow-cancel");
+  await page.locator("#confirm-dialog[open]").waitFor();
+  const asked = await page.locator("#confirm-title").textContent();
+  if (asked !== "Cancel 2 jobs of this flow?") throw new Error(`the flow's cancel asked ${JSON.stringify(asked)}`);
+  await page.click("#confirm-yes");
+  await page.locator("#flow-message").filter({ hasText: "1 canceled, 1 running asked to stop." }).waitFor();
+  await waitForCard(waiting, "Canceled");
+  await waitForCard(holding, "Canceled");
+  await page.locator("#flow-finished").filter({ hasText: "2 of 2 finished" }).waitFor();
+  await page.locator("#flow-cancel").waitFor({ state: "hidden" });
+  await page.click("#flow-close");
+  ok("the cancel-flow button asked with the count, then canceled the waiting step and stopped the running one");
+
   if (pageErrors.length) throw new Error(`the page reported errors: ${pageErrors.join("; ")}`);
-  console.log(`RESULT ${JSON.stringify({ succeeded, canceled, failed, parked, burst })}`);
+  console.log(`RESULT ${JSON.stringify({ succeeded, canceled, failed, parked, burst,
+    flow, chain: [first, second, third], doomed, doomedJobs: [holding, waiting] })}`);
 } catch (error) {
   console.error(`not ok - ${error.message}`);
   if (pageErrors.length) console.error(`page errors: ${pageErrors.join("; ")}`);
