@@ -13,13 +13,17 @@ use uuid::Uuid;
 use crate::checks::{result_refusal, without_nul};
 use crate::depend::Dependencies;
 use crate::error::{caused_by_a_row, from_sqlx, storage};
+use crate::plan::{nested_loops, LARGE_BATCH, RUNNING_BY_ID};
 use crate::rows::{at_micros, attempt_error, attempt_param, status};
 
 const FAILED: &str = "could not store the jobs' outcomes";
 
 /// The completion statement of one schema.
 pub(crate) struct Completions {
+    /// For a small batch, on a cached plan.
     complete: String,
+    /// For a large batch, planned for itself without nested loops.
+    complete_large: String,
     blocked: String,
 }
 
@@ -48,14 +52,9 @@ impl Completions {
         let released = format!("({queued} AND i.kind = 'Release')");
         // A full history drops its second entry (`- 1`) for the new one: the first stays.
         let kept = Job::KEPT_ERRORS;
-        Self {
-            // $1 the holder; $2–$7 one array each: id, attempt, kind, error, result, run_at
-            // (µs); $8 whether jobs with dependants are changed too (only in a transaction
-            // that then settles those dependants). Only rows still `Running` at their
-            // attempt for the holder change.
-            // Terminal outcomes set finished_at and clear the lease; requeues also clear
-            // progress and the holder.
-            complete: format!(
+        // The statement with the fence `running` (see `crate::plan`).
+        let statement = |running: &str| {
+            format!(
                 "WITH input AS (
                      SELECT * FROM unnest($2::uuid[], $3::int4[], $4::text[], $5::text[],
                                           $6::jsonb[], $7::int8[])
@@ -84,24 +83,35 @@ impl Completions {
                          worker_id = CASE WHEN {queued} THEN NULL ELSE j.worker_id END,
                          lease_expires_at = NULL
                      FROM input i
-                     WHERE j.id = i.id AND j.status = 'Running' AND j.attempt = i.attempt
+                     WHERE j.id = i.id AND {running} AND j.attempt = i.attempt
                        AND j.worker_id = $1 AND (NOT j.has_dependants OR $8)
-                     RETURNING j.id, j.status),
+                     RETURNING j.id, j.status, i.result),
                  stored AS (
                      INSERT INTO {results} (job_id, result)
-                     SELECT u.id, i.result FROM updated u JOIN input i ON i.id = u.id
-                     WHERE u.status = 'Succeeded' AND i.result IS NOT NULL
-                       AND i.result <> 'null'::jsonb
+                     SELECT id, result FROM updated
+                     WHERE status = 'Succeeded' AND result IS NOT NULL
+                       AND result <> 'null'::jsonb
                      ON CONFLICT (job_id) DO UPDATE SET result = EXCLUDED.result)
                  SELECT id, status FROM updated"
-            ),
+            )
+        };
+        Self {
+            // $1 the holder; $2–$7 one array each: id, attempt, kind, error, result, run_at
+            // (µs); $8 whether jobs with dependants are changed too (only in a transaction
+            // that then settles those dependants). Only rows still `Running` at their
+            // attempt for the holder change.
+            // Terminal outcomes set finished_at and clear the lease; requeues also clear
+            // progress and the holder. The results go on from the update's own rows, so
+            // the batch is read once (see `crate::plan` for how it is joined).
+            complete: statement(RUNNING_BY_ID),
+            complete_large: statement("j.status = 'Running'"),
             // Of the completions $2 (ids) and $3 (attempts) held by $1, those the
             // statement above left alone for their dependants (`$8` false): read after
             // it, so a dependant stored while it waited for the row is seen.
             blocked: format!(
                 "SELECT j.id FROM {jobs} j
                  JOIN unnest($2::uuid[], $3::int4[]) AS i(id, attempt) ON i.id = j.id
-                 WHERE j.status = 'Running' AND j.attempt = i.attempt AND j.worker_id = $1
+                 WHERE {RUNNING_BY_ID} AND j.attempt = i.attempt AND j.worker_id = $1
                    AND j.has_dependants"
             ),
         }
@@ -170,6 +180,7 @@ impl Completions {
         answers: &mut [Option<Completed>],
     ) -> Result<(), StorageError> {
         let result = match dependencies {
+            None if rows.len() >= LARGE_BATCH => self.write_large(pool, holder, rows).await,
             None => self.write(pool, holder, rows, false).await,
             Some(dependencies) => self.write_settled(pool, dependencies, holder, rows).await,
         };
@@ -199,6 +210,7 @@ impl Completions {
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let attempts: Vec<i32> = rows.iter().map(|row| row.attempt).collect();
         let found = sqlx::query(&self.blocked)
+            .persistent(false)
             .bind(holder)
             .bind(ids)
             .bind(attempts)
@@ -211,6 +223,21 @@ impl Completions {
             .collect()
     }
 
+    /// A large batch without dependants: the statement alone, in a transaction that
+    /// turns nested loops off for it (see [`crate::plan`]).
+    async fn write_large(
+        &self,
+        pool: &PgPool,
+        holder: &str,
+        rows: &[Change<'_>],
+    ) -> Result<HashMap<Uuid, JobStatus>, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        nested_loops(&mut tx, false).await?;
+        let applied = self.write(&mut *tx, holder, rows, false).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
     /// In one transaction: the ends of `rows` (jobs with dependants among them) and what
     /// they do to their waiting dependants.
     async fn write_settled(
@@ -221,7 +248,15 @@ impl Completions {
         rows: &[Change<'_>],
     ) -> Result<HashMap<Uuid, JobStatus>, sqlx::Error> {
         let mut tx = pool.begin().await?;
+        let large = rows.len() >= LARGE_BATCH;
+        if large {
+            nested_loops(&mut tx, false).await?;
+        }
         let applied = self.write(&mut *tx, holder, rows, true).await?;
+        if large {
+            // The dependants are found through their indexes, by nested loops.
+            nested_loops(&mut tx, true).await?;
+        }
         let ended = applied.iter().map(|(id, status)| (*id, *status)).collect();
         dependencies.settle_ended(&mut tx, ended).await?;
         tx.commit().await?;
@@ -289,6 +324,9 @@ impl Completions {
         rows: &[Change<'_>],
         with_dependants: bool,
     ) -> Result<HashMap<Uuid, JobStatus>, sqlx::Error> {
+        // A large batch is planned for itself, under the settings of its transaction (a
+        // cached plan keeps those it was made under).
+        let cached = rows.len() < LARGE_BATCH;
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let attempts: Vec<i32> = rows.iter().map(|row| row.attempt).collect();
         let kinds: Vec<&str> = rows.iter().map(|row| row.kind).collect();
@@ -296,7 +334,13 @@ impl Completions {
         let results: Vec<Option<Json<&Value>>> =
             rows.iter().map(|row| row.result.map(Json)).collect();
         let run_at: Vec<Option<i64>> = rows.iter().map(|row| row.run_at_us).collect();
-        let changed = sqlx::query(&self.complete)
+        let statement = if cached {
+            &self.complete
+        } else {
+            &self.complete_large
+        };
+        let changed = sqlx::query(statement)
+            .persistent(cached)
             .bind(holder)
             .bind(ids)
             .bind(attempts)

@@ -76,12 +76,14 @@ impl Dependencies {
                 "INSERT INTO {edges} (parent, child)
                  SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING"
             ),
-            // The waiting dependants of the parents $1, locked in id order.
+            // The waiting dependants of the parents $1, locked in id order. Statements
+            // here that test a status by id write it as `crate::plan` says, so that each
+            // row is found by its key, not among all the waiting jobs.
             children: format!(
                 "SELECT d.parent, c.id, c.on_parent_failure, c.payload_from, c.depends_on,
                         c.payload, c.waiting_for
                  FROM {edges} d JOIN {jobs} c ON c.id = d.child
-                 WHERE d.parent = ANY($1) AND c.status = 'Waiting'
+                 WHERE d.parent = ANY($1) AND (c.status = 'Waiting') IS TRUE
                  ORDER BY c.id
                  FOR UPDATE OF c"
             ),
@@ -99,7 +101,7 @@ impl Dependencies {
                                    ELSE j.run_at END
                  FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[], $5::text[])
                      AS i(id, status, waiting_for, payload, error)
-                 WHERE j.id = i.id AND j.status = 'Waiting'"
+                 WHERE j.id = i.id AND (j.status = 'Waiting') IS TRUE"
             ),
             notify: format!("SELECT pg_notify('{channel}', p) FROM unnest($1::text[]) AS p"),
             // The finished jobs with parents among $1, which an operator's retry checks.
@@ -142,6 +144,7 @@ impl Dependencies {
         let mut statuses: HashMap<JobId, JobStatus> = HashMap::new();
         if !stored_parents.is_empty() {
             let rows = sqlx::query(&self.mark_parents)
+                .persistent(false)
                 .bind(&stored_parents)
                 .fetch_all(&mut *connection)
                 .await
@@ -340,6 +343,7 @@ impl Dependencies {
             }
             if !out_ids.is_empty() {
                 sqlx::query(&self.settle)
+                    .persistent(false)
                     .bind(out_ids)
                     .bind(out_status)
                     .bind(out_waiting)
@@ -426,6 +430,7 @@ impl Dependencies {
         parents: &[Uuid],
     ) -> Result<Vec<Waiting>, sqlx::Error> {
         let rows = sqlx::query(&self.children)
+            .persistent(false)
             .bind(parents)
             .fetch_all(connection)
             .await?;
@@ -457,6 +462,7 @@ impl Dependencies {
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, (JobStatus, Option<Value>)>, sqlx::Error> {
         let rows = sqlx::query(&self.ends)
+            .persistent(false)
             .bind(ids)
             .fetch_all(connection)
             .await?;

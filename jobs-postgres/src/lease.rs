@@ -10,28 +10,36 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::{storage, unreadable};
+use crate::plan::{nested_loops, LARGE_BATCH, RUNNING_BY_ID};
 use crate::rows::{attempt_param, expired_from_row, micros};
 
 /// The lease statements of one schema.
 pub(crate) struct Leases {
+    /// For a few leases, on a cached plan.
     renew: String,
+    /// For many, planned for themselves without nested loops (see `crate::plan`).
+    renew_large: String,
     expired: String,
 }
 
 impl Leases {
     pub(crate) fn new(schema: &str) -> Self {
         let jobs = format!("{schema}.jobs");
-        Self {
-            // $1 holder, $2 lease (µs), $3 and $4 the ids and attempts. A lease that has
-            // run out is not renewed: the rescuer takes it.
-            renew: format!(
+        // $1 holder, $2 lease (µs), $3 and $4 the ids and attempts. A lease that has run
+        // out is not renewed: the rescuer takes it.
+        let renew = |running: &str| {
+            format!(
                 "UPDATE {jobs} j SET lease_expires_at = now() + $2 * interval '1 microsecond'
                  FROM unnest($3::uuid[], $4::int4[]) AS h(id, attempt)
                  WHERE j.id = h.id AND j.attempt = h.attempt
-                   AND j.status = 'Running' AND j.worker_id = $1
+                   AND {running} AND j.worker_id = $1
                    AND j.lease_expires_at > now()
                  RETURNING j.id, j.attempt, j.cancel_requested"
-            ),
+            )
+        };
+        Self {
+            renew: renew(RUNNING_BY_ID),
+            renew_large: renew("j.status = 'Running'"),
             // Up to $1 running jobs whose lease ran out, oldest lease first (served by
             // `jobs_running_lease`).
             expired: format!(
@@ -58,14 +66,33 @@ impl Leases {
         }
         let ids: Vec<Uuid> = leases.iter().map(|l| *l.id.as_uuid()).collect();
         let attempts: Vec<i32> = leases.iter().map(|l| attempt_param(l.attempt)).collect();
-        let rows = sqlx::query(&self.renew)
-            .bind(holder)
-            .bind(micros(lease))
-            .bind(ids)
-            .bind(attempts)
-            .fetch_all(pool)
-            .await
-            .map_err(storage("could not renew the leases"))?;
+        let failed = "could not renew the leases";
+        let large = leases.len() >= LARGE_BATCH;
+        // A large batch is planned for itself, without nested loops (see `crate::plan`).
+        let statement = sqlx::query(if large {
+            &self.renew_large
+        } else {
+            &self.renew
+        })
+        .persistent(!large)
+        .bind(holder)
+        .bind(micros(lease))
+        .bind(ids)
+        .bind(attempts);
+        let rows = if large {
+            let mut tx = pool.begin().await.map_err(storage(failed))?;
+            nested_loops(&mut tx, false)
+                .await
+                .map_err(storage(failed))?;
+            let rows = statement
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(storage(failed))?;
+            tx.commit().await.map_err(storage(failed))?;
+            rows
+        } else {
+            statement.fetch_all(pool).await.map_err(storage(failed))?
+        };
         let mut held = HashMap::with_capacity(rows.len());
         for row in rows {
             let id: Uuid = row.try_get(0).map_err(unreadable)?;

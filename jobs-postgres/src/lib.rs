@@ -45,6 +45,7 @@ mod migrate;
 mod notify;
 mod ops;
 mod options;
+mod plan;
 mod read;
 mod rows;
 mod store;
