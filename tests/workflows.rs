@@ -247,7 +247,6 @@ async fn canceling_a_waiting_job_cancels_it_and_its_dependants_at_once() {
 /// Typed flows: the steps' types are checked by the compiler, the jobs are stored in one
 /// call and share a flow id.
 mod typed {
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use jobs::prelude::*;
     use jobs::{FlowEdge, FlowId, ParentFailure};
@@ -359,9 +358,8 @@ mod typed {
         Ok((message, rows, report, submitted.id()))
     }
 
-    #[tokio::test]
-    async fn the_readme_examples_run() {
-        let jobs = Jobs::builder().concurrency(4).start().unwrap();
+    async fn the_readme_examples_run(env: common::Env) {
+        let jobs = env.start(4);
         let (message, rows, report, batch) = tokio::time::timeout(common::DEADLINE, readme(&jobs))
             .await
             .expect("in time")
@@ -509,10 +507,18 @@ mod typed {
         jobs.shutdown().await;
     }
 
-    /// The callback of one test alone, which counts its runs.
+    /// The callback of one test alone, which records each run by the smallest member id
+    /// it was given (the test runs on every store at once, in one process).
     #[job_executor("CountEnds")]
     async fn count_ends(summary: BatchSummary) -> Result<String, JobError> {
-        COUNTED.fetch_add(1, Ordering::SeqCst);
+        let first = summary
+            .succeeded
+            .iter()
+            .chain(&summary.failed)
+            .chain(&summary.canceled)
+            .min()
+            .copied();
+        COUNTED.lock().unwrap().extend(first);
         Ok(format!(
             "{} resized, {} failed",
             summary.succeeded.len(),
@@ -520,12 +526,11 @@ mod typed {
         ))
     }
 
-    /// How many times `count_ends` ran.
-    static COUNTED: AtomicUsize = AtomicUsize::new(0);
+    /// The runs of `count_ends`, each by the smallest member id of its batch.
+    static COUNTED: std::sync::Mutex<Vec<JobId>> = std::sync::Mutex::new(Vec::new());
 
-    #[tokio::test]
-    async fn a_batch_callback_runs_once_with_the_ends_of_every_member() {
-        let jobs = Jobs::builder().concurrency(4).start().unwrap();
+    async fn a_batch_callback_runs_once_with_the_ends_of_every_member(env: common::Env) {
+        let jobs = env.start(4);
         let mut batch = Batch::new();
         let mut members: Vec<JobId> = (1..=49)
             .map(|image| batch.add::<resize>(image).id())
@@ -576,7 +581,14 @@ mod typed {
         let view = jobs.get_flow(submitted.id()).await.unwrap().unwrap();
         assert!(view.is_finished());
         assert_eq!((view.counts.succeeded, view.counts.failed), (43, 8));
-        assert_eq!(COUNTED.load(Ordering::SeqCst), 1, "the callback ran once");
+        let first = members.iter().min().copied().unwrap();
+        let runs = COUNTED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|id| **id == first)
+            .count();
+        assert_eq!(runs, 1, "the callback ran once");
         let callbacks = jobs
             .list_jobs(JobQuery::new().job_type("CountEnds"))
             .await
@@ -603,9 +615,8 @@ mod typed {
         Err(JobError::permanent(format!("{url} is unreachable")))
     }
 
-    #[tokio::test]
-    async fn cancel_flow_cancels_waiting_members_at_once_and_stops_running_ones() {
-        let jobs = Jobs::builder().concurrency(2).start().unwrap();
+    async fn cancel_flow_cancels_waiting_members_at_once_and_stops_running_ones(env: common::Env) {
+        let jobs = env.start(2);
         let mut flow = Flow::new();
         let crawled = flow.start::<crawl>("https://example.com/slow".to_owned());
         let summary = flow.then::<transform>(&crawled);
@@ -648,9 +659,8 @@ mod typed {
         jobs.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn get_flow_shows_the_members_their_edges_and_counts() {
-        let jobs = Jobs::builder().concurrency(0).start().unwrap();
+    async fn get_flow_shows_the_members_their_edges_and_counts(env: common::Env) {
+        let jobs = env.start(0);
         let outside = jobs
             .submit_job_with("FetchPage", json!("https://example.com"))
             .await
@@ -709,9 +719,10 @@ mod typed {
         jobs.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn after_a_failed_step_its_consumers_are_canceled_and_run_anyway_steps_run() {
-        let jobs = Jobs::builder().concurrency(2).start().unwrap();
+    async fn after_a_failed_step_its_consumers_are_canceled_and_run_anyway_steps_run(
+        env: common::Env,
+    ) {
+        let jobs = env.start(2);
         let mut flow = Flow::new();
         let page = flow.start::<broken_fetch>("https://example.com/gone".to_owned());
         let summary = flow.then::<transform>(&page);
@@ -743,9 +754,8 @@ mod typed {
         jobs.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn a_flow_with_a_refused_step_stores_nothing() {
-        let jobs = Jobs::builder().concurrency(0).start().unwrap();
+    async fn a_flow_with_a_refused_step_stores_nothing(env: common::Env) {
+        let jobs = env.start(0);
         let refused = |error: SubmitError, job_type: &str, says: &str| match &error {
             SubmitError::InvalidOptions {
                 job_type: refused,
@@ -807,4 +817,15 @@ mod typed {
         assert!(page.jobs.is_empty(), "nothing stored: {:?}", page.jobs);
         jobs.shutdown().await;
     }
+
+    // The flows' behaviour over every store: the README's examples, a batch's callback,
+    // the cancel of a flow midway, a flow read back, refusals and failed steps.
+    crate::for_each_backend!(
+        the_readme_examples_run,
+        a_batch_callback_runs_once_with_the_ends_of_every_member,
+        cancel_flow_cancels_waiting_members_at_once_and_stops_running_ones,
+        get_flow_shows_the_members_their_edges_and_counts,
+        a_flow_with_a_refused_step_stores_nothing,
+        after_a_failed_step_its_consumers_are_canceled_and_run_anyway_steps_run,
+    );
 }
