@@ -224,6 +224,47 @@ async fn bad_parents_are_typed_errors_that_store_nothing() {
     jobs.shutdown().await;
 }
 
+/// A parent with a unique key may not be stored (another active job holds the key), and
+/// its dependants in the same batch would then wait for a job that does not exist: such a
+/// batch is refused whole, on every store.
+async fn a_keyed_parent_in_the_same_batch_is_refused(env: common::Env) {
+    let jobs = env.start(0);
+    let holder = jobs
+        .submit_job_with_options("Fetch", json!(1), &SubmitOptions::new().unique_key("k"))
+        .await
+        .unwrap();
+    let parent = jobs
+        .prepare_job_with_options("Fetch", json!(2), &SubmitOptions::new().unique_key("k"))
+        .unwrap();
+    let child = jobs
+        .prepare_job_with_options(
+            "Transform",
+            Value::Null,
+            &after(&[parent.id], PayloadFrom::Parent),
+        )
+        .unwrap();
+    let error = jobs
+        .submit_many(vec![parent.clone(), child.clone()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, SubmitError::InvalidOptions { reason, .. } if reason.contains("unique key")),
+        "{error}"
+    );
+    assert!(
+        jobs.get_job(child.id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    assert!(jobs.get_job(parent.id).await.unwrap().is_none());
+    assert_eq!(
+        jobs.get_job(holder.id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    jobs.shutdown().await;
+}
+
+for_each_backend!(a_keyed_parent_in_the_same_batch_is_refused);
+
 #[tokio::test]
 async fn canceling_a_waiting_job_cancels_it_and_its_dependants_at_once() {
     let jobs = Jobs::builder().concurrency(0).start().unwrap();

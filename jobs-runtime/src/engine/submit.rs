@@ -89,14 +89,29 @@ pub(crate) async fn insert(inner: &Inner, jobs: Vec<Job>) -> Result<Vec<Job>, Su
 
 /// Refuses a batch in which a job names a parent that is neither earlier in the batch nor
 /// stored, with the error that names it. The store checks again as it inserts (a parent
-/// may be deleted meanwhile); this read gives the common mistake its own error.
+/// may be deleted meanwhile); this read gives the common mistake its own error. Refuses a
+/// batch in which a job waits for a job of the same batch that has a unique key too: that
+/// parent is not stored when an active job holds its key, and its dependant would wait
+/// for a job that does not exist.
 async fn check_parents(inner: &Inner, jobs: &[Job]) -> Result<(), SubmitError> {
     if !jobs.iter().any(Job::has_parents) {
         return Ok(());
     }
     let mut earlier = std::collections::HashSet::with_capacity(jobs.len());
+    let mut keyed = std::collections::HashSet::new();
     let mut known = std::collections::HashSet::new();
     for job in jobs {
+        if let Some(parent) = job.depends_on.iter().find(|p| keyed.contains(*p)) {
+            return Err(SubmitError::InvalidOptions {
+                job_type: job.job_type.clone(),
+                reason: format!(
+                    "its parent {parent}, in the same batch, has a unique key and is not stored while another job holds it: submit the parent first, then this job with its id"
+                ),
+            });
+        }
+        if job.unique_key.is_some() {
+            keyed.insert(job.id);
+        }
         for parent in &job.depends_on {
             if earlier.contains(parent) || known.contains(parent) {
                 continue;
