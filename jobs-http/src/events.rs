@@ -20,7 +20,7 @@ use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use futures_core::Stream;
 use jobs_runtime::{JobEvent, JobEventStream, JobId, JobWatch};
 
-use crate::routes::parse_id_public as parse_id;
+use crate::routes::parse_id;
 use crate::{ApiError, AppState};
 
 /// Job events as SSE events: the event name is the kind, the data its JSON.

@@ -7,14 +7,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use jobs_runtime::FlowId;
 
-use crate::routes::require_json;
+use crate::routes::{parse_id, require_json};
 use crate::{ApiError, AppState};
-
-fn parse_flow_id(id: &str) -> Result<FlowId, ApiError> {
-    id.parse().map_err(|error: jobs_runtime::ParseJobIdError| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", error.to_string())
-    })
-}
 
 fn no_such_flow() -> ApiError {
     ApiError::new(
@@ -30,7 +24,7 @@ pub(crate) async fn get_flow(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_flow_id(&id)?;
+    let id: FlowId = parse_id(&id)?;
     match state.jobs.get_flow(id).await? {
         Some(flow) => Ok(Json(flow)),
         None => Err(no_such_flow()),
@@ -44,7 +38,7 @@ pub(crate) async fn cancel_flow(
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_flow_id(&id)?;
+    let id: FlowId = parse_id(&id)?;
     require_json(&headers)?;
     let report = state.jobs.cancel_flow(id).await?;
     if report.members == 0 {

@@ -226,11 +226,11 @@ fn header_trace_parent(headers: &axum::http::HeaderMap) -> Option<jobs_runtime::
     value.to_str().ok()?.parse().ok()
 }
 
-pub(crate) fn parse_id_public(id: &str) -> Result<JobId, ApiError> {
-    parse_id(id)
-}
-
-fn parse_id(id: &str) -> Result<JobId, ApiError> {
+/// A job or flow id from a path: `400 invalid_id` when it is not one.
+pub(crate) fn parse_id<T>(id: &str) -> Result<T, ApiError>
+where
+    T: std::str::FromStr<Err = jobs_runtime::ParseJobIdError>,
+{
     id.parse().map_err(|error: jobs_runtime::ParseJobIdError| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", error.to_string())
     })
